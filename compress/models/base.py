@@ -1,0 +1,25 @@
+"""What a reference model declares: how to build it and which data it trains on."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from compress.data import Targets
+
+
+def digit_target(labels: np.ndarray) -> dict[str, np.ndarray]:
+    """A single head named `digit` predicting the digit 0-9."""
+    return {"digit": labels}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    description: str
+    layout: str  # digits layout the model takes (see compress.data.digits_layout)
+    build: Callable[[], Any]  # returns an uncompiled tf_keras Model with named outputs
+    targets: Targets = digit_target

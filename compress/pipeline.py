@@ -1,0 +1,196 @@
+"""Runs named stages in order into a run directory that appears only when complete.
+
+The run is written into `OUT/<model>/.tmp-<run-id>/` and renamed to `OUT/<model>/<run-id>/`
+after the report and manifest are written; any failure removes the temporary directory.
+A gate failure still completes the run directory: the report is the evidence.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compress import report as reports
+from compress.config import RunConfig
+from compress.errors import CompressError, StageError, UsageError
+from compress.fileio import sha256_file, write_json_atomic, write_text_atomic
+from compress.stages import Build, ExportONNX, ExportTFLite, Quantize, Train, Verify
+from compress.stages.base import RunState, Stage
+
+LOG_FILE = "log.txt"  # native (C++) log lines of the stages
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    report: dict[str, Any]
+
+    @property
+    def failures(self) -> list[str]:
+        return list(self.report["verification"]["failures"])
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+class Pipeline:
+    """An ordered list of stages with unique names."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        names = [s.name for s in stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise UsageError(f"pipeline stage names must be unique. Got {dupes} more than once.")
+        self.stages = list(stages)
+
+    @classmethod
+    def from_config(cls, config: RunConfig) -> Pipeline:
+        return cls(
+            [
+                Build(
+                    model=config.model,
+                    seed=config.seed,
+                    test_size=config.test_size,
+                    calibration_samples=config.calibration_samples,
+                ),
+                Train(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed),
+                ExportTFLite(),
+                ExportONNX(opset=config.opset),
+                Quantize(mode=config.quantize),
+                Verify(
+                    threads=config.threads,
+                    max_drift=config.max_drift,
+                    min_speedup=config.min_speedup,
+                ),
+            ]
+        )
+
+    def run(
+        self,
+        out: Path,
+        name: str,
+        config: dict[str, Any] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> RunResult:
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        parent = Path(out) / name
+        tmp = parent / f".tmp-{run_id}"
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+        except OSError as exc:
+            raise UsageError(
+                f"output directory '{out}' is not writable: {exc.strerror or exc}"
+            ) from None
+        try:
+            state = RunState(workdir=tmp)
+            seconds: dict[str, float] = {}
+            for stage in self.stages:
+                if progress:
+                    progress(f"{name}: {stage.name} ...")
+                t0 = time.perf_counter()
+                with native_output_to(tmp / LOG_FILE):
+                    state = _run_stage(stage, state)
+                seconds[stage.name] = round(time.perf_counter() - t0, 3)
+            if state.verification is None:
+                raise StageError("pipeline has no verify stage: nothing to report")
+            report = build_report(state, run_id, config or {}, seconds)
+            write_json_atomic(tmp / "report.json", report)
+            write_text_atomic(tmp / "report.md", reports.render_markdown(report))
+            write_json_atomic(tmp / "manifest.json", build_manifest(tmp, report))
+            final = parent / run_id
+            os.replace(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return RunResult(run_dir=final, report=report)
+
+
+@contextmanager
+def native_output_to(path: Path) -> Iterator[None]:
+    """Send file descriptor 2 (where TensorFlow, the converter and LiteRT print their C++ logs)
+    to a log file in the run directory while a stage runs, so the terminal shows only ours."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _run_stage(stage: Stage, state: RunState) -> RunState:
+    try:
+        return stage.run(state)
+    except CompressError:
+        raise
+    except Exception as exc:  # a library failure inside a stage: name the stage, one line
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise StageError(f"stage {stage.name!r} failed: {type(exc).__name__}: {detail}") from exc
+
+
+def build_report(
+    state: RunState, run_id: str, config: dict[str, Any], seconds: dict[str, float]
+) -> dict[str, Any]:
+    data = state.data
+    return {
+        "model": state.model_name,
+        "run_id": run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "passed": not state.verification["failures"],
+        "config": config,
+        "data": None
+        if data is None
+        else {
+            "name": data.name,
+            "train_samples": len(data.x_train),
+            "test_samples": len(data.x_test),
+            "calibration_samples": len(data.x_calib),
+            "test_indices": [int(i) for i in data.test_indices],
+        },
+        "environment": reports.environment(),
+        "verification": state.verification,
+        "skipped": [s.__dict__ for s in state.skipped],
+        "stages": state.info,
+        "stage_seconds": seconds,
+        "fields": reports.FIELDS,
+    }
+
+
+def build_manifest(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """sha256 and size of every file in the run directory, with versions, config and seed."""
+    files = {
+        p.name: {"sha256": sha256_file(p), "size_bytes": p.stat().st_size}
+        for p in sorted(run_dir.iterdir())
+        if p.is_file() and p.name != "manifest.json"
+    }
+    return {
+        "run_id": report["run_id"],
+        "model": report["model"],
+        "created": report["created"],
+        "seed": report["config"].get("seed"),
+        "config": report["config"],
+        "packages": report["environment"]["packages"],
+        "files": files,
+    }
+
+
+def run(config: RunConfig, progress: Callable[[str], None] | None = None) -> RunResult:
+    """Run the standard pipeline for a RunConfig (what `compress run MODEL` does)."""
+    return Pipeline.from_config(config).run(
+        config.out, config.model, config.model_dump(mode="json"), progress
+    )

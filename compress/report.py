@@ -1,0 +1,145 @@
+"""report.json, report.md and the terminal table, all rendered from one report dict.
+
+Every number comes from the verify stage's measurements of this run's artifacts.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+from typing import Any
+
+PACKAGES = (
+    "compress",
+    "tensorflow-cpu",
+    "tensorflow",
+    "tf-keras",
+    "tensorflow-model-optimization",
+    "tf2onnx",
+    "onnx",
+    "onnxruntime",
+    "ai-edge-litert",
+    "numpy",
+    "scikit-learn",
+)
+
+FIELDS = {
+    "size_bytes": "file size in bytes",
+    "accuracy": "top-1 accuracy on the held-out split, percent",
+    "drift": "Keras float accuracy minus this artifact's, percentage points (positive = lost)",
+    "agreement": "percent of held-out samples whose top-1 class equals the Keras model's",
+    "max_abs_diff": "largest absolute difference from the Keras model's output probabilities",
+    "latency_ms.b1 / b32": "p50 and p90 latency of one call at batch 1 / 32, milliseconds",
+    "speedup.b1 / b32": "p50 latency of the same runtime's fp32 artifact divided by this one's",
+}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def environment() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "packages": package_versions(),
+    }
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    multi = len(report["verification"]["reference_accuracy"]) > 1
+    header = ["artifact", "runtime"] + (["head"] if multi else []) + [
+        "size (B)", "acc %", "drift pts", "agree %", "max|diff|",
+        "p50 b1 ms", "p50 b32 ms", "speedup b1", "speedup b32",
+    ]  # fmt: skip
+    rows = []
+    for a in report["verification"]["artifacts"]:
+        lat, spd = a.get("latency_ms", {}), a.get("speedup", {})
+        for i, (head, m) in enumerate(a["heads"].items()):
+            first = i == 0
+            rows.append(
+                [a["name"] if first else "", a["runtime"] if first else ""]
+                + ([head] if multi else [])
+                + [
+                    f"{a['size_bytes']:,}" if first else "",
+                    f"{m['accuracy']:.2f}",
+                    f"{m['drift']:+.2f}",
+                    f"{m['agreement']:.2f}",
+                    f"{m['max_abs_diff']:.4f}",
+                    _fmt((lat.get("b1") or {}).get("p50_ms"), ".3f") if first else "",
+                    _fmt((lat.get("b32") or {}).get("p50_ms"), ".3f") if first else "",
+                    _fmt(spd.get("b1"), ".2f") + ("x" if spd.get("b1") else "") if first else "",
+                    _fmt(spd.get("b32"), ".2f") + ("x" if spd.get("b32") else "") if first else "",
+                ]
+            )
+    return header, rows
+
+
+def render_table(report: dict[str, Any]) -> str:
+    header, rows = table_rows(report)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in
+                       enumerate(zip(header, widths, strict=True)))]  # fmt: skip
+    for r in rows:
+        cells = enumerate(zip(r, widths, strict=True))
+        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in cells))
+    v = report["verification"]
+    lines.append(
+        f"{report['model']}: {v['test_samples']} held-out samples, {v['threads']} thread(s), "
+        f"CPU {report['environment']['cpu']}"
+    )
+    for s in report.get("skipped", []):
+        lines.append(f"skipped {s['name']} ({s['runtime']}): {s['reason']}")
+    return "\n".join(lines)
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    header, rows = table_rows(report)
+    v = report["verification"]
+    out = [
+        f"# compress report: {report['model']} ({report['run_id']})",
+        "",
+        f"- quantize: `{report['config']['quantize']}`, seed {report['config']['seed']}, "
+        f"epochs {report['config']['epochs']}",
+        f"- held-out samples: {v['test_samples']}; threads: {v['threads']}; "
+        f"CPU: {report['environment']['cpu']}",
+        f"- gates: max drift {v['max_drift']} pts, min speedup {v['min_speedup']}; "
+        f"result: **{'passed' if not v['failures'] else 'FAILED'}**",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    out += ["", "## Recipes", ""]
+    out += [f"- `{a['name']}`: {a['recipe']}" for a in v["artifacts"]]
+    if report.get("skipped"):
+        out += ["", "## Skipped", ""]
+        out += [f"- `{s['name']}` ({s['runtime']}): {s['reason']}" for s in report["skipped"]]
+    if v["failures"]:
+        out += ["", "## Gate failures", ""] + [f"- {f}" for f in v["failures"]]
+    out += ["", "## Stage times (s)", ""]
+    out += [f"- {k}: {t:.2f}" for k, t in report["stage_seconds"].items()]
+    out += ["", "## Fields", ""] + [f"- `{k}`: {d}" for k, d in FIELDS.items()]
+    return "\n".join(out) + "\n"

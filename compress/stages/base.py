@@ -1,0 +1,104 @@
+"""The stage contract.
+
+A stage is constructed from its parameters (validated up front, unknown keys refused) and has one
+method, `run(state) -> state`: it reads what earlier stages produced and returns a new state with
+its own output added. Stages keep no global state, so one stage run can move to another process
+or machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from compress.config import format_validation_error
+from compress.data import Dataset
+from compress.errors import StageError, UsageError
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One file a run produced, and how it is run."""
+
+    name: str  # file name inside the run directory, e.g. model_int8.tflite
+    path: Path
+    format: str  # keras | tflite | onnx
+    runtime: str  # keras | litert | onnxruntime
+    precision: str  # fp32 | int8 | dynamic | float16
+    recipe: str  # how it was made, in words
+    options: dict[str, bool] = field(default_factory=dict)  # runner options (e.g. reset_state)
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """An artifact a stage could not produce for this model, and why."""
+
+    name: str
+    runtime: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class RunState:
+    """What flows between stages. Stages return a new state; they never mutate one."""
+
+    workdir: Path
+    model_name: str = ""
+    data: Dataset | None = None
+    model: Any = None  # the float tf_keras Model
+    artifacts: tuple[Artifact, ...] = ()
+    skipped: tuple[Skipped, ...] = ()
+    verification: dict[str, Any] | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # per-stage facts for the report
+
+    def replace(self, **changes: Any) -> RunState:
+        return dataclasses.replace(self, **changes)
+
+    def add(
+        self, artifacts: tuple[Artifact, ...] = (), skipped: tuple[Skipped, ...] = ()
+    ) -> RunState:
+        return self.replace(artifacts=self.artifacts + artifacts, skipped=self.skipped + skipped)
+
+    def artifact(self, runtime: str, precision: str) -> Artifact | None:
+        for a in self.artifacts:
+            if a.runtime == runtime and a.precision == precision:
+                return a
+        return None
+
+    def require_model(self, stage: str) -> Any:
+        if self.model is None:
+            raise StageError(f"stage {stage!r} needs a Keras model; run 'build' before it")
+        return self.model
+
+    def require_data(self, stage: str) -> Dataset:
+        if self.data is None:
+            raise StageError(f"stage {stage!r} needs a data set; run 'build' before it")
+        return self.data
+
+
+class StageParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Stage:
+    """Base class: subclasses set `name`, a `Params` model, and implement `run`."""
+
+    name: ClassVar[str]
+    Params: ClassVar[type[StageParams]] = StageParams
+
+    def __init__(self, **params: Any) -> None:
+        try:
+            self.params = self.Params(**params)
+        except ValidationError as exc:
+            raise UsageError(f"{self.name}.{format_validation_error(exc)}") from None
+
+    def run(self, state: RunState) -> RunState:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({args})"

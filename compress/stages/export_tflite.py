@@ -1,0 +1,67 @@
+"""export_tflite: the float model as a .tflite file, through the TFLite converter.
+
+`convert_tflite` also makes the post-training quantized variants (used by the quantize stage),
+because TFLite quantizes during conversion.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from compress import _tf
+from compress.fileio import write_bytes_atomic
+from compress.stages.base import Artifact, RunState, Stage, StageParams
+
+TFLITE_RECIPES = {
+    "fp32": "TFLite converter, float32",
+    "int8": "full-integer int8 (TFLITE_BUILTINS_INT8), float I/O, calibrated on the training split",
+    "dynamic": "dynamic-range int8 weights, float activations",
+    "float16": "float16 weights, float32 compute",
+}
+
+
+def convert_tflite(model: Any, precision: str, x_calib: np.ndarray | None = None) -> bytes:
+    """Convert a tf_keras model; precision is one of fp32, int8, dynamic, float16."""
+    tf = _tf.tf()
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if precision != "fp32":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "int8":
+        if x_calib is None or len(x_calib) == 0:
+            raise ValueError("int8 conversion needs calibration samples")
+
+        def representative():
+            for i in range(len(x_calib)):
+                yield [x_calib[i : i + 1]]
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    elif precision == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    elif precision not in ("fp32", "dynamic"):
+        raise ValueError(f"precision must be fp32, int8, dynamic or float16. Got {precision!r}.")
+    return converter.convert()
+
+
+def tflite_artifact(state: RunState, precision: str, blob: bytes) -> Artifact:
+    name = f"model_{precision}.tflite"
+    path = write_bytes_atomic(state.workdir / name, blob)
+    return Artifact(
+        name=name,
+        path=path,
+        format="tflite",
+        runtime="litert",
+        precision=precision,
+        recipe=TFLITE_RECIPES[precision],
+    )
+
+
+class ExportTFLite(Stage):
+    name = "export_tflite"
+    Params = StageParams
+
+    def run(self, state: RunState) -> RunState:
+        model = state.require_model(self.name)
+        return state.add((tflite_artifact(state, "fp32", convert_tflite(model, "fp32")),))

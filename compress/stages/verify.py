@@ -1,0 +1,155 @@
+"""verify: run every artifact in its own runtime on the held-out split and compare it with the
+float Keras model, per output head; time it; apply the gates.
+
+Units: accuracy and agreement in percent, drift in percentage points (Keras accuracy minus the
+artifact's: positive means accuracy lost), latency in milliseconds, speedup as a ratio to the
+fp32 artifact of the same runtime measured in the same rounds.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from compress.errors import StageError
+from compress.runtimes import open_runner
+from compress.runtimes.keras import KerasRunner
+from compress.runtimes.timing import measure_interleaved
+from compress.stages.base import RunState, Stage, StageParams
+
+
+class VerifyParams(StageParams):
+    threads: int = Field(1, ge=1)
+    max_drift: float = Field(1.0, ge=0.0)
+    min_speedup: float | None = Field(None, gt=0.0)
+    batch_sizes: tuple[int, ...] = (1, 32)
+    timing_budget_s: float = Field(0.5, gt=0.0, description="timed seconds per artifact and batch")
+
+
+def head_metrics(ref: np.ndarray, out: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    ref_top, out_top = ref.argmax(axis=-1), out.argmax(axis=-1)
+    ref_acc = float((ref_top == labels).mean() * 100)
+    acc = float((out_top == labels).mean() * 100)
+    return {
+        "accuracy": acc,
+        "drift": ref_acc - acc,
+        "agreement": float((out_top == ref_top).mean() * 100),
+        "max_abs_diff": float(np.abs(out - ref).max()),
+    }
+
+
+def _match_outputs(
+    source: str, outputs: dict[str, np.ndarray], heads: list[str]
+) -> dict[str, np.ndarray]:
+    if set(heads) <= set(outputs):
+        return {h: outputs[h] for h in heads}
+    if len(heads) == 1 and len(outputs) == 1:
+        return {heads[0]: next(iter(outputs.values()))}
+    raise StageError(f"{source}: outputs {sorted(outputs)} do not match the model's heads {heads}")
+
+
+class Verify(Stage):
+    name = "verify"
+    Params = VerifyParams
+
+    def run(self, state: RunState) -> RunState:
+        p = self.params
+        data = state.require_data(self.name)
+        model = state.require_model(self.name)
+        heads = data.heads
+        reference = _match_outputs("keras model", KerasRunner(model).predict(data.x_test), heads)
+        ref_acc = {
+            h: float((reference[h].argmax(-1) == data.y_test[h]).mean() * 100) for h in heads
+        }
+        rows: list[dict[str, Any]] = []
+        runners = {}
+        for art in state.artifacts:
+            row: dict[str, Any] = {
+                "name": art.name,
+                "format": art.format,
+                "runtime": art.runtime,
+                "precision": art.precision,
+                "recipe": art.recipe,
+                "size_bytes": art.path.stat().st_size,
+            }
+            if art.runtime == "keras":
+                row["heads"] = {
+                    h: {
+                        "accuracy": ref_acc[h],
+                        "drift": 0.0,
+                        "agreement": 100.0,
+                        "max_abs_diff": 0.0,
+                    }
+                    for h in heads
+                }
+            else:
+                runner = open_runner(art.path, art.runtime, p.threads, **art.options)
+                runners[art.name] = runner
+                outputs = _match_outputs(art.name, runner.predict(data.x_test), heads)
+                row["heads"] = {
+                    h: head_metrics(reference[h], outputs[h], data.y_test[h]) for h in heads
+                }
+            rows.append(row)
+        self._time(rows, runners, state.artifacts, data.x_test)
+        failures = gate_failures(rows, p.max_drift, p.min_speedup)
+        verification = {
+            "threads": p.threads,
+            "batch_sizes": list(p.batch_sizes),
+            "test_samples": len(data.x_test),
+            "reference_accuracy": ref_acc,
+            "max_drift": p.max_drift,
+            "min_speedup": p.min_speedup,
+            "artifacts": rows,
+            "failures": failures,
+        }
+        return state.replace(verification=verification)
+
+    def _time(self, rows, runners, artifacts, x) -> None:
+        """Latency per artifact and batch size, runtimes' artifacts interleaved; speedup vs fp32."""
+        by_name = {r["name"]: r for r in rows}
+        for r in rows:
+            r["latency_ms"] = {}
+            r["speedup"] = {}
+        runtimes = sorted({a.runtime for a in artifacts if a.name in runners})
+        for runtime in runtimes:
+            names = [a.name for a in artifacts if a.runtime == runtime and a.name in runners]
+            fp32 = next(
+                (a.name for a in artifacts if a.runtime == runtime and a.precision == "fp32"), None
+            )
+            for batch in self.params.batch_sizes:
+                calls = {n: runners[n].timed_call(x, batch) for n in names}
+                calls = {n: c for n, c in calls.items() if c is not None}
+                timings = measure_interleaved(calls, budget_s=self.params.timing_budget_s)
+                for n in names:
+                    t = timings.get(n)
+                    by_name[n]["latency_ms"][f"b{batch}"] = t.as_dict() if t else None
+                    base = timings.get(fp32) if fp32 else None
+                    by_name[n]["speedup"][f"b{batch}"] = (
+                        base.p50_ms / t.p50_ms if (t and base) else None
+                    )
+
+
+def gate_failures(
+    rows: list[dict[str, Any]], max_drift: float, min_speedup: float | None
+) -> list[str]:
+    """One message per artifact x head x gate that failed."""
+    failures = []
+    for r in rows:
+        if r["runtime"] == "keras":
+            continue
+        for head, m in r["heads"].items():
+            if m["drift"] > max_drift:
+                failures.append(
+                    f"{r['name']} ({head}): accuracy drift {m['drift']:.2f} pts exceeds "
+                    f"--max-drift {max_drift:g}"
+                )
+        speedup = r.get("speedup", {}).get("b1")
+        gated = min_speedup is not None and r["precision"] != "fp32" and speedup is not None
+        if gated and speedup < min_speedup:
+            failures.append(
+                f"{r['name']}: speedup {speedup:.2f}x at batch 1 is below "
+                f"--min-speedup {min_speedup:g}"
+            )
+    return failures
