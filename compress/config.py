@@ -33,8 +33,12 @@ class RunConfig(BaseModel):
     )
     opset: int = Field(17, ge=13, le=18, description="ONNX opset (tf2onnx 1.17 works at 13-18)")
     threads: int = Field(1, ge=1, le=256, description="threads each runtime uses when timed")
-    max_drift: float = Field(1.0, ge=0.0, description="accuracy drop gate, percentage points")
-    min_speedup: float | None = Field(None, gt=0.0, description="speedup gate vs fp32, batch 1")
+    max_drift: float = Field(
+        1.0, ge=0.0, allow_inf_nan=False, description="accuracy drop gate, percentage points"
+    )
+    min_speedup: float | None = Field(
+        None, gt=0.0, allow_inf_nan=False, description="speedup gate vs fp32, batch 1"
+    )
     out: Path = Path("artifacts")
 
 

@@ -52,6 +52,10 @@ class Pipeline:
             raise UsageError(f"pipeline stage names must be unique. Got {dupes} more than once.")
         self.stages = list(stages)
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Each stage's name and validated parameters, in order (recorded in the report)."""
+        return [{"stage": s.name, "params": s.params.model_dump(mode="json")} for s in self.stages]
+
     @classmethod
     def from_config(cls, config: RunConfig) -> Pipeline:
         return cls(
@@ -103,7 +107,7 @@ class Pipeline:
                 seconds[stage.name] = round(time.perf_counter() - t0, 3)
             if state.verification is None:
                 raise StageError("pipeline has no verify stage: nothing to report")
-            report = build_report(state, run_id, config or {}, seconds)
+            report = build_report(state, run_id, config or {}, seconds, self.describe())
             write_json_atomic(tmp / "report.json", report)
             write_text_atomic(tmp / "report.md", reports.render_markdown(report))
             write_json_atomic(tmp / "manifest.json", build_manifest(tmp, report))
@@ -144,7 +148,11 @@ def _run_stage(stage: Stage, state: RunState) -> RunState:
 
 
 def build_report(
-    state: RunState, run_id: str, config: dict[str, Any], seconds: dict[str, float]
+    state: RunState,
+    run_id: str,
+    config: dict[str, Any],
+    seconds: dict[str, float],
+    pipeline: list[dict[str, Any]],
 ) -> dict[str, Any]:
     data = state.data
     return {
@@ -153,6 +161,7 @@ def build_report(
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "passed": not state.verification["failures"],
         "config": config,
+        "pipeline": pipeline,
         "data": None
         if data is None
         else {
@@ -171,6 +180,13 @@ def build_report(
     }
 
 
+def _seed(report: dict[str, Any]) -> int | None:
+    if "seed" in report["config"]:
+        return report["config"]["seed"]
+    seeds = [s["params"]["seed"] for s in report["pipeline"] if "seed" in s["params"]]
+    return seeds[0] if seeds else None
+
+
 def build_manifest(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     """sha256 and size of every file in the run directory, with versions, config and seed."""
     files = {
@@ -182,8 +198,9 @@ def build_manifest(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
         "run_id": report["run_id"],
         "model": report["model"],
         "created": report["created"],
-        "seed": report["config"].get("seed"),
+        "seed": _seed(report),
         "config": report["config"],
+        "pipeline": report["pipeline"],
         "packages": report["environment"]["packages"],
         "files": files,
     }

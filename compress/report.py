@@ -121,17 +121,19 @@ def render_markdown(report: dict[str, Any]) -> str:
     out = [
         f"# compress report: {report['model']} ({report['run_id']})",
         "",
-        f"- quantize: `{report['config']['quantize']}`, seed {report['config']['seed']}, "
-        f"epochs {report['config']['epochs']}",
         f"- held-out samples: {v['test_samples']}; threads: {v['threads']}; "
         f"CPU: {report['environment']['cpu']}",
         f"- gates: max drift {v['max_drift']} pts, min speedup {v['min_speedup']}; "
         f"result: **{'passed' if not v['failures'] else 'FAILED'}**",
         "",
-        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
         "|" + "|".join("---" for _ in header) + "|",
     ]
     out += ["| " + " | ".join(r) + " |" for r in rows]
+    out += ["", "## Pipeline", ""]
+    for s in report["pipeline"]:
+        params = ", ".join(f"{k}={v}" for k, v in s["params"].items())
+        out.append(f"1. `{s['stage']}` {params}")
     out += ["", "## Recipes", ""]
     out += [f"- `{a['name']}`: {a['recipe']}" for a in v["artifacts"]]
     if report.get("skipped"):

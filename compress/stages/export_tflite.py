@@ -6,6 +6,7 @@ because TFLite quantizes during conversion.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -42,7 +43,10 @@ def convert_tflite(model: Any, precision: str, x_calib: np.ndarray | None = None
         converter.target_spec.supported_types = [tf.float16]
     elif precision not in ("fp32", "dynamic"):
         raise ValueError(f"precision must be fp32, int8, dynamic or float16. Got {precision!r}.")
-    return converter.convert()
+    with warnings.catch_warnings():
+        # "Statistics for quantized inputs were expected": float I/O is intended here.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        return converter.convert()
 
 
 def tflite_artifact(state: RunState, precision: str, blob: bytes) -> Artifact:

@@ -1,0 +1,41 @@
+"""Shared fixtures. The end-to-end CNN run is made once per session (2 epochs) and inspected by
+many tests; each test asserts on measured values, not only on the absence of an exception."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from compress.cli import main
+
+
+@pytest.fixture(scope="session")
+def cnn_run(tmp_path_factory) -> dict:
+    """`compress run cnn --quantize int8 --epochs 2 --json`, in-process."""
+    out = tmp_path_factory.mktemp("artifacts")
+    import contextlib
+    import io
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["run", "cnn", "--quantize", "int8", "--epochs", "2", "--out", str(out),
+                     "--json", "--quiet"])  # fmt: skip
+    report = json.loads(buf.getvalue())
+    run_dir = out / "cnn" / report["run_id"]
+    return {"code": code, "report": report, "run_dir": run_dir, "out": out}
+
+
+def artifact_row(report: dict, name: str) -> dict:
+    return next(a for a in report["verification"]["artifacts"] if a["name"] == name)
+
+
+@pytest.fixture
+def row():
+    return artifact_row
+
+
+def run_dirs(out: Path, model: str) -> list[Path]:
+    parent = out / model
+    return sorted(parent.iterdir()) if parent.exists() else []

@@ -1,0 +1,90 @@
+"""CLI behaviour that needs no training: help, listing, and every usage error path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from compress.cli import main
+
+
+def test_help_does_not_import_tensorflow():
+    code = (
+        "import sys, contextlib, io\n"
+        "from compress.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    try:\n        main(['--help'])\n    except SystemExit:\n        pass\n"
+        "print('tensorflow' in sys.modules, 'onnxruntime' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False False"
+
+
+@pytest.mark.parametrize("sub", ["run", "list"])
+def test_every_subcommand_has_help(sub, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([sub, "--help"])
+    assert exc.value.code == 0
+    assert "usage: compress " + sub in capsys.readouterr().out
+
+
+def test_list_names_the_cnn(capsys):
+    assert main(["list"]) == 0
+    assert capsys.readouterr().out.split()[0] == "cnn"
+
+
+def test_python_dash_m_runs_the_cli():
+    out = subprocess.run([sys.executable, "-m", "compress", "list"], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.startswith("cnn")
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert main([]) == 2
+    assert "usage: compress" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "resnet"], "unknown model 'resnet'. Expected one of: cnn"),
+        (["run", "cnn", "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
+        (["run", "cnn", "--epochs", "-1"], "--epochs must be >= 0. Got -1 instead."),
+        (["run", "cnn", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+        (["run", "cnn", "--max-drift", "-0.5"], "--max-drift must be >= 0.0. Got -0.5 instead."),
+        (["run", "cnn", "--min-speedup", "0"], "--min-speedup must be > 0.0. Got 0.0 instead."),
+        (["run", "cnn", "--threads", "0"], "--threads must be >= 1. Got 0 instead."),
+        (["run", "cnn", "--seed", "-3"], "--seed must be >= 0. Got -3 instead."),
+        (["run", "cnn", "--opset", "19"], "--opset must be <= 18. Got 19 instead."),
+        (["run", "cnn", "--max-drift", "nan"], "--max-drift must be a finite number"),
+        (["run"], "the following arguments are required: MODEL"),
+        (["run", "cnn", "--bogus"], "unrecognized arguments: --bogus"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args, message, capsys, tmp_path):
+    assert main([*args, "--out", str(tmp_path / "out")] if len(args) > 1 else args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("compress: error: ")
+    assert message in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_unwritable_out_is_a_usage_error_and_writes_nothing(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    assert main(["run", "cnn", "--out", str(blocker / "sub"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "output directory" in err and "is not writable" in err
+    assert blocker.read_text() == "not a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_readme_starts_with_the_two_setup_commands():
+    readme = (Path(__file__).parents[1] / "README.md").read_text().splitlines()
+    first = "\n".join(readme[:20])
+    assert "compress run cnn --quantize int8" in first
+    assert "pytest" in first

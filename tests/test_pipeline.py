@@ -1,0 +1,61 @@
+"""The pipeline object: stage contract, atomic run directories, one-line stage errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from compress import Pipeline, stages
+from compress.errors import StageError, UsageError
+from compress.fileio import write_atomic
+from compress.stages.base import RunState, Stage
+
+
+class Explode(Stage):
+    name = "explode"
+
+    def run(self, state: RunState) -> RunState:
+        (state.workdir / "half-written.bin").write_bytes(b"\0" * 10)
+        raise RuntimeError("boom\nsecond line")
+
+
+def test_failed_stage_leaves_no_run_directory(tmp_path):
+    pipe = Pipeline([stages.Build(model="cnn"), Explode()])
+    with pytest.raises(StageError, match=r"^stage 'explode' failed: RuntimeError: boom$"):
+        pipe.run(tmp_path, "cnn")
+    assert list((tmp_path / "cnn").iterdir()) == []
+
+
+def test_stage_params_are_validated_up_front():
+    with pytest.raises(UsageError, match=r"^export_onnx.opset must be <= 18. Got 21 instead.$"):
+        stages.ExportONNX(opset=21)
+    with pytest.raises(UsageError, match=r"^quantize.colour is not a known setting"):
+        stages.Quantize(colour="red")
+
+
+def test_duplicate_stage_names_are_refused():
+    with pytest.raises(UsageError, match="unique"):
+        Pipeline([stages.ExportTFLite(), stages.ExportTFLite()])
+
+
+@pytest.mark.parametrize("cls", list(stages.REGISTRY.values()))
+def test_every_stage_refuses_a_state_without_its_inputs(cls, tmp_path):
+    """The shared contract: construct from params, run(state) -> state, fail clearly if the
+    state lacks what the stage needs."""
+    stage = cls(model="cnn") if cls is stages.Build else cls()
+    assert stage.name in stages.REGISTRY
+    if cls is stages.Build:
+        state = stage.run(RunState(workdir=tmp_path))
+        assert state.model is not None and state.data is not None
+        return
+    with pytest.raises(StageError, match=f"stage '{stage.name}' needs"):
+        stage.run(RunState(workdir=tmp_path))
+
+
+def test_write_atomic_leaves_nothing_when_the_writer_fails(tmp_path):
+    def bad(tmp):
+        tmp.write_bytes(b"partial")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError):
+        write_atomic(tmp_path / "x.bin", bad)
+    assert list(tmp_path.iterdir()) == []
