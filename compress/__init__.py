@@ -7,6 +7,7 @@ and verify every artifact in its own runtime.
 from compress import stages
 from compress.config import RunConfig
 from compress.errors import CompressError, GateFailed, InputError, StageError, UsageError
+from compress.loading import load_model
 from compress.pipeline import Pipeline, RunResult, run
 
 __version__ = "0.1.0"
@@ -20,6 +21,7 @@ __all__ = [
     "RunResult",
     "StageError",
     "UsageError",
+    "load_model",
     "run",
     "stages",
 ]

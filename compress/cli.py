@@ -42,12 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
         "on the training split, export fp32 TFLite and ONNX, quantize, verify every artifact on "
         "the held-out split. Writes OUT/MODEL/RUN_ID/ and prints a table.",
     )
-    run.add_argument("model", metavar="MODEL", help="reference model name (see 'compress list')")
+    run.add_argument(
+        "model", metavar="MODEL", help="reference model name (see 'compress list'), or 'all'"
+    )
     run.add_argument(
         "--quantize", choices=QUANTIZE_MODES, default="int8", metavar="MODE",
         help=f"post-training quantization: {', '.join(QUANTIZE_MODES)} (default: int8)",
     )  # fmt: skip
-    run.add_argument("--epochs", type=int, default=5, help="training epochs (default: 5)")
+    run.add_argument(
+        "--epochs", type=int, default=None, help="training epochs (default: the model's, see list)"
+    )
     run.add_argument("--seed", type=int, default=0, help="seed for split and training (default 0)")
     run.add_argument("--out", default="artifacts", help="output directory (default: artifacts)")
     run.add_argument(
@@ -76,42 +80,75 @@ def _cmd_list() -> int:
 
     width = max(len(n) for n in REGISTRY)
     for name, spec in REGISTRY.items():
-        print(f"{name.ljust(width)}  {spec.description}")
+        print(f"{name.ljust(width)}  {spec.description} ({spec.epochs} epochs)")
     return EXIT_OK
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
+def _configs(args: argparse.Namespace) -> list:
+    """One validated RunConfig per model named (all registered models for `all`), before any
+    work starts."""
     from compress import models
     from compress.config import make_config
 
-    models.get(args.model)  # unknown model: fail before any work
-    config = make_config(
-        style="flag",
-        model=args.model,
-        quantize=args.quantize,
-        epochs=args.epochs,
-        seed=args.seed,
-        out=args.out,
-        threads=args.threads,
-        max_drift=args.max_drift,
-        min_speedup=args.min_speedup,
-        opset=args.opset,
-    )
+    names = list(models.REGISTRY) if args.model == "all" else [models.get(args.model).name]
+    return [
+        make_config(
+            style="flag",
+            model=name,
+            quantize=args.quantize,
+            epochs=args.epochs,
+            seed=args.seed,
+            out=args.out,
+            threads=args.threads,
+            max_drift=args.max_drift,
+            min_speedup=args.min_speedup,
+            opset=args.opset,
+        )
+        for name in names
+    ]
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    configs = _configs(args)
     from compress.pipeline import run
-    from compress.report import render_table
+    from compress.report import render_summary, render_table
 
     def progress(line: str) -> None:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    result = run(config, progress=progress)
+    if len(configs) == 1:
+        result = run(configs[0], progress=progress)
+        if args.json:
+            print(json.dumps(result.report, indent=2))
+        elif not args.quiet:
+            print(render_table(result.report))
+            print(f"run directory: {result.run_dir}")
+        if result.failures:
+            raise GateFailed(result.failures, str(result.run_dir))
+        return EXIT_OK
+
+    # Several models: each runs whatever happens to the others; the exit code sums them up.
+    reports, errors, problems = [], {}, []
+    for config in configs:
+        try:
+            result = run(config, progress=progress)
+        except CompressError as exc:
+            errors[config.model] = str(exc)
+            problems.append(f"{config.model}: {exc}")
+            progress(f"{config.model}: error: {exc}")
+            continue
+        reports.append(result.report)
+        problems += [f"{config.model}: {f}" for f in result.failures]
+        if not args.quiet and not args.json:
+            print(render_table(result.report))
+            print(f"run directory: {result.run_dir}\n")
     if args.json:
-        print(json.dumps(result.report, indent=2))
+        print(json.dumps({"runs": reports, "errors": errors}, indent=2))
     elif not args.quiet:
-        print(render_table(result.report))
-        print(f"run directory: {result.run_dir}")
-    if result.failures:
-        raise GateFailed(result.failures, str(result.run_dir))
+        print(render_summary(reports, errors))
+    if problems:
+        raise GateFailed(problems)
     return EXIT_OK
 
 

@@ -24,8 +24,13 @@ class RunConfig(BaseModel):
 
     model: str
     quantize: QuantizeMode = "int8"
-    epochs: int = Field(5, ge=0, le=10_000, description="training epochs")
+    epochs: int | None = Field(
+        None, ge=0, le=10_000, description="training epochs (None: the model's default)"
+    )
     batch_size: int = Field(32, ge=1, le=65_536, description="training batch size")
+    learning_rate: float | None = Field(
+        None, gt=0.0, le=1.0, allow_inf_nan=False, description="Adam (None: the model's default)"
+    )
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for split, init and training")
     test_size: float = Field(0.2, gt=0.0, lt=1.0, description="held-out fraction")
     calibration_samples: int = Field(

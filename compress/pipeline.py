@@ -18,12 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from compress import models
 from compress import report as reports
 from compress.config import RunConfig
 from compress.errors import CompressError, StageError, UsageError
 from compress.fileio import sha256_file, write_json_atomic, write_text_atomic
 from compress.stages import Build, ExportONNX, ExportTFLite, Quantize, Train, Verify
-from compress.stages.base import RunState, Stage
+from compress.stages.base import RunState, Stage, one_line
 
 LOG_FILE = "log.txt"  # native (C++) log lines of the stages
 
@@ -58,6 +59,9 @@ class Pipeline:
 
     @classmethod
     def from_config(cls, config: RunConfig) -> Pipeline:
+        spec = models.get(config.model)
+        epochs = spec.epochs if config.epochs is None else config.epochs
+        lr = spec.learning_rate if config.learning_rate is None else config.learning_rate
         return cls(
             [
                 Build(
@@ -66,7 +70,12 @@ class Pipeline:
                     test_size=config.test_size,
                     calibration_samples=config.calibration_samples,
                 ),
-                Train(epochs=config.epochs, batch_size=config.batch_size, seed=config.seed),
+                Train(
+                    epochs=epochs,
+                    learning_rate=lr,
+                    batch_size=config.batch_size,
+                    seed=config.seed,
+                ),
                 ExportTFLite(),
                 ExportONNX(opset=config.opset),
                 Quantize(mode=config.quantize),
@@ -143,8 +152,7 @@ def _run_stage(stage: Stage, state: RunState) -> RunState:
     except CompressError:
         raise
     except Exception as exc:  # a library failure inside a stage: name the stage, one line
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        raise StageError(f"stage {stage.name!r} failed: {type(exc).__name__}: {detail}") from exc
+        raise StageError(f"stage {stage.name!r} failed: {one_line(exc)}") from exc
 
 
 def build_report(

@@ -110,9 +110,43 @@ def render_table(report: dict[str, Any]) -> str:
         f"{report['model']}: {v['test_samples']} held-out samples, {v['threads']} thread(s), "
         f"CPU {report['environment']['cpu']}"
     )
-    for s in report.get("skipped", []):
-        lines.append(f"skipped {s['name']} ({s['runtime']}): {s['reason']}")
+    lines += notes(report)
     return "\n".join(lines)
+
+
+def notes(report: dict[str, Any]) -> list[str]:
+    """What the table cannot show: artifacts not produced, weights a quantizer left float."""
+    out = [f"skipped {s['name']} ({s['runtime']}): {s['reason']}" for s in report["skipped"]]
+    for a in report["verification"]["artifacts"]:
+        if a.get("left_float"):
+            out.append(
+                f"note {a['name']}: weights left float32 in {', '.join(a['left_float'])} "
+                "(the quantizer does not quantize these ops in this mode)"
+            )
+    return out
+
+
+def render_summary(reports: list[dict[str, Any]], errors: dict[str, str]) -> str:
+    """One table over several runs: model x artifact x head."""
+    header = ["model", "artifact", "head", "acc %", "drift pts", "speedup b1", "status"]
+    rows = []
+    for rep in reports:
+        failed = " ".join(rep["verification"]["failures"])
+        for a in rep["verification"]["artifacts"]:
+            for head, m in a["heads"].items():
+                status = "FAIL" if a["name"] in failed else "ok"
+                speedup = (a.get("speedup") or {}).get("b1")
+                rows.append([rep["model"], a["name"], head, f"{m['accuracy']:.2f}",
+                             f"{m['drift']:+.2f}", _fmt(speedup, ".2f"), status])  # fmt: skip
+        for s in rep.get("skipped", []):
+            rows.append([rep["model"], s["name"], "-", "-", "-", "-", "skipped"])
+    for model, message in errors.items():
+        rows.append([model, "-", "-", "-", "-", "-", f"ERROR: {message}"])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+        for r in [header, *rows]
+    )
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -136,9 +170,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         out.append(f"1. `{s['stage']}` {params}")
     out += ["", "## Recipes", ""]
     out += [f"- `{a['name']}`: {a['recipe']}" for a in v["artifacts"]]
-    if report.get("skipped"):
-        out += ["", "## Skipped", ""]
-        out += [f"- `{s['name']}` ({s['runtime']}): {s['reason']}" for s in report["skipped"]]
+    if notes(report):
+        out += ["", "## Notes", ""] + [f"- {n}" for n in notes(report)]
     if v["failures"]:
         out += ["", "## Gate failures", ""] + [f"- {f}" for f in v["failures"]]
     out += ["", "## Stage times (s)", ""]

@@ -88,3 +88,26 @@ def test_readme_starts_with_the_two_setup_commands():
     first = "\n".join(readme[:20])
     assert "compress run cnn --quantize int8" in first
     assert "pytest" in first
+
+
+def test_run_all_finishes_the_others_when_one_model_crashes(monkeypatch, tmp_path, capsys):
+    from compress import models
+    from compress.models.base import ModelSpec
+
+    def broken_build():
+        raise RuntimeError("cannot build")
+
+    registry = {
+        "broken": ModelSpec("broken", "always fails", "flat", broken_build),
+        "multitask": models.REGISTRY["multitask"],
+    }
+    monkeypatch.setattr(models, "REGISTRY", registry)
+    code = main(["run", "all", "--epochs", "1", "--out", str(tmp_path)])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "broken: stage 'build' failed: RuntimeError: cannot build" in captured.err
+    summary = captured.out.split("run directory:")[-1]
+    assert "ERROR: stage 'build' failed" in summary
+    assert "multitask  model_int8.tflite  pair" in summary
+    assert list((tmp_path / "broken").iterdir()) == []  # no partial run directory
+    assert len(list((tmp_path / "multitask").iterdir())) == 1

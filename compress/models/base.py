@@ -23,3 +23,5 @@ class ModelSpec:
     layout: str  # digits layout the model takes (see compress.data.digits_layout)
     build: Callable[[], Any]  # returns an uncompiled tf_keras Model with named outputs
     targets: Targets = digit_target
+    epochs: int = 5  # default training epochs: enough to reach the model's accuracy goal
+    learning_rate: float = 1e-3  # Adam

@@ -17,7 +17,9 @@ class KerasRunner:
 
     def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
         out = self.model.predict(x, batch_size=32, verbose=0)
-        if not isinstance(out, list | tuple):
+        if isinstance(out, dict):
+            out = [out[n] for n in self.output_names]
+        elif not isinstance(out, list | tuple):
             out = [out]
         return {
             n: np.asarray(a, dtype=np.float32) for n, a in zip(self.output_names, out, strict=True)

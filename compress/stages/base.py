@@ -31,6 +31,7 @@ class Artifact:
     precision: str  # fp32 | int8 | dynamic | float16
     recipe: str  # how it was made, in words
     options: dict[str, bool] = field(default_factory=dict)  # runner options (e.g. reset_state)
+    left_float: tuple[str, ...] = ()  # op types whose weights a quantizer left in float32
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,12 @@ class RunState:
         if self.data is None:
             raise StageError(f"stage {stage!r} needs a data set; run 'build' before it")
         return self.data
+
+
+def one_line(exc: BaseException) -> str:
+    """`TypeName: first line of the message`, for one-line reports of a library's failure."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 
 class StageParams(BaseModel):

@@ -23,10 +23,40 @@ TFLITE_RECIPES = {
 }
 
 
-def convert_tflite(model: Any, precision: str, x_calib: np.ndarray | None = None) -> bytes:
-    """Convert a tf_keras model; precision is one of fp32, int8, dynamic, float16."""
+def has_recurrent_layer(model: Any) -> bool:
+    keras = _tf.keras()
+    return any(isinstance(m, keras.layers.RNN) for m in model.submodules)
+
+
+def _batch1_converter(model: Any) -> Any:
+    """A converter for a fixed batch of 1: the TFLite converter fuses a Keras LSTM into one
+    stateful op only for a static batch. The signature keeps the Keras input and output names."""
     tf = _tf.tf()
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    specs = [
+        tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name)
+        for t, name in zip(model.inputs, model.input_names, strict=True)
+    ]
+
+    @tf.function(input_signature=specs)
+    def serve(*xs):
+        out = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+        if not isinstance(out, list | tuple):
+            out = [out]
+        return dict(zip(model.output_names, out, strict=True))
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+
+
+def convert_tflite(model: Any, precision: str, x_calib: np.ndarray | None = None) -> bytes:
+    """Convert a tf_keras model; precision is one of fp32, int8, dynamic, float16.
+
+    Models with recurrent layers are converted at a fixed batch of 1 (see _batch1_converter).
+    """
+    tf = _tf.tf()
+    if has_recurrent_layer(model):
+        converter = _batch1_converter(model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     if precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "int8":
@@ -52,13 +82,16 @@ def convert_tflite(model: Any, precision: str, x_calib: np.ndarray | None = None
 def tflite_artifact(state: RunState, precision: str, blob: bytes) -> Artifact:
     name = f"model_{precision}.tflite"
     path = write_bytes_atomic(state.workdir / name, blob)
+    recurrent = has_recurrent_layer(state.model)
     return Artifact(
         name=name,
         path=path,
         format="tflite",
         runtime="litert",
         precision=precision,
-        recipe=TFLITE_RECIPES[precision],
+        recipe=TFLITE_RECIPES[precision] + (", fixed batch 1" if recurrent else ""),
+        # The fused LSTM keeps its state in variables between invokes: reset before each call.
+        options={"reset_state": recurrent},
     )
 
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 import numpy as np
 
 from compress.fileio import write_atomic
-from compress.stages.base import Artifact, RunState, Stage, StageParams
+from compress.stages.base import Artifact, RunState, Skipped, Stage, StageParams, one_line
 from compress.stages.export_tflite import convert_tflite, tflite_artifact
 
 ONNX_RECIPES = {
@@ -78,6 +78,21 @@ def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, x_calib: np.ndarra
     onnx.checker.check_model(str(out_path))
 
 
+def float_weight_ops(path: Path) -> list[str]:
+    """Op types that still read float32 weight matrices (initializers of rank >= 2) directly:
+    the parts of a quantized graph that the quantizer left in float (e.g. LSTM under static
+    quantization)."""
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.load(str(path)).graph
+    float_weights = {
+        i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT and len(i.dims) >= 2
+    }
+    ops = {n.op_type for n in graph.node if any(x in float_weights for x in n.input)}
+    return sorted(ops - {"DequantizeLinear", "Cast"})
+
+
 def float16_weights(proto: Any) -> Any:
     """Store every float32 weight as float16 and Cast it back to float32 in the graph.
 
@@ -121,24 +136,35 @@ class Quantize(Stage):
             return state
         model = state.require_model(self.name)
         data = state.require_data(self.name)
-        made: list[Artifact] = [
-            tflite_artifact(state, mode, convert_tflite(model, mode, data.x_calib))
-        ]
+        made: list[Artifact] = []
+        skipped: list[Skipped] = []
+        name = f"model_{mode}.tflite"
+        try:
+            made.append(tflite_artifact(state, mode, convert_tflite(model, mode, data.x_calib)))
+        except Exception as exc:  # the converter cannot do this mode for this model
+            skipped.append(Skipped(name, "litert", f"TFLite converter failed: {one_line(exc)}"))
         fp32_onnx = state.artifact("onnxruntime", "fp32")
         if fp32_onnx is not None:
             name = f"model_{mode}.onnx"
-            path = write_atomic(
-                state.workdir / name,
-                lambda tmp: quantize_onnx(fp32_onnx.path, tmp, mode, data.x_calib),
-            )
-            made.append(
-                Artifact(
-                    name=name,
-                    path=path,
-                    format="onnx",
-                    runtime="onnxruntime",
-                    precision=mode,
-                    recipe=ONNX_RECIPES[mode],
+            try:
+                path = write_atomic(
+                    state.workdir / name,
+                    lambda tmp: quantize_onnx(fp32_onnx.path, tmp, mode, data.x_calib),
                 )
-            )
-        return state.add(tuple(made))
+            except Exception as exc:
+                reason = f"onnxruntime quantization failed: {one_line(exc)}"
+                skipped.append(Skipped(name, "onnxruntime", reason))
+            else:
+                still_float = float_weight_ops(path) if mode in ("int8", "dynamic") else []
+                made.append(
+                    Artifact(
+                        name=name,
+                        path=path,
+                        format="onnx",
+                        runtime="onnxruntime",
+                        precision=mode,
+                        recipe=ONNX_RECIPES[mode],
+                        left_float=tuple(still_float),
+                    )
+                )
+        return state.add(tuple(made), tuple(skipped))

@@ -73,6 +73,7 @@ class Verify(Stage):
                 "precision": art.precision,
                 "recipe": art.recipe,
                 "size_bytes": art.path.stat().st_size,
+                "left_float": list(art.left_float),
             }
             if art.runtime == "keras":
                 row["heads"] = {
@@ -88,6 +89,7 @@ class Verify(Stage):
                 runner = open_runner(art.path, art.runtime, p.threads, **art.options)
                 runners[art.name] = runner
                 outputs = _match_outputs(art.name, runner.predict(data.x_test), heads)
+                row["repeatable"] = is_repeatable(runner, data.x_test)
                 row["heads"] = {
                     h: head_metrics(reference[h], outputs[h], data.y_test[h]) for h in heads
                 }
@@ -131,6 +133,15 @@ class Verify(Stage):
                     )
 
 
+def is_repeatable(runner: Any, x: np.ndarray) -> bool:
+    """Whether a sample's output is the same before and after other samples ran: a runtime that
+    carries state between calls (e.g. a fused LSTM not reset) gives different answers."""
+    first = runner.predict(x[:1])
+    runner.predict(x[1:4])
+    again = runner.predict(x[:1])
+    return all(np.array_equal(first[k], again[k]) for k in first)
+
+
 def gate_failures(
     rows: list[dict[str, Any]], max_drift: float, min_speedup: float | None
 ) -> list[str]:
@@ -139,6 +150,10 @@ def gate_failures(
     for r in rows:
         if r["runtime"] == "keras":
             continue
+        if r.get("repeatable") is False:
+            failures.append(
+                f"{r['name']}: outputs depend on earlier calls (state kept between invokes)"
+            )
         for head, m in r["heads"].items():
             if m["drift"] > max_drift:
                 failures.append(

@@ -1,0 +1,17 @@
+"""Loading saved Keras models safely: safe_mode on (no Lambda or other code from the file runs),
+with compress's own custom layers registered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from compress import _tf
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a `.keras` file written by compress (or any model using only registered layers)."""
+    keras = _tf.keras()
+    import compress.layers  # noqa: F401  (registers AttentionLayer for deserialization)
+
+    return keras.models.load_model(str(path), safe_mode=True, compile=False)
