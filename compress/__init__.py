@@ -1,11 +1,12 @@
 """compress: take Keras models through build, train and quantize stages, export TFLite and ONNX,
 and verify every artifact in its own runtime.
 
-    from compress import Pipeline, stages, run, RunConfig
+    from compress import Pipeline, PipelineConfig, stages, run
 """
 
 from compress import stages
-from compress.config import RunConfig
+from compress.cache import StageCache
+from compress.config import PipelineConfig, load_pipeline_file
 from compress.errors import CompressError, GateFailed, InputError, StageError, UsageError
 from compress.loading import load_model
 from compress.pipeline import Pipeline, RunResult, run
@@ -17,11 +18,13 @@ __all__ = [
     "GateFailed",
     "InputError",
     "Pipeline",
-    "RunConfig",
+    "PipelineConfig",
+    "StageCache",
     "RunResult",
     "StageError",
     "UsageError",
     "load_model",
+    "load_pipeline_file",
     "run",
     "stages",
 ]

@@ -1,5 +1,5 @@
-"""Command line: parses arguments into a RunConfig and a Pipeline, and is the one place where
-errors become messages and exit codes (0 ok, 1 a gate or stage failed, 2 usage or input error).
+"""Command line: parses arguments into a PipelineConfig, and is the one place where errors become
+messages and exit codes (0 ok, 1 a gate or stage failed, 2 usage or input error).
 
 Heavy frameworks are imported only by the stages, so `compress --help` stays fast.
 """
@@ -10,11 +10,15 @@ import argparse
 import json
 import os
 import sys
+import tomllib
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 from compress.errors import CompressError, GateFailed, UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+QUANTIZE_MODES = ("int8", "dynamic", "float16", "none")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,8 +29,6 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from compress.config import QUANTIZE_MODES
-
     parser = _Parser(
         prog="compress",
         description="Compress Keras models, export TFLite and ONNX, and verify every artifact "
@@ -37,42 +39,69 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser(
         "run",
-        help="build, train, quantize, export and verify a reference model",
-        description="Run the pipeline for a reference model (see 'compress list'): build, train "
-        "on the training split, export fp32 TFLite and ONNX, quantize, verify every artifact on "
-        "the held-out split. Writes OUT/MODEL/RUN_ID/ and prints a table.",
+        help="build, train, quantize, export and verify a model",
+        description="Run a pipeline: build, train on the training split, export fp32 TFLite and "
+        "ONNX, quantize, verify every artifact on the held-out split. Writes "
+        "OUT/MODEL/RUN_ID/ and prints a table. Flags override a pipeline file's values.",
     )
     run.add_argument(
-        "model", metavar="MODEL", help="reference model name (see 'compress list'), or 'all'"
-    )
-    run.add_argument(
-        "--quantize", choices=QUANTIZE_MODES, default="int8", metavar="MODE",
-        help=f"post-training quantization: {', '.join(QUANTIZE_MODES)} (default: int8)",
+        "target", metavar="TARGET",
+        help="a reference model (see 'compress list'), 'all', a pipeline file (.toml), "
+        "or a .keras model file (with --data)",
     )  # fmt: skip
     run.add_argument(
-        "--epochs", type=int, default=None, help="training epochs (default: the model's, see list)"
-    )
-    run.add_argument("--seed", type=int, default=0, help="seed for split and training (default 0)")
-    run.add_argument("--out", default="artifacts", help="output directory (default: artifacts)")
+        "--quantize", choices=QUANTIZE_MODES, metavar="MODE",
+        help=f"quantize.mode: {', '.join(QUANTIZE_MODES)} (default: int8)",
+    )  # fmt: skip
+    run.add_argument("--epochs", type=int, help="train.epochs (default: the model's)")
+    run.add_argument("--seed", type=int, help="seed for split, init and training (default: 0)")
+    run.add_argument("--data", help=".npz data for a .keras model (x_train, y_train, x_test, "
+                     "y_test, or x, y; optional x_calib)")  # fmt: skip
+    run.add_argument("--out", help="output directory (default: artifacts)")
+    run.add_argument("--threads", type=int, help="verify.threads when timing (default: 1)")
     run.add_argument(
-        "--threads", type=int, default=1, help="threads per runtime when timing (default: 1)"
-    )
-    run.add_argument(
-        "--max-drift", type=float, default=1.0, metavar="PTS",
-        help="fail (exit 1) if any artifact's accuracy drops more than PTS percentage points "
-        "below the Keras float model (default: 1.0)",
+        "--max-drift", type=float, metavar="PTS",
+        help="verify.max_drift: fail (exit 1) if any artifact's accuracy drops more than PTS "
+        "percentage points below the Keras float model, on any head (default: 1.0)",
     )  # fmt: skip
     run.add_argument(
-        "--min-speedup", type=float, default=None, metavar="X",
-        help="fail (exit 1) if a quantized artifact is less than X times faster than the fp32 "
-        "artifact of its runtime at batch 1",
+        "--min-speedup", type=float, metavar="X",
+        help="verify.min_speedup: fail (exit 1) if a quantized artifact is less than X times "
+        "faster than its runtime's fp32 artifact at batch 1",
     )  # fmt: skip
-    run.add_argument("--opset", type=int, default=17, help="ONNX opset, 13-18 (default: 17)")
-    run.add_argument("--json", action="store_true", help="print report.json to stdout")
+    run.add_argument("--opset", type=int, help="export_onnx.opset, 13-18 (default: 17)")
+    run.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+        help="override a pipeline value, e.g. --set quantize.mode=dynamic (repeatable)",
+    )  # fmt: skip
+    run.add_argument("--json", action="store_true", help="print the report JSON on stdout")
+    run.add_argument(
+        "--junit", metavar="FILE", help="write JUnit XML: one case per artifact x gate"
+    )
     run.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _cache_args(run)
+    run.add_argument("--no-cache", action="store_true", help="run every stage, store nothing")
+
+    validate = sub.add_parser(
+        "validate", help="check a pipeline file without running it",
+        description="Validate a pipeline file: keys, types, ranges and every stage's parameters.",
+    )  # fmt: skip
+    validate.add_argument("file", metavar="FILE", help="pipeline file (.toml)")
 
     sub.add_parser("list", help="list the reference models", description="List reference models.")
+
+    cache = sub.add_parser("cache", help="manage the stage cache", description="Stage cache.")
+    cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser)
+    clear = cache_sub.add_parser("clear", help="delete every cache entry")
+    _cache_args(clear)
     return parser
+
+
+def _cache_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cache-dir", metavar="DIR",
+        help="stage cache directory (default: $COMPRESS_CACHE_DIR or ~/.cache/compress)",
+    )  # fmt: skip
 
 
 def _cmd_list() -> int:
@@ -84,71 +113,142 @@ def _cmd_list() -> int:
     return EXIT_OK
 
 
-def _configs(args: argparse.Namespace) -> list:
-    """One validated RunConfig per model named (all registered models for `all`), before any
-    work starts."""
-    from compress import models
-    from compress.config import make_config
+def _parse_value(text: str) -> Any:
+    """A --set value as TOML (1.5, true, "x", [1, 2]); anything else is a plain string."""
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text
 
-    names = list(models.REGISTRY) if args.model == "all" else [models.get(args.model).name]
-    return [
-        make_config(
-            style="flag",
-            model=name,
-            quantize=args.quantize,
-            epochs=args.epochs,
-            seed=args.seed,
-            out=args.out,
-            threads=args.threads,
-            max_drift=args.max_drift,
-            min_speedup=args.min_speedup,
-            opset=args.opset,
-        )
-        for name in names
-    ]
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from compress.config import FLAG_KEYS
+
+    overrides: dict[str, Any] = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"--set expects KEY=VALUE (e.g. quantize.mode=dynamic). Got {item!r}")
+        overrides[key.strip()] = _parse_value(value.strip())
+    for flag, (stage, param) in FLAG_KEYS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides[f"{stage}.{param}" if stage else param] = value
+    return overrides
+
+
+def _configs(args: argparse.Namespace) -> list:
+    """Validated PipelineConfigs for the target (one per model for `all`), before any work.
+    An error about a value given by a flag names the flag too: `--epochs (train.epochs) ...`."""
+    from compress.config import FLAG_KEYS
+
+    try:
+        return _target_configs(args)
+    except UsageError as exc:
+        message = str(exc)
+        for flag, (stage, param) in FLAG_KEYS.items():
+            key = f"{stage}.{param}" if stage else param
+            if getattr(args, flag) is not None and message.startswith(f"{key} "):
+                spelled = "--" + flag.replace("_", "-")
+                message = (
+                    f"{spelled} ({key})" + message[len(key) :]
+                    if stage
+                    else spelled + message[len(key) :]
+                )
+                raise UsageError(message) from None
+        raise
+
+
+def _target_configs(args: argparse.Namespace) -> list:
+    from compress import models
+    from compress.config import PipelineConfig, load_pipeline_file
+
+    target, overrides = args.target, _overrides(args)
+    if target == "all":
+        names = list(models.REGISTRY)
+        return [PipelineConfig.for_model(n, overrides) for n in names]
+    if target.endswith(".toml"):
+        return [load_pipeline_file(target, overrides)]
+    if target in models.REGISTRY or target.endswith(".keras"):
+        return [PipelineConfig.for_model(target, overrides)]
+    raise UsageError(
+        f"unknown model {target!r}. Expected one of: {', '.join(models.REGISTRY)}, all, "
+        "a pipeline file (.toml) or a model file (.keras)"
+    )
+
+
+def _cache(args: argparse.Namespace):
+    from compress.cache import StageCache, default_root
+
+    if getattr(args, "no_cache", False):
+        return None
+    return StageCache(Path(args.cache_dir) if args.cache_dir else default_root())
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     configs = _configs(args)
-    from compress.pipeline import run
-    from compress.report import render_summary, render_table
+    from compress.fileio import write_text_atomic
+    from compress.pipeline import output_name, run
+    from compress.report import render_junit, render_summary, render_table
+
+    if args.junit:
+        try:
+            Path(args.junit).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--junit '{args.junit}' is not writable: {exc.strerror}") from None
+    cache = _cache(args)
 
     def progress(line: str) -> None:
         if not args.quiet:
             print(line, file=sys.stderr, flush=True)
 
-    if len(configs) == 1:
-        result = run(configs[0], progress=progress)
-        if args.json:
-            print(json.dumps(result.report, indent=2))
-        elif not args.quiet:
-            print(render_table(result.report))
-            print(f"run directory: {result.run_dir}")
-        if result.failures:
-            raise GateFailed(result.failures, str(result.run_dir))
-        return EXIT_OK
-
-    # Several models: each runs whatever happens to the others; the exit code sums them up.
-    reports, errors, problems = [], {}, []
+    results, errors, problems = [], {}, []
     for config in configs:
+        name = output_name(config.model)
         try:
-            result = run(config, progress=progress)
+            result = run(config, progress=progress, cache=cache)
         except CompressError as exc:
-            errors[config.model] = str(exc)
-            problems.append(f"{config.model}: {exc}")
-            progress(f"{config.model}: error: {exc}")
+            if len(configs) == 1:
+                if args.junit:
+                    write_text_atomic(Path(args.junit), render_junit([], {name: str(exc)}))
+                raise
+            errors[name] = str(exc)
+            problems.append(f"{name}: {exc}")
+            progress(f"{name}: error: {exc}")
             continue
-        reports.append(result.report)
-        problems += [f"{config.model}: {f}" for f in result.failures]
+        results.append(result)
+        problems += [f"{name}: {f}" if len(configs) > 1 else f for f in result.failures]
         if not args.quiet and not args.json:
             print(render_table(result.report))
-            print(f"run directory: {result.run_dir}\n")
+            print(f"run directory: {result.run_dir}" + ("\n" if len(configs) > 1 else ""))
+    reports = [r.report for r in results]
+    if args.junit:
+        write_text_atomic(Path(args.junit), render_junit(reports, errors))
     if args.json:
-        print(json.dumps({"runs": reports, "errors": errors}, indent=2))
-    elif not args.quiet:
+        payload = reports[0] if len(configs) == 1 else {"runs": reports, "errors": errors}
+        print(json.dumps(payload, indent=2))
+    elif not args.quiet and len(configs) > 1:
         print(render_summary(reports, errors))
     if problems:
-        raise GateFailed(problems)
+        single = len(configs) == 1 and results
+        raise GateFailed(problems, str(results[0].run_dir) if single else None)
+    return EXIT_OK
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from compress.config import load_pipeline_file, resolve_stages
+
+    config = load_pipeline_file(args.file)
+    names = [name for name, _ in resolve_stages(config)]
+    print(f"ok: {args.file} ({config.model}; {len(names)} stages: {', '.join(names)})")
+    return EXIT_OK
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    if args.cache_command != "clear":
+        raise UsageError("cache needs an action: clear (see 'compress cache --help')")
+    cache = _cache(args)
+    print(f"removed {cache.clear()} cache entries from {cache.root}")
     return EXIT_OK
 
 
@@ -156,10 +256,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.command == "run":
-            return _cmd_run(args)
+        commands = {"run": _cmd_run, "validate": _cmd_validate, "cache": _cmd_cache}
         if args.command == "list":
             return _cmd_list()
+        if args.command in commands:
+            return commands[args.command](args)
         parser.print_help()
         return EXIT_USAGE
     except GateFailed as exc:
@@ -171,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.exit_code
     except KeyboardInterrupt:
         print("compress: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except Exception as exc:  # never a traceback to the user; COMPRESS_DEBUG=1 shows it
         if os.environ.get("COMPRESS_DEBUG"):
             raise

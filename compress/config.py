@@ -1,69 +1,130 @@
-"""Run configuration: one pydantic model, validated before any work starts.
+"""Run configuration: the pipeline file format, CLI flag overrides, and one-line validation errors.
 
-Field names are the names used everywhere: the CLI flag (`--max-drift`), the report key
-(`max_drift`) and the Python argument.
+A pipeline is a model (a reference model name or a `.keras` file), optional data, a seed, an
+output directory, and named stages in order, each with its parameters:
+
+    model = "cnn"
+    seed = 0
+
+    [stages.build]
+    [stages.train]
+    epochs = 5
+    [stages.export_tflite]
+    [stages.export_onnx]
+    opset = 17
+    [stages.quantize]
+    mode = "int8"
+    [stages.verify]
+    max_drift = 1.0
+
+`compress run cnn --quantize int8` means exactly `PipelineConfig.for_model("cnn")` with
+`quantize.mode = "int8"`; flags and `--set stage.param=value` override file values. Names are the
+same everywhere: the flag `--max-drift` is the key `verify.max_drift` and the report's `max_drift`.
 """
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compress.errors import UsageError
 
-QuantizeMode = Literal["int8", "dynamic", "float16", "none"]
 QUANTIZE_MODES: tuple[str, ...] = ("int8", "dynamic", "float16", "none")
+DEFAULT_STAGES: tuple[str, ...] = (
+    "build", "train", "export_tflite", "export_onnx", "quantize", "verify",
+)  # fmt: skip
+
+# CLI flag -> (stage, parameter); `None` stage means a top-level key.
+FLAG_KEYS: dict[str, tuple[str | None, str]] = {
+    "quantize": ("quantize", "mode"),
+    "epochs": ("train", "epochs"),
+    "opset": ("export_onnx", "opset"),
+    "threads": ("verify", "threads"),
+    "max_drift": ("verify", "max_drift"),
+    "min_speedup": ("verify", "min_speedup"),
+    "seed": (None, "seed"),
+    "out": (None, "out"),
+    "data": (None, "data"),
+}
 
 
-class RunConfig(BaseModel):
-    """Everything that determines a run. Stored verbatim in the manifest."""
+class PipelineConfig(BaseModel):
+    """A validated pipeline: what a pipeline file holds, and what CLI flags build."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
-    model: str
-    quantize: QuantizeMode = "int8"
-    epochs: int | None = Field(
-        None, ge=0, le=10_000, description="training epochs (None: the model's default)"
-    )
-    batch_size: int = Field(32, ge=1, le=65_536, description="training batch size")
-    learning_rate: float | None = Field(
-        None, gt=0.0, le=1.0, allow_inf_nan=False, description="Adam (None: the model's default)"
-    )
+    model: str = Field(min_length=1, description="reference model name or path to a .keras file")
+    data: str | None = Field(None, description=".npz file with the data (user models)")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for split, init and training")
-    test_size: float = Field(0.2, gt=0.0, lt=1.0, description="held-out fraction")
-    calibration_samples: int = Field(
-        200, ge=1, le=100_000, description="training-split samples used to calibrate int8"
+    out: str = Field("artifacts", min_length=1, description="output directory")
+    stages: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="stage name -> parameters, in run order"
     )
-    opset: int = Field(17, ge=13, le=18, description="ONNX opset (tf2onnx 1.17 works at 13-18)")
-    threads: int = Field(1, ge=1, le=256, description="threads each runtime uses when timed")
-    max_drift: float = Field(
-        1.0, ge=0.0, allow_inf_nan=False, description="accuracy drop gate, percentage points"
-    )
-    min_speedup: float | None = Field(
-        None, gt=0.0, allow_inf_nan=False, description="speedup gate vs fp32, batch 1"
-    )
-    out: Path = Path("artifacts")
+
+    @classmethod
+    def for_model(cls, model: str, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+        """The standard pipeline (build, train, export both formats, quantize int8, verify)
+        for a reference model or a .keras file, with `overrides` (see with_overrides)."""
+        raw = {"model": model, "stages": {name: {} for name in DEFAULT_STAGES}}
+        return make(**apply_overrides(raw, overrides or {}))
+
+    def with_overrides(self, overrides: dict[str, Any]) -> PipelineConfig:
+        """Apply `key -> value` overrides where key is `stage.param` or a top-level key."""
+        return make(**apply_overrides(self.model_dump(), overrides))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a raw (unvalidated) config dict with `stage.param` / top-level keys set."""
+    data = dict(raw)
+    stages = raw.get("stages")
+    stages = {n: dict(p) for n, p in stages.items()} if isinstance(stages, dict) else stages
+    top_keys = [k for k in PipelineConfig.model_fields if k != "stages"]
+    for key, value in overrides.items():
+        stage, sep, param = key.partition(".")
+        if not sep:
+            if key not in top_keys:
+                expected = ", ".join(top_keys)
+                raise UsageError(
+                    f"--set {key}: unknown key. Expected stage.param or one of {expected}"
+                )
+            data[key] = value
+        elif not isinstance(stages, dict) or stage not in stages:
+            names = ", ".join(stages) if isinstance(stages, dict) else "none"
+            raise UsageError(f"{key}: the pipeline has no stage {stage!r} (its stages: {names})")
+        else:
+            stages[stage][param] = value
+    if stages is not None:
+        data["stages"] = stages
+    return data
 
 
 def _describe(err: dict[str, Any]) -> str:
     ctx = err.get("ctx") or {}
     kind = err["type"]
-    if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']}"
-    if kind == "greater_than":
-        return f"must be > {ctx['gt']}"
-    if kind == "less_than_equal":
-        return f"must be <= {ctx['le']}"
-    if kind == "less_than":
-        return f"must be < {ctx['lt']}"
-    if kind == "literal_error":
-        return f"must be one of {ctx['expected']}"
+    simple = {
+        "greater_than_equal": ("must be >= {}", "ge"),
+        "greater_than": ("must be > {}", "gt"),
+        "less_than_equal": ("must be <= {}", "le"),
+        "less_than": ("must be < {}", "lt"),
+        "literal_error": ("must be one of {}", "expected"),
+        "string_too_short": ("must have at least {} character(s)", "min_length"),
+    }
+    if kind in simple:
+        text, field = simple[kind]
+        return text.format(ctx[field])
     if kind in ("int_parsing", "int_type", "int_from_float"):
         return "must be an integer"
     if kind in ("float_parsing", "float_type", "finite_number"):
         return "must be a finite number"
+    if kind in ("string_type",):
+        return "must be a string"
+    if kind in ("dict_type", "model_type"):
+        return "must be a table"
+    if kind in ("bool_type", "bool_parsing"):
+        return "must be true or false"
     if kind == "extra_forbidden":
         return "is not a known setting"
     if kind == "missing":
@@ -86,9 +147,98 @@ def format_validation_error(exc: ValidationError, style: str = "key") -> str:
     return line
 
 
-def make_config(style: str = "key", **values: Any) -> RunConfig:
-    """Build a RunConfig, turning validation errors into one-line UsageErrors."""
+def make(**values: Any) -> PipelineConfig:
+    """Build a PipelineConfig and check every stage's parameters, before any work."""
     try:
-        return RunConfig(**values)
+        config = PipelineConfig(**values)
     except ValidationError as exc:
-        raise UsageError(format_validation_error(exc, style)) from None
+        raise UsageError(format_validation_error(exc)) from None
+    check_inputs(config)
+    resolve_stages(config)
+    return config
+
+
+def check_inputs(config: PipelineConfig) -> None:
+    """The model and data exist and go together (a reference model trains on its own data)."""
+    from compress import models
+
+    if config.model in models.REGISTRY:
+        if config.data is not None:
+            raise UsageError(
+                f"--data is for .keras models; reference model {config.model!r} trains on digits"
+            )
+        return
+    model = Path(config.model)
+    if model.suffix != ".keras":
+        raise UsageError(
+            f"unknown model {config.model!r}. Expected one of: {', '.join(models.REGISTRY)}, "
+            "or a model file (.keras)"
+        )
+    if not model.is_file():
+        raise UsageError(f"model file '{config.model}' does not exist")
+    if config.data is None:
+        raise UsageError(f"model file '{config.model}' needs --data FILE.npz")
+    if not Path(config.data).is_file():
+        raise UsageError(f"data file '{config.data}' does not exist")
+
+
+def load_pipeline_file(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read a pipeline file, apply `overrides` (CLI flags), and validate it fully; errors name
+    the file and the key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"pipeline file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"pipeline file '{path}' cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: not valid TOML: {exc}") from None
+    if "model" in raw and isinstance(raw["model"], str) and raw["model"].endswith(".keras"):
+        raw["model"] = _relative_to(path, raw["model"])
+    if isinstance(raw.get("data"), str):
+        raw["data"] = _relative_to(path, raw["data"])
+    try:
+        return make(**apply_overrides(raw, overrides or {}))
+    except UsageError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+
+
+def _relative_to(file: Path, value: str) -> str:
+    """Paths in a pipeline file are relative to the file, unless absolute."""
+    p = Path(value)
+    return str(p if p.is_absolute() else file.parent / p)
+
+
+def resolve_stages(config: PipelineConfig) -> list[tuple[str, dict[str, Any]]]:
+    """Each stage's full parameters: the file's, plus what the top level and the model imply
+    (model, data and seed for build; seed and the model's default epochs for train).
+    Validates every stage's parameters (UsageError naming `stage.param`)."""
+    from compress import models, stages
+
+    if not config.stages:
+        raise UsageError("stages must list at least one stage")
+    resolved = []
+    for name, params in config.stages.items():
+        cls = stages.REGISTRY.get(name)
+        if cls is None:
+            raise UsageError(
+                f"unknown stage {name!r}. Expected one of: {', '.join(stages.REGISTRY)}"
+            )
+        params = dict(params)
+        for injected in ("model", "data") if name == "build" else ():
+            if injected in params:
+                raise UsageError(f"build.{injected} is set by the top-level key {injected!r}")
+        if name == "build":
+            params.update(model=config.model, data=config.data)
+        if name == "train" and config.model in models.REGISTRY:
+            spec = models.REGISTRY[config.model]
+            params.setdefault("epochs", spec.epochs)
+            params.setdefault("learning_rate", spec.learning_rate)
+        elif name == "train":
+            params.setdefault("epochs", 0)  # a user's model is taken as trained unless asked
+        if "seed" in cls.Params.model_fields:
+            params.setdefault("seed", config.seed)
+        cls.validate_params(params)
+        resolved.append((name, params))
+    return resolved

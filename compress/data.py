@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
+
+from compress.errors import InputError
 
 Targets = Callable[[np.ndarray], dict[str, np.ndarray]]
 DIGIT_LAYOUTS = ("image64", "sequence", "flat")
@@ -82,3 +85,140 @@ def load_digits(
         x_calib=x[calib],
         test_indices=test,
     )
+
+
+NPZ_LAYOUTS = "x_train, y_train, x_test, y_test (or x, y to be split; optional x_calib)"
+
+
+def load_npz(
+    path: str | Path,
+    *,
+    input_shape: tuple[int | None, ...],
+    heads: dict[str, int],
+    seed: int,
+    test_size: float,
+    calibration_samples: int,
+) -> Dataset:
+    """A user's data file, checked against the model it is for.
+
+    `input_shape` is the model input's shape without the batch axis (None for free axes);
+    `heads` maps each output name to its number of classes. Labels are class indices, shape (n,),
+    or one-hot, shape (n, classes). A multi-output model's labels are `y_<output name>` (or
+    `y_train_<name>`, `y_test_<name>`). Loading never unpickles.
+    """
+    path = Path(path)
+    arrays = _read_npz(path)
+    where = f"data file '{path.name}'"
+    if {"x_train", "x_test"} <= set(arrays):
+        x_train, x_test = arrays["x_train"], arrays["x_test"]
+        y_train = _labels(arrays, "y_train", heads, where)
+        y_test = _labels(arrays, "y_test", heads, where)
+    elif "x" in arrays:
+        x_all = arrays["x"]
+        y_all = _labels(arrays, "y", heads, where)
+        _check_x(x_all, "x", input_shape, where)
+        for head, y in y_all.items():
+            if len(y) != len(x_all):
+                raise InputError(
+                    f"{where}: labels for {head!r} have {len(y)} rows but x has {len(x_all)}"
+                )
+        strat = next(iter(y_all.values()))
+        try:
+            train, test = split_indices(strat, test_size, seed)
+        except ValueError:  # a class too rare to stratify: plain seeded split
+            rng = np.random.default_rng(seed)
+            order = rng.permutation(len(x_all))
+            n_test = max(1, int(round(len(x_all) * test_size)))
+            test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+        x_train, x_test = x_all[train], x_all[test]
+        y_train = {h: y[train] for h, y in y_all.items()}
+        y_test = {h: y[test] for h, y in y_all.items()}
+    else:
+        raise InputError(f"{where} must hold {NPZ_LAYOUTS}. Found: {', '.join(sorted(arrays))}")
+    x_train = _check_x(x_train, "x_train", input_shape, where)
+    x_test = _check_x(x_test, "x_test", input_shape, where)
+    for split, x, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for head, y in ys.items():
+            if len(y) != len(x):
+                raise InputError(
+                    f"{where}: labels for {head!r} ({split}) have {len(y)} rows but "
+                    f"x_{split} has {len(x)}"
+                )
+    if "x_calib" in arrays:
+        x_calib = _check_x(arrays["x_calib"], "x_calib", input_shape, where)
+    else:
+        rng = np.random.default_rng(seed)
+        x_calib = x_train[rng.permutation(len(x_train))[:calibration_samples]]
+    return Dataset(
+        name=f"npz/{path.name}",
+        x_train=x_train,
+        y_train=y_train,
+        x_test=x_test,
+        y_test=y_test,
+        x_calib=x_calib,
+        test_indices=np.arange(len(x_test)),
+    )
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    if not path.is_file():
+        raise InputError(f"data file '{path}' does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except ValueError as exc:
+        if "pickle" in str(exc).lower():
+            raise InputError(
+                f"data file '{path.name}' holds object arrays, which need pickle; pickle is "
+                "refused for safety (save numeric arrays)"
+            ) from None
+        raise InputError(f"data file '{path.name}' is not a valid .npz: {exc}") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"data file '{path.name}' is not a valid .npz: {exc}") from None
+
+
+def _check_x(x: np.ndarray, key: str, shape: tuple[int | None, ...], where: str) -> np.ndarray:
+    if x.dtype.kind not in "fiub":
+        raise InputError(f"{where}: {key} must be numeric. Got dtype {x.dtype} instead.")
+    if x.ndim != len(shape) + 1 or any(
+        want is not None and got != want for got, want in zip(x.shape[1:], shape, strict=True)
+    ):
+        expected = "(n, " + ", ".join("any" if d is None else str(d) for d in shape) + ")"
+        raise InputError(f"{where}: {key} has shape {x.shape}, the model expects {expected}")
+    if len(x) == 0:
+        raise InputError(f"{where}: {key} is empty")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():
+        raise InputError(f"{where}: {key} contains NaN or Inf")
+    return x
+
+
+def _labels(
+    arrays: dict[str, np.ndarray], key: str, heads: dict[str, int], where: str
+) -> dict[str, np.ndarray]:
+    out = {}
+    for head, classes in heads.items():
+        candidates = [f"{key}_{head}"] + ([key] if len(heads) == 1 else [])
+        found = next((c for c in candidates if c in arrays), None)
+        if found is None:
+            raise InputError(f"{where}: missing labels {' or '.join(candidates)}")
+        y = arrays[found]
+        if y.ndim == 2 and y.shape[1] == classes:
+            y = y.argmax(axis=1)
+        if (
+            y.ndim != 1
+            or y.dtype.kind not in "iub"
+            and not (y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(y == np.round(y)))
+        ):
+            raise InputError(
+                f"{where}: {found} must be integer class labels of shape (n,) or one-hot "
+                f"(n, {classes}). Got dtype {y.dtype}, shape {y.shape} instead."
+            )
+        y = y.astype(np.int64)
+        if len(y) and (y.min() < 0 or y.max() >= classes):
+            raise InputError(
+                f"{where}: {found} holds labels in [{y.min()}, {y.max()}], but output "
+                f"{head!r} has {classes} classes (labels must be in [0, {classes - 1}])"
+            )
+        out[head] = y
+    return out

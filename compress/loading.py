@@ -15,3 +15,12 @@ def load_model(path: str | Path) -> Any:
     import compress.layers  # noqa: F401  (registers AttentionLayer for deserialization)
 
     return keras.models.load_model(str(path), safe_mode=True, compile=False)
+
+
+def save_model(model: Any, path: str | Path) -> None:
+    """Save architecture and weights without the optimizer state (which triples an
+    Adam-trained file): an uncompiled clone carries exactly the model's weights."""
+    keras = _tf.keras()
+    clean = keras.models.clone_model(model)
+    clean.set_weights(model.get_weights())
+    clean.save(str(path))

@@ -20,10 +20,10 @@ from typing import Any
 
 from compress import models
 from compress import report as reports
-from compress.config import RunConfig
+from compress.cache import StageCache, input_fingerprint, source_fingerprint, stage_key
+from compress.config import PipelineConfig, resolve_stages
 from compress.errors import CompressError, StageError, UsageError
 from compress.fileio import sha256_file, write_json_atomic, write_text_atomic
-from compress.stages import Build, ExportONNX, ExportTFLite, Quantize, Train, Verify
 from compress.stages.base import RunState, Stage, one_line
 
 LOG_FILE = "log.txt"  # native (C++) log lines of the stages
@@ -58,42 +58,22 @@ class Pipeline:
         return [{"stage": s.name, "params": s.params.model_dump(mode="json")} for s in self.stages]
 
     @classmethod
-    def from_config(cls, config: RunConfig) -> Pipeline:
-        spec = models.get(config.model)
-        epochs = spec.epochs if config.epochs is None else config.epochs
-        lr = spec.learning_rate if config.learning_rate is None else config.learning_rate
-        return cls(
-            [
-                Build(
-                    model=config.model,
-                    seed=config.seed,
-                    test_size=config.test_size,
-                    calibration_samples=config.calibration_samples,
-                ),
-                Train(
-                    epochs=epochs,
-                    learning_rate=lr,
-                    batch_size=config.batch_size,
-                    seed=config.seed,
-                ),
-                ExportTFLite(),
-                ExportONNX(opset=config.opset),
-                Quantize(mode=config.quantize),
-                Verify(
-                    threads=config.threads,
-                    max_drift=config.max_drift,
-                    min_speedup=config.min_speedup,
-                ),
-            ]
-        )
+    def from_config(cls, config: PipelineConfig) -> Pipeline:
+        from compress.stages import REGISTRY
+
+        return cls([REGISTRY[name](**params) for name, params in resolve_stages(config)])
 
     def run(
         self,
-        out: Path,
+        out: str | Path,
         name: str,
         config: dict[str, Any] | None = None,
         progress: Callable[[str], None] | None = None,
+        cache: StageCache | None = None,
+        inputs: Sequence[str | None] = (),
     ) -> RunResult:
+        """Run every stage into OUT/NAME/RUN_ID. `inputs` are the input files whose content keys
+        the cache (a user's model and data); `cache` None runs every stage."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         parent = Path(out) / name
         tmp = parent / f".tmp-{run_id}"
@@ -107,16 +87,32 @@ class Pipeline:
         try:
             state = RunState(workdir=tmp)
             seconds: dict[str, float] = {}
+            cached: dict[str, str] = {}
+            environment = {**reports.package_versions(), "compress_source": source_fingerprint()}
+            key = input_fingerprint(list(inputs))
             for stage in self.stages:
-                if progress:
-                    progress(f"{name}: {stage.name} ...")
+                key = stage_key(key, stage.name, stage.params.model_dump(mode="json"), environment)
                 t0 = time.perf_counter()
-                with native_output_to(tmp / LOG_FILE):
-                    state = _run_stage(stage, state)
+                record = cache.load(key) if cache and stage.cacheable else None
+                if record is not None:
+                    state = StageCache.restore(record, state)
+                    cached[stage.name] = "hit"
+                else:
+                    if progress:
+                        progress(f"{name}: {stage.name} ...")
+                    with native_output_to(tmp / LOG_FILE):
+                        before = state.materialize()
+                        state = _run_stage(stage, before)
+                        if cache and stage.cacheable:
+                            saved = cache.save(key, stage, before, state)
+                            cached[stage.name] = "stored" if saved else "not writable"
+                        else:
+                            cached[stage.name] = "off" if stage.cacheable else "never"
                 seconds[stage.name] = round(time.perf_counter() - t0, 3)
             if state.verification is None:
                 raise StageError("pipeline has no verify stage: nothing to report")
             report = build_report(state, run_id, config or {}, seconds, self.describe())
+            report["cache"] = cached
             write_json_atomic(tmp / "report.json", report)
             write_text_atomic(tmp / "report.md", reports.render_markdown(report))
             write_json_atomic(tmp / "manifest.json", build_manifest(tmp, report))
@@ -214,8 +210,20 @@ def build_manifest(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run(config: RunConfig, progress: Callable[[str], None] | None = None) -> RunResult:
-    """Run the standard pipeline for a RunConfig (what `compress run MODEL` does)."""
+def output_name(model: str) -> str:
+    """The folder under OUT for a model: its reference name, or the .keras file's stem."""
+    return model if model in models.REGISTRY else Path(model).stem
+
+
+def run(
+    config: PipelineConfig,
+    progress: Callable[[str], None] | None = None,
+    cache: StageCache | None = None,
+) -> RunResult:
+    """Run a pipeline config (what `compress run` does). Pass `cache=StageCache(dir)` to reuse
+    finished stages of earlier runs."""
+    inputs = [] if config.model in models.REGISTRY else [config.model, config.data]
     return Pipeline.from_config(config).run(
-        config.out, config.model, config.model_dump(mode="json"), progress
-    )
+        config.out, output_name(config.model), config.model_dump(mode="json"), progress, cache,
+        inputs,
+    )  # fmt: skip

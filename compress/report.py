@@ -149,6 +149,52 @@ def render_summary(reports: list[dict[str, Any]], errors: dict[str, str]) -> str
     )
 
 
+def render_junit(reports: list[dict[str, Any]], errors: dict[str, str]) -> str:
+    """JUnit XML for CI: a suite per model, a case per artifact x gate (x head for drift)."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.Element("testsuites", name="compress")
+    for rep in reports:
+        v = rep["verification"]
+        suite = ET.SubElement(root, "testsuite", name=rep["model"])
+        cases = 0
+        for a in v["artifacts"]:
+            if a["runtime"] == "keras":
+                continue
+            checks = [
+                (f"max_drift[{head}]", m["drift"] <= v["max_drift"],
+                 f"accuracy drift {m['drift']:.2f} pts exceeds max_drift {v['max_drift']:g}")
+                for head, m in a["heads"].items()
+            ]  # fmt: skip
+            if v["min_speedup"] is not None and a["precision"] != "fp32":
+                speedup = (a.get("speedup") or {}).get("b1")
+                ok = speedup is None or speedup >= v["min_speedup"]
+                msg = f"speedup {speedup or 0:.2f}x below min_speedup {v['min_speedup']:g}"
+                checks.append(("min_speedup", ok, msg))
+            if "repeatable" in a:
+                checks.append(("repeatable", a["repeatable"], "outputs depend on earlier calls"))
+            for gate, ok, message in checks:
+                case = ET.SubElement(
+                    suite, "testcase", classname=f"{rep['model']}.{a['name']}", name=gate
+                )
+                cases += 1
+                if not ok:
+                    ET.SubElement(case, "failure", message=f"{a['name']}: {message}")
+        for s in rep["skipped"]:
+            case = ET.SubElement(suite, "testcase", classname=f"{rep['model']}.{s['name']}",
+                                 name="export")  # fmt: skip
+            ET.SubElement(case, "skipped", message=s["reason"])
+            cases += 1
+        suite.set("tests", str(cases))
+        suite.set("failures", str(len(v["failures"])))
+    for model, message in errors.items():
+        suite = ET.SubElement(root, "testsuite", name=model, tests="1", errors="1")
+        case = ET.SubElement(suite, "testcase", classname=model, name="pipeline")
+        ET.SubElement(case, "error", message=message)
+    ET.indent(root)
+    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     header, rows = table_rows(report)
     v = report["verification"]

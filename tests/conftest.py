@@ -11,6 +11,20 @@ import pytest
 from compress.cli import main
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Every test session gets its own, initially empty, stage cache."""
+    import os
+
+    old = os.environ.get("COMPRESS_CACHE_DIR")
+    os.environ["COMPRESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if old is None:
+        os.environ.pop("COMPRESS_CACHE_DIR", None)
+    else:
+        os.environ["COMPRESS_CACHE_DIR"] = old
+
+
 @pytest.fixture(scope="session")
 def cnn_run(tmp_path_factory) -> dict:
     """`compress run cnn --quantize int8 --epochs 2 --json`, in-process."""

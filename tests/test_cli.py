@@ -23,7 +23,7 @@ def test_help_does_not_import_tensorflow():
     assert out.stdout.strip() == "False False"
 
 
-@pytest.mark.parametrize("sub", ["run", "list"])
+@pytest.mark.parametrize("sub", ["run", "list", "validate", "cache"])
 def test_every_subcommand_has_help(sub, capsys):
     with pytest.raises(SystemExit) as exc:
         main([sub, "--help"])
@@ -33,7 +33,8 @@ def test_every_subcommand_has_help(sub, capsys):
 
 def test_list_names_the_cnn(capsys):
     assert main(["list"]) == 0
-    assert capsys.readouterr().out.split()[0] == "cnn"
+    names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
+    assert names == ["cnn", "rnn", "attention", "multitask"]
 
 
 def test_python_dash_m_runs_the_cli():
@@ -49,17 +50,39 @@ def test_no_command_prints_help_and_exits_2(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["run", "resnet"], "unknown model 'resnet'. Expected one of: cnn"),
+        (["run", "resnet"], "unknown model 'resnet'. Expected one of: cnn, rnn, attention"),
         (["run", "cnn", "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
-        (["run", "cnn", "--epochs", "-1"], "--epochs must be >= 0. Got -1 instead."),
+        (["run", "cnn", "--epochs", "-1"], "--epochs (train.epochs) must be >= 0. Got -1 instead."),
         (["run", "cnn", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
-        (["run", "cnn", "--max-drift", "-0.5"], "--max-drift must be >= 0.0. Got -0.5 instead."),
-        (["run", "cnn", "--min-speedup", "0"], "--min-speedup must be > 0.0. Got 0.0 instead."),
-        (["run", "cnn", "--threads", "0"], "--threads must be >= 1. Got 0 instead."),
+        (
+            ["run", "cnn", "--max-drift", "-0.5"],
+            "--max-drift (verify.max_drift) must be >= 0.0. Got -0.5 instead.",
+        ),
+        (
+            ["run", "cnn", "--min-speedup", "0"],
+            "--min-speedup (verify.min_speedup) must be > 0.0. Got 0.0 instead.",
+        ),
+        (
+            ["run", "cnn", "--threads", "0"],
+            "--threads (verify.threads) must be >= 1. Got 0 instead.",
+        ),
         (["run", "cnn", "--seed", "-3"], "--seed must be >= 0. Got -3 instead."),
-        (["run", "cnn", "--opset", "19"], "--opset must be <= 18. Got 19 instead."),
-        (["run", "cnn", "--max-drift", "nan"], "--max-drift must be a finite number"),
-        (["run"], "the following arguments are required: MODEL"),
+        (
+            ["run", "cnn", "--opset", "19"],
+            "--opset (export_onnx.opset) must be <= 18. Got 19 instead.",
+        ),
+        (
+            ["run", "cnn", "--max-drift", "nan"],
+            "--max-drift (verify.max_drift) must be a finite number",
+        ),
+        (["run"], "the following arguments are required: TARGET"),
+        (["run", "cnn", "--set", "quantize.mode"], "--set expects KEY=VALUE"),
+        (["run", "cnn", "--set", "prune.sparsity=0.5"], "the pipeline has no stage 'prune'"),
+        (["run", "cnn", "--set", "train.epochs=many"], "train.epochs must be an integer"),
+        (["run", "cnn", "--set", "colour=red"], "--set colour: unknown key"),
+        (["run", "cnn", "--data", "x.npz"], "--data is for .keras models"),
+        (["run", "missing.keras", "--data", "x.npz"], "model file 'missing.keras' does not exist"),
+        (["run", "missing.toml"], "pipeline file 'missing.toml' does not exist"),
         (["run", "cnn", "--bogus"], "unrecognized arguments: --bogus"),
     ],
 )

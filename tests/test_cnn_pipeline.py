@@ -68,7 +68,8 @@ def test_manifest_hashes_and_sizes_match_files(cnn_run):
     for name, entry in manifest["files"].items():
         assert entry["sha256"] == sha256_file(run_dir / name)
         assert entry["size_bytes"] == (run_dir / name).stat().st_size
-    assert manifest["seed"] == 0 and manifest["config"]["quantize"] == "int8"
+    assert manifest["seed"] == 0 and manifest["config"]["stages"]["quantize"]["mode"] == "int8"
+    assert [s["stage"] for s in manifest["pipeline"]][-2:] == ["quantize", "verify"]
     assert manifest["packages"]["tf2onnx"] == "1.17.0"
 
 

@@ -4,6 +4,7 @@ gate; a failing run still writes its complete report and exits 1."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 
 from compress.cli import main
 from compress.stages.verify import gate_failures
@@ -36,13 +37,25 @@ def test_speedup_gate_ignores_fp32_and_flags_slow_quantized():
 
 
 def test_too_tight_gate_exits_1_and_still_leaves_report(tmp_path, capsys):
+    junit = tmp_path / "ci" / "junit.xml"
     code = main(["run", "cnn", "--quantize", "dynamic", "--epochs", "1", "--out", str(tmp_path),
-                 "--min-speedup", "1000", "--quiet"])  # fmt: skip
+                 "--min-speedup", "1000", "--quiet", "--junit", str(junit)])  # fmt: skip
     assert code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "gate failed: model_dynamic.tflite: speedup" in err and "--min-speedup 1000" in err
     (run_dir,) = list((tmp_path / "cnn").iterdir())
+    suite = ET.parse(junit).getroot().find("testsuite")
+    cases = suite.findall("testcase")
+    failed = [
+        c.get("classname") + " " + c.get("name") for c in cases if c.find("failure") is not None
+    ]
+    assert sorted(failed) == [
+        "cnn.model_dynamic.onnx min_speedup",
+        "cnn.model_dynamic.tflite min_speedup",
+    ]
+    # per non-keras artifact: drift + repeatable; speedup only on the quantized ones
+    assert len(cases) == 4 * 2 + 2 and suite.get("failures") == "2"
     report = json.loads((run_dir / "report.json").read_text())
     assert report["passed"] is False
     assert len(report["verification"]["failures"]) == 2

@@ -59,3 +59,16 @@ def test_write_atomic_leaves_nothing_when_the_writer_fails(tmp_path):
     with pytest.raises(OSError):
         write_atomic(tmp_path / "x.bin", bad)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_python_api_example_runs(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).parents[1] / "examples" / "python_api.py"
+    out = subprocess.run([sys.executable, str(example), str(tmp_path)], capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "passed: True" in out.stdout and "exported model_fp32.onnx" in out.stdout
+    assert "model_int8.tflite" in out.stdout

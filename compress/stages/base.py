@@ -51,6 +51,7 @@ class RunState:
     model_name: str = ""
     data: Dataset | None = None
     model: Any = None  # the float tf_keras Model
+    model_file: Path | None = None  # where to load `model` from when a cached stage restored it
     artifacts: tuple[Artifact, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     verification: dict[str, Any] | None = None
@@ -70,6 +71,14 @@ class RunState:
                 return a
         return None
 
+    def materialize(self) -> RunState:
+        """Load the model a cache restore left on disk, before a stage that runs needs it."""
+        if self.model is None and self.model_file is not None:
+            from compress.loading import load_model
+
+            return self.replace(model=load_model(self.model_file), model_file=None)
+        return self
+
     def require_model(self, stage: str) -> Any:
         if self.model is None:
             raise StageError(f"stage {stage!r} needs a Keras model; run 'build' before it")
@@ -88,7 +97,7 @@ def one_line(exc: BaseException) -> str:
 
 
 class StageParams(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Stage:
@@ -96,12 +105,19 @@ class Stage:
 
     name: ClassVar[str]
     Params: ClassVar[type[StageParams]] = StageParams
+    cacheable: ClassVar[bool] = True  # its output may be reused by a later run (see cache.py)
+    produces_model: ClassVar[bool] = False  # it changes the Keras model (cache stores it)
 
     def __init__(self, **params: Any) -> None:
+        self.params = self.validate_params(params)
+
+    @classmethod
+    def validate_params(cls, params: dict[str, Any]) -> StageParams:
+        """Validated parameters, or a UsageError naming `stage.param` and what was expected."""
         try:
-            self.params = self.Params(**params)
+            return cls.Params(**params)
         except ValidationError as exc:
-            raise UsageError(f"{self.name}.{format_validation_error(exc)}") from None
+            raise UsageError(f"{cls.name}.{format_validation_error(exc)}") from None
 
     def run(self, state: RunState) -> RunState:
         raise NotImplementedError

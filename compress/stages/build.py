@@ -1,30 +1,107 @@
-"""build: the reference model (untrained) and its data set with the held-out split."""
+"""build: the float model and its data set with the held-out split.
+
+A reference model (see `compress list`) is built untrained with the digits data; a user's
+`.keras` file is loaded with safe_mode (no code from the file runs) with its `.npz` data.
+"""
 
 from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import Any
 
 from pydantic import Field
 
 from compress import _tf, models
-from compress.data import load_digits
-from compress.errors import StageError
-from compress.stages.base import RunState, Stage, StageParams
+from compress.data import Dataset, load_digits, load_npz
+from compress.errors import InputError, StageError, UsageError
+from compress.stages.base import RunState, Stage, StageParams, one_line
 
 
 class BuildParams(StageParams):
-    model: str
+    model: str = Field(min_length=1)
+    data: str | None = None
     seed: int = Field(0, ge=0)
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     calibration_samples: int = Field(200, ge=1)
 
 
+def is_reference(model: str) -> bool:
+    return model in models.REGISTRY
+
+
+def load_user_model(path: Path) -> Any:
+    """A user's .keras file, loaded with safe_mode: a Lambda or other code-carrying layer is
+    refused, never run."""
+    if not path.is_file():
+        raise InputError(f"model file '{path}' does not exist")
+    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
+        raise InputError(f"model file '{path.name}' is not a .keras (zip) model file")
+    from compress.loading import load_model
+
+    try:
+        return load_model(path)
+    except Exception as exc:
+        reason = one_line(exc)
+        raise InputError(f"model file '{path.name}' cannot be loaded safely: {reason}") from None
+
+
+def _model_io(model: Any) -> tuple[tuple[int | None, ...], dict[str, int]]:
+    if len(model.inputs) != 1:
+        raise InputError(
+            f"model has {len(model.inputs)} inputs; compress supports single-input models"
+        )
+    shape = tuple(model.inputs[0].shape[1:])
+    heads = {}
+    for name, tensor in zip(model.output_names, model.outputs, strict=True):
+        classes = tensor.shape[-1]
+        if tensor.shape.rank != 2 or classes is None or classes < 2:
+            raise InputError(
+                f"output {name!r} has shape {tuple(tensor.shape)}; compress verifies "
+                "classifiers: each output must be (batch, classes) with classes >= 2"
+            )
+        heads[name] = int(classes)
+    return shape, heads
+
+
 class Build(Stage):
     name = "build"
     Params = BuildParams
+    cacheable = False  # cheap, and its inputs are hashed into every later stage's key
+    produces_model = True
 
     def run(self, state: RunState) -> RunState:
         p = self.params
+        keras = _tf.keras()
+        keras.utils.set_random_seed(p.seed)
+        if is_reference(p.model):
+            if p.data is not None:
+                raise UsageError(
+                    f"--data is for .keras models; reference model {p.model!r} trains on digits"
+                )
+            model_name, model, data = self._reference()
+        else:
+            if p.data is None:
+                raise UsageError(f"model file '{p.model}' needs --data FILE.npz")
+            model = load_user_model(Path(p.model))
+            input_shape, heads = _model_io(model)
+            data = load_npz(
+                p.data,
+                input_shape=input_shape,
+                heads=heads,
+                seed=p.seed,
+                test_size=p.test_size,
+                calibration_samples=p.calibration_samples,
+            )
+            model_name = Path(p.model).stem
+        info = {"parameters": int(model.count_params()), "dataset": data.name}
+        return state.replace(
+            model_name=model_name, model=model, data=data, info={**state.info, "build": info}
+        )
+
+    def _reference(self) -> tuple[str, Any, Dataset]:
+        p = self.params
         spec = models.get(p.model)
-        _tf.keras().utils.set_random_seed(p.seed)
         model = spec.build()
         data = load_digits(
             spec.layout,
@@ -36,7 +113,4 @@ class Build(Stage):
         missing = set(data.heads) - set(model.output_names)
         if missing:
             raise StageError(f"model {spec.name!r} has no output named {sorted(missing)}")
-        info = {"parameters": int(model.count_params()), "dataset": data.name}
-        return state.replace(
-            model_name=spec.name, model=model, data=data, info={**state.info, "build": info}
-        )
+        return spec.name, model, data

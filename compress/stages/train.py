@@ -6,6 +6,7 @@ from pydantic import Field
 
 from compress import _tf
 from compress.fileio import write_atomic
+from compress.loading import save_model
 from compress.stages.base import Artifact, RunState, Stage, StageParams
 
 KERAS_FILE = "model.keras"
@@ -28,18 +29,10 @@ def compile_for_heads(model, heads: list[str], learning_rate: float) -> None:
     )
 
 
-def save_weights_only_model(model, path) -> None:
-    """Save architecture and weights without the optimizer state (which triples an Adam-trained
-    file): a compiled-free clone carries exactly the float model's weights."""
-    keras = _tf.keras()
-    clean = keras.models.clone_model(model)
-    clean.set_weights(model.get_weights())
-    clean.save(path)
-
-
 class Train(Stage):
     name = "train"
     Params = TrainParams
+    produces_model = True
 
     def run(self, state: RunState) -> RunState:
         p = self.params
@@ -59,9 +52,7 @@ class Train(Stage):
                 verbose=0,
             )
             history = {k: float(v[-1]) for k, v in hist.history.items()}
-        path = write_atomic(
-            state.workdir / KERAS_FILE, lambda tmp: save_weights_only_model(model, tmp)
-        )
+        path = write_atomic(state.workdir / KERAS_FILE, lambda tmp: save_model(model, tmp))
         artifact = Artifact(
             name=KERAS_FILE,
             path=path,

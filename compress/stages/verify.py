@@ -53,6 +53,7 @@ def _match_outputs(
 class Verify(Stage):
     name = "verify"
     Params = VerifyParams
+    cacheable = False  # its numbers are measured in the run that reports them
 
     def run(self, state: RunState) -> RunState:
         p = self.params

@@ -1,0 +1,159 @@
+"""Content-keyed stage cache.
+
+A stage's key is the hash of its name and parameters, its parent's key (so the key covers every
+earlier stage's config and, through the first stage, the input files' content) and the versions
+of the packages and of compress's own source that shape its output. A changed parameter changes
+that stage's key and every later one, so only they rerun.
+
+An entry is a directory written under a temporary name and renamed into place when complete,
+with the sha256 of each of its files; an entry whose files do not match is deleted and rebuilt,
+never used. The verify stage is never cached: its numbers are measured in the run that reports
+them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from compress.fileio import sha256_file
+from compress.loading import save_model
+from compress.stages.base import Artifact, RunState, Skipped
+
+MODEL_FILE = "state_model.keras"
+ENTRY_FILE = "entry.json"
+
+
+def default_root() -> Path:
+    if os.environ.get("COMPRESS_CACHE_DIR"):
+        return Path(os.environ["COMPRESS_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "compress"
+
+
+def source_fingerprint() -> str:
+    """sha256 of compress's own source: a code change invalidates what it produced."""
+    h = hashlib.sha256()
+    root = Path(__file__).parent
+    for path in sorted(root.rglob("*.py")):
+        h.update(str(path.relative_to(root)).encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def stage_key(parent: str, name: str, params: dict[str, Any], environment: dict[str, str]) -> str:
+    blob = json.dumps(
+        {"parent": parent, "stage": name, "params": params, "environment": environment},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def input_fingerprint(paths: list[str | None]) -> str:
+    """sha256 over the content of the input files (a user's model and data)."""
+    h = hashlib.sha256()
+    for p in paths:
+        if p is not None and Path(p).is_file():
+            h.update(sha256_file(Path(p)).encode())
+        else:
+            h.update(repr(p).encode())
+    return h.hexdigest()
+
+
+class StageCache:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def _dir(self, key: str) -> Path:
+        return self.root / key[:2] / key
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The entry's record, with `dir`, if present and intact; a corrupt entry is removed."""
+        entry_dir = self._dir(key)
+        try:
+            record = json.loads((entry_dir / ENTRY_FILE).read_text(encoding="utf-8"))
+            for name, digest in record["files"].items():
+                if sha256_file(entry_dir / name) != digest:
+                    raise ValueError(f"{name} does not match its hash")
+        except FileNotFoundError:
+            if entry_dir.exists():
+                shutil.rmtree(entry_dir, ignore_errors=True)
+            return None
+        except (OSError, ValueError, KeyError, TypeError):
+            shutil.rmtree(entry_dir, ignore_errors=True)  # corrupt: rebuild, never use
+            return None
+        record["dir"] = entry_dir
+        return record
+
+    def save(self, key: str, stage: Any, before: RunState, after: RunState) -> bool:
+        """Store what the stage added to the state. Returns False if the cache is not writable
+        (the run goes on without it)."""
+        final = self._dir(key)
+        tmp = self.root / f".tmp-{key}-{secrets.token_hex(4)}"
+        try:
+            tmp.mkdir(parents=True)
+            new = after.artifacts[len(before.artifacts) :]
+            for art in new:
+                shutil.copyfile(art.path, tmp / art.name)
+            if stage.produces_model:
+                save_model(after.model, tmp / MODEL_FILE)
+            files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
+            record = {
+                "stage": stage.name,
+                "params": stage.params.model_dump(mode="json"),
+                "artifacts": [_artifact_record(a) for a in new],
+                "skipped": [asdict(s) for s in after.skipped[len(before.skipped) :]],
+                "info": {k: v for k, v in after.info.items() if before.info.get(k) != v},
+                "model": MODEL_FILE if stage.produces_model else None,
+                "files": files,
+            }
+            (tmp / ENTRY_FILE).write_text(json.dumps(record, default=str), encoding="utf-8")
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.replace(tmp, final)
+            except OSError:  # another run stored the same key first: keep theirs
+                shutil.rmtree(tmp, ignore_errors=True)
+            return True
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return False
+
+    @staticmethod
+    def restore(record: dict[str, Any], state: RunState) -> RunState:
+        """Apply a cached stage's output to the state: files copied into the run directory;
+        a model is loaded later, only if a stage needs it (see RunState.materialize)."""
+        entry_dir: Path = record["dir"]
+        artifacts = []
+        for a in record["artifacts"]:
+            dest = state.workdir / a["name"]
+            shutil.copyfile(entry_dir / a["name"], dest)
+            artifacts.append(
+                Artifact(**{**a, "path": dest, "left_float": tuple(a.get("left_float", ()))})
+            )
+        skipped = tuple(Skipped(**s) for s in record["skipped"])
+        state = state.add(tuple(artifacts), skipped).replace(info={**state.info, **record["info"]})
+        if record.get("model"):
+            state = state.replace(model=None, model_file=entry_dir / record["model"])
+        return state
+
+    def clear(self) -> int:
+        """Remove every entry; returns how many were removed."""
+        if not self.root.exists():
+            return 0
+        count = sum(1 for p in self.root.glob("*/*") if p.is_dir())
+        shutil.rmtree(self.root)
+        return count
+
+
+def _artifact_record(a: Artifact) -> dict[str, Any]:
+    record = asdict(a)
+    record.pop("path")
+    record["left_float"] = list(a.left_float)
+    return record

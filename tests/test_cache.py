@@ -1,0 +1,92 @@
+"""Stage cache: a rerun reuses finished stages; a changed parameter reruns only that stage and
+those after it; a corrupt entry is rebuilt, never used; verify always measures anew."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from compress import PipelineConfig, StageCache, run
+from compress.cli import main
+from compress.fileio import sha256_file
+
+
+def _config(tmp_path, **overrides):
+    base = {"train.epochs": 2, "verify.timing_budget_s": 0.02, "out": str(tmp_path / "out")}
+    return PipelineConfig.for_model("multitask", {**base, **overrides})
+
+
+@pytest.fixture(scope="module")
+def first(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cache-first")
+    cache = StageCache(tmp / "cache")
+    return tmp, cache, run(_config(tmp), cache=cache)
+
+
+def _hashes(result):
+    return {a["name"]: sha256_file(result.run_dir / a["name"])
+            for a in result.report["verification"]["artifacts"]}  # fmt: skip
+
+
+def test_first_run_stores_every_cacheable_stage(first):
+    _, _, result = first
+    assert result.report["cache"] == {
+        "build": "never", "train": "stored", "export_tflite": "stored", "export_onnx": "stored",
+        "quantize": "stored", "verify": "never",
+    }  # fmt: skip
+
+
+def test_rerun_reuses_every_stage_and_gives_identical_artifacts(first):
+    tmp, cache, result = first
+    again = run(_config(tmp), cache=cache)
+    assert set(again.report["cache"].values()) == {"hit", "never"}
+    assert _hashes(again) == _hashes(result)
+    assert (
+        again.report["verification"]["reference_accuracy"]
+        == (result.report["verification"]["reference_accuracy"])
+    )
+
+
+def test_changing_a_gate_retrains_nothing(first):
+    tmp, cache, _ = first
+    again = run(_config(tmp, **{"verify.max_drift": 0.5}), cache=cache)
+    assert again.report["cache"]["train"] == "hit"
+    assert again.report["cache"]["quantize"] == "hit"
+
+
+def test_changing_quantize_mode_reruns_only_quantize(first):
+    tmp, cache, _ = first
+    again = run(_config(tmp, **{"quantize.mode": "dynamic"}), cache=cache)
+    c = again.report["cache"]
+    assert (c["train"], c["export_tflite"], c["export_onnx"]) == ("hit", "hit", "hit")
+    assert c["quantize"] == "stored"
+
+
+def test_corrupt_entry_is_detected_and_rebuilt(first):
+    tmp, cache, result = first
+    entries = [p for p in cache.root.glob("*/*") if (p / "model_fp32.tflite").exists()]
+    assert len(entries) == 1
+    victim = entries[0] / "model_fp32.tflite"
+    victim.write_bytes(victim.read_bytes()[:100])  # truncated
+    again = run(_config(tmp), cache=cache)
+    assert again.report["cache"]["export_tflite"] == "stored"
+    assert again.report["cache"]["train"] == "hit"
+    fp32 = next(a for a in again.report["verification"]["artifacts"]
+                if a["name"] == "model_fp32.tflite")  # fmt: skip
+    assert fp32["heads"]["digit"]["agreement"] == 100.0
+    assert _hashes(again)["model_fp32.tflite"] == _hashes(result)["model_fp32.tflite"]
+
+
+def test_no_cache_flag_runs_everything_and_cache_clear_empties(first, tmp_path, capsys):
+    _, cache, _ = first
+    out = tmp_path / "o"
+    code = main(["run", "multitask", "--epochs", "1", "--out", str(out), "--no-cache",
+                 "--max-drift", "100", "--quiet", "--cache-dir", str(cache.root)])  # fmt: skip
+    assert code == 0
+    (run_dir,) = (out / "multitask").iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["cache"]["train"] == "off"
+    assert main(["cache", "clear", "--cache-dir", str(cache.root)]) == 0
+    assert "removed" in capsys.readouterr().out
+    assert not cache.root.exists()
