@@ -55,24 +55,38 @@ def digits_layout(images: np.ndarray, layout: str) -> np.ndarray:
 
 
 def split_indices(labels: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stratified train/test indices, the same for the same labels, test_size and seed."""
-    from sklearn.model_selection import train_test_split
+    """Stratified train/test indices: each class contributes round(test_size * its count) samples,
+    chosen by a seeded permutation. The same labels, test_size and seed give the same split."""
+    rng = np.random.default_rng(seed)
+    test = [
+        rng.permutation(members)[: int(round(len(members) * test_size))]
+        for members in (np.flatnonzero(labels == c) for c in np.unique(labels))
+    ]
+    test_idx = np.sort(np.concatenate(test)) if test else np.array([], dtype=np.int64)
+    train_idx = np.setdiff1d(np.arange(len(labels)), test_idx)
+    return train_idx, test_idx
 
-    idx = np.arange(len(labels))
-    train, test = train_test_split(
-        idx, test_size=test_size, random_state=seed, stratify=labels, shuffle=True
-    )
-    return np.sort(train), np.sort(test)
+
+def digits_raw() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's digits (1797 8x8 images, values 0..16, and labels), read from the data file
+    the package ships, without importing scikit-learn (which takes over a second)."""
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise InputError("scikit-learn is not installed: it ships the digits data set")
+    path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+    with gzip.open(path, "rt") as f:
+        data = np.loadtxt(f, delimiter=",", dtype=np.float64)
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(np.int64)
 
 
 def load_digits(
     layout: str, targets: Targets, *, seed: int, test_size: float, calibration_samples: int
 ) -> Dataset:
-    from sklearn.datasets import load_digits as sk_load_digits
-
-    raw = sk_load_digits()
-    x = digits_layout(raw.images, layout)
-    y = raw.target.astype(np.int64)
+    images, y = digits_raw()
+    x = digits_layout(images, layout)
     train, test = split_indices(y, test_size, seed)
     rng = np.random.default_rng(seed)
     calib = rng.permutation(train)[: min(calibration_samples, len(train))]
@@ -122,14 +136,7 @@ def load_npz(
                 raise InputError(
                     f"{where}: labels for {head!r} have {len(y)} rows but x has {len(x_all)}"
                 )
-        strat = next(iter(y_all.values()))
-        try:
-            train, test = split_indices(strat, test_size, seed)
-        except ValueError:  # a class too rare to stratify: plain seeded split
-            rng = np.random.default_rng(seed)
-            order = rng.permutation(len(x_all))
-            n_test = max(1, int(round(len(x_all) * test_size)))
-            test, train = np.sort(order[:n_test]), np.sort(order[n_test:])
+        train, test = split_indices(next(iter(y_all.values())), test_size, seed)
         x_train, x_test = x_all[train], x_all[test]
         y_train = {h: y[train] for h, y in y_all.items()}
         y_test = {h: y[test] for h, y in y_all.items()}

@@ -15,7 +15,7 @@ def test_split_is_seeded_stratified_and_disjoint():
     a, b, c = _load(0), _load(0), _load(1)
     assert np.array_equal(a.test_indices, b.test_indices)
     assert not np.array_equal(a.test_indices, c.test_indices)
-    assert len(a.x_test) == 360 and len(a.x_train) == 1437
+    assert len(a.x_test) == 359 and len(a.x_train) == 1438  # round(20%) of each class
     counts = np.bincount(a.y_test["digit"], minlength=10)
     assert counts.min() >= 35
 

@@ -45,7 +45,7 @@ def test_user_model_runs_end_to_end(user_files, tmp_path, capsys):
     assert report["model"] == "mine"
     names = {a["name"] for a in report["verification"]["artifacts"]}
     assert {"model_int8.tflite", "model_int8.onnx", "model_fp32.onnx"} <= names
-    assert report["data"]["test_samples"] == 360
+    assert report["data"]["test_samples"] == 359
     assert report["verification"]["reference_accuracy"]["label"] > 30.0
     assert (out / "mine" / report["run_id"] / "manifest.json").is_file()
 
