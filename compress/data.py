@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compress.arrays import Inputs, count, pick
 from compress.errors import InputError
 
 Targets = Callable[[np.ndarray], dict[str, np.ndarray]]
@@ -24,11 +25,11 @@ class Dataset:
     """Arrays for one run. Labels are keyed by model output (head) name."""
 
     name: str
-    x_train: np.ndarray
+    x_train: Inputs  # one array, or a dict by input name (multi-input models)
     y_train: dict[str, np.ndarray]
-    x_test: np.ndarray
+    x_test: Inputs
     y_test: dict[str, np.ndarray]
-    x_calib: np.ndarray
+    x_calib: Inputs
     test_indices: np.ndarray  # indices into the source data set, for re-evaluation
 
     @property
@@ -107,7 +108,7 @@ NPZ_LAYOUTS = "x_train, y_train, x_test, y_test (or x, y to be split; optional x
 def load_npz(
     path: str | Path,
     *,
-    input_shape: tuple[int | None, ...],
+    input_shapes: dict[str, tuple[int | None, ...]],
     heads: dict[str, int],
     seed: int,
     test_size: float,
@@ -115,47 +116,40 @@ def load_npz(
 ) -> Dataset:
     """A user's data file, checked against the model it is for.
 
-    `input_shape` is the model input's shape without the batch axis (None for free axes);
-    `heads` maps each output name to its number of classes. Labels are class indices, shape (n,),
-    or one-hot, shape (n, classes). A multi-output model's labels are `y_<output name>` (or
-    `y_train_<name>`, `y_test_<name>`). Loading never unpickles.
+    `input_shapes` maps each model input to its shape without the batch axis (None for free
+    axes); `heads` maps each output name to its number of classes. A single-input model's
+    arrays are `x_train, x_test` (or `x`, split here) and optional `x_calib`; a multi-input
+    model's are `x_train_<input name>` and so on. Labels are class indices, shape (n,), or
+    one-hot, shape (n, classes); a multi-output model's are `y_train_<output name>` and so on.
+    Loading never unpickles.
     """
     path = Path(path)
     arrays = _read_npz(path)
     where = f"data file '{path.name}'"
-    if {"x_train", "x_test"} <= set(arrays):
-        x_train, x_test = arrays["x_train"], arrays["x_test"]
+    x_train = _inputs(arrays, "x_train", input_shapes, where)
+    if x_train is not None:
+        x_test = _inputs(arrays, "x_test", input_shapes, where)
+        if x_test is None:
+            raise InputError(f"{where} has x_train but no x_test")
         y_train = _labels(arrays, "y_train", heads, where)
         y_test = _labels(arrays, "y_test", heads, where)
-    elif "x" in arrays:
-        x_all = arrays["x"]
+    else:
+        x_all = _inputs(arrays, "x", input_shapes, where)
+        if x_all is None:
+            found = ", ".join(sorted(arrays)) or "no arrays"
+            raise InputError(f"{where} must hold {NPZ_LAYOUTS}. Found: {found}")
         y_all = _labels(arrays, "y", heads, where)
-        _check_x(x_all, "x", input_shape, where)
-        for head, y in y_all.items():
-            if len(y) != len(x_all):
-                raise InputError(
-                    f"{where}: labels for {head!r} have {len(y)} rows but x has {len(x_all)}"
-                )
+        _same_rows(x_all, y_all, "x", where)
         train, test = split_indices(next(iter(y_all.values())), test_size, seed)
-        x_train, x_test = x_all[train], x_all[test]
+        x_train, x_test = pick(x_all, train), pick(x_all, test)
         y_train = {h: y[train] for h, y in y_all.items()}
         y_test = {h: y[test] for h, y in y_all.items()}
-    else:
-        raise InputError(f"{where} must hold {NPZ_LAYOUTS}. Found: {', '.join(sorted(arrays))}")
-    x_train = _check_x(x_train, "x_train", input_shape, where)
-    x_test = _check_x(x_test, "x_test", input_shape, where)
-    for split, x, ys in (("train", x_train, y_train), ("test", x_test, y_test)):
-        for head, y in ys.items():
-            if len(y) != len(x):
-                raise InputError(
-                    f"{where}: labels for {head!r} ({split}) have {len(y)} rows but "
-                    f"x_{split} has {len(x)}"
-                )
-    if "x_calib" in arrays:
-        x_calib = _check_x(arrays["x_calib"], "x_calib", input_shape, where)
-    else:
+    _same_rows(x_train, y_train, "x_train", where)
+    _same_rows(x_test, y_test, "x_test", where)
+    x_calib = _inputs(arrays, "x_calib", input_shapes, where)
+    if x_calib is None:
         rng = np.random.default_rng(seed)
-        x_calib = x_train[rng.permutation(len(x_train))[:calibration_samples]]
+        x_calib = pick(x_train, rng.permutation(count(x_train))[:calibration_samples])
     return Dataset(
         name=f"npz/{path.name}",
         x_train=x_train,
@@ -163,8 +157,40 @@ def load_npz(
         x_test=x_test,
         y_test=y_test,
         x_calib=x_calib,
-        test_indices=np.arange(len(x_test)),
+        test_indices=np.arange(count(x_test)),
     )
+
+
+def _inputs(
+    arrays: dict[str, np.ndarray], key: str, shapes: dict[str, tuple], where: str
+) -> Inputs | None:
+    """The arrays for `key` (x, x_train, ...): one array for a single-input model, else a dict
+    by input name; None if the file has none of them."""
+    if len(shapes) == 1:
+        name, shape = next(iter(shapes.items()))
+        found = next((k for k in (key, f"{key}_{name}") if k in arrays), None)
+        return None if found is None else _check_x(arrays[found], found, shape, where)
+    keys = {name: f"{key}_{name}" for name in shapes}
+    present = [k for k in keys.values() if k in arrays]
+    if not present:
+        return None
+    missing = [k for k in keys.values() if k not in arrays]
+    if missing:
+        raise InputError(f"{where}: missing {', '.join(missing)} (the model has inputs "
+                         f"{', '.join(shapes)})")  # fmt: skip
+    out = {name: _check_x(arrays[k], k, shapes[name], where) for name, k in keys.items()}
+    lengths = {k: len(out[name]) for name, k in keys.items()}
+    if len(set(lengths.values())) > 1:
+        raise InputError(f"{where}: inputs have different numbers of rows: {lengths}")
+    return out
+
+
+def _same_rows(x: Inputs, ys: dict[str, np.ndarray], key: str, where: str) -> None:
+    for head, y in ys.items():
+        if len(y) != count(x):
+            raise InputError(
+                f"{where}: labels for {head!r} have {len(y)} rows but {key} has {count(x)}"
+            )
 
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from compress import models
 from compress import report as reports
+from compress.arrays import count
 from compress.cache import StageCache, input_fingerprint, source_fingerprint, stage_key
 from compress.config import PipelineConfig, resolve_stages
 from compress.errors import CompressError, StageError, UsageError
@@ -170,9 +171,9 @@ def build_report(
         if data is None
         else {
             "name": data.name,
-            "train_samples": len(data.x_train),
-            "test_samples": len(data.x_test),
-            "calibration_samples": len(data.x_calib),
+            "train_samples": count(data.x_train),
+            "test_samples": count(data.x_test),
+            "calibration_samples": count(data.x_calib),
             "test_indices": [int(i) for i in data.test_indices],
         },
         "environment": reports.environment(),

@@ -112,3 +112,32 @@ def test_pickled_data_is_refused(user_files, tmp_path, capsys):
                  "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
     assert code == 2
     assert "pickle is refused" in capsys.readouterr().err
+
+
+def test_multi_input_multi_output_user_model(tmp_path, digits8, capsys):
+    """Two named inputs, two named heads: data keyed by name, every artifact verified per head."""
+    keras = _tf.keras()
+    image = keras.Input((8, 8, 1), name="image")
+    rowsum = keras.Input((8,), name="rowsum")
+    x = keras.layers.Concatenate()([keras.layers.Flatten()(image), rowsum])
+    x = keras.layers.Dense(32, activation="relu")(x)
+    digit = keras.layers.Dense(10, activation="softmax", name="digit")(x)
+    parity = keras.layers.Dense(2, activation="softmax", name="parity")(x)
+    keras.Model([image, rowsum], [digit, parity]).save(tmp_path / "two.keras")
+    x8, y = digits8
+    np.savez(tmp_path / "two.npz", x_image=x8, x_rowsum=x8[..., 0].sum(axis=2) / 8,
+             y_digit=y, y_parity=y % 2)  # fmt: skip
+    code = main(["run", str(tmp_path / "two.keras"), "--data", str(tmp_path / "two.npz"),
+                 "--epochs", "3", "--out", str(tmp_path / "out"), "--max-drift", "100",
+                 "--json", "--quiet"])  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    rows = {a["name"]: a for a in report["verification"]["artifacts"]}
+    assert {"model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx", "model_int8.onnx"} <= set(
+        rows
+    )
+    for name in ("model_fp32.tflite", "model_fp32.onnx"):
+        assert set(rows[name]["heads"]) == {"digit", "parity"}
+        for m in rows[name]["heads"].values():
+            assert m["agreement"] == 100.0
+    assert rows["model.keras"]["heads"]["parity"]["accuracy"] > 60.0

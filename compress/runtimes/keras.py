@@ -7,6 +7,8 @@ from typing import Any
 
 import numpy as np
 
+from compress.arrays import Inputs
+
 
 class KerasRunner:
     runtime = "keras"
@@ -15,7 +17,7 @@ class KerasRunner:
         self.model = model
         self.output_names = list(model.output_names)
 
-    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, x: Inputs) -> dict[str, np.ndarray]:
         out = self.model.predict(x, batch_size=32, verbose=0)
         if isinstance(out, dict):
             out = [out[n] for n in self.output_names]
@@ -25,5 +27,5 @@ class KerasRunner:
             n: np.asarray(a, dtype=np.float32) for n, a in zip(self.output_names, out, strict=True)
         }
 
-    def timed_call(self, x: np.ndarray, batch: int) -> Callable[[], object] | None:
+    def timed_call(self, x: Inputs, batch: int) -> Callable[[], object] | None:
         return None  # Keras is the accuracy reference; its latency is not compared

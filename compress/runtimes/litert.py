@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from compress.runtimes.base import batched, take_batch
+from compress.arrays import Inputs, as_feed, batched, count, take_batch
 
 _PREDICT_BATCH = 32
 
@@ -29,8 +29,7 @@ class LiteRTRunner:
         self.reset_state = reset_state
         self._by_batch: dict[int, tuple[Any, dict, dict] | None] = {}
         interp, inputs, outputs = self._open(None)
-        if len(inputs) != 1:
-            raise ValueError(f"{self.path.name}: expected one input, found {len(inputs)}")
+        self.input_names = list(inputs)
         self.output_names = list(outputs)
         self._base_batch = int(next(iter(inputs.values()))["shape"][0])
 
@@ -58,28 +57,28 @@ class LiteRTRunner:
                 self._by_batch[batch] = None  # fixed-batch model: this size is not possible
         return self._by_batch[batch]
 
-    def _invoke(self, sess: tuple[Any, dict, dict], xb: np.ndarray) -> dict[str, np.ndarray]:
+    def _invoke(self, sess: tuple[Any, dict, dict], xb: Inputs) -> dict[str, np.ndarray]:
         interp, inputs, outputs = sess
-        det = next(iter(inputs.values()))
         if self.reset_state:
             interp.reset_all_variables()
-        interp.set_tensor(det["index"], _to_tensor(xb, det))
+        for name, arr in as_feed(xb, self.input_names).items():
+            interp.set_tensor(inputs[name]["index"], _to_tensor(arr, inputs[name]))
         interp.invoke()
         return {name: _from_tensor(interp.get_tensor(d["index"]), d) for name, d in outputs.items()}
 
-    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, x: Inputs) -> dict[str, np.ndarray]:
         batch = _PREDICT_BATCH if self._session(_PREDICT_BATCH) is not None else self._base_batch
         sess = self._session(batch)
         assert sess is not None  # the converted batch size always opens
         parts: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
         for xb in batched(x, batch):
-            n = len(xb)
+            n = count(xb)
             out = self._invoke(sess, take_batch(xb, batch) if n < batch else xb)
             for name, arr in out.items():
                 parts[name].append(arr[:n].copy())
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
-    def timed_call(self, x: np.ndarray, batch: int) -> Callable[[], object] | None:
+    def timed_call(self, x: Inputs, batch: int) -> Callable[[], object] | None:
         sess = self._session(batch)
         if sess is None:
             return None

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from compress.runtimes.base import batched, take_batch
+from compress.arrays import Inputs, as_feed, batched, count, take_batch
 
 _PREDICT_BATCH = 32
 
@@ -34,30 +34,28 @@ class OnnxRuntimeRunner:
         self.session = ort.InferenceSession(
             str(self.path), session_options(threads), providers=["CPUExecutionProvider"]
         )
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise ValueError(f"{self.path.name}: expected one input, found {len(inputs)}")
-        self._input = inputs[0]
+        self._inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in self._inputs]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _fixed_batch(self) -> int | None:
-        dim = self._input.shape[0]
+        dim = self._inputs[0].shape[0]
         return dim if isinstance(dim, int) else None
 
-    def predict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+    def predict(self, x: Inputs) -> dict[str, np.ndarray]:
         batch = self._fixed_batch() or _PREDICT_BATCH
         parts: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
         for xb in batched(x, batch):
-            n = len(xb)
+            n = count(xb)
             feed = take_batch(xb, batch) if self._fixed_batch() and n < batch else xb
-            results = self.session.run(None, {self._input.name: feed})
+            results = self.session.run(None, as_feed(feed, self.input_names))
             for name, arr in zip(self.output_names, results, strict=True):
                 parts[name].append(np.asarray(arr[:n], dtype=np.float32))
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}
 
-    def timed_call(self, x: np.ndarray, batch: int) -> Callable[[], object] | None:
+    def timed_call(self, x: Inputs, batch: int) -> Callable[[], object] | None:
         fixed = self._fixed_batch()
         if fixed is not None and fixed != batch:
             return None
-        feed = {self._input.name: take_batch(x, batch)}
+        feed = as_feed(take_batch(x, batch), self.input_names)
         return lambda: self.session.run(None, feed)

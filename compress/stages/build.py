@@ -46,12 +46,10 @@ def load_user_model(path: Path) -> Any:
         raise InputError(f"model file '{path.name}' cannot be loaded safely: {reason}") from None
 
 
-def _model_io(model: Any) -> tuple[tuple[int | None, ...], dict[str, int]]:
-    if len(model.inputs) != 1:
-        raise InputError(
-            f"model has {len(model.inputs)} inputs; compress supports single-input models"
-        )
-    shape = tuple(model.inputs[0].shape[1:])
+def _model_io(model: Any) -> tuple[dict[str, tuple[int | None, ...]], dict[str, int]]:
+    shapes = {
+        name: tuple(t.shape[1:]) for name, t in zip(model.input_names, model.inputs, strict=True)
+    }
     heads = {}
     for name, tensor in zip(model.output_names, model.outputs, strict=True):
         classes = tensor.shape[-1]
@@ -61,7 +59,7 @@ def _model_io(model: Any) -> tuple[tuple[int | None, ...], dict[str, int]]:
                 "classifiers: each output must be (batch, classes) with classes >= 2"
             )
         heads[name] = int(classes)
-    return shape, heads
+    return shapes, heads
 
 
 class Build(Stage):
@@ -84,10 +82,10 @@ class Build(Stage):
             if p.data is None:
                 raise UsageError(f"model file '{p.model}' needs --data FILE.npz")
             model = load_user_model(Path(p.model))
-            input_shape, heads = _model_io(model)
+            input_shapes, heads = _model_io(model)
             data = load_npz(
                 p.data,
-                input_shape=input_shape,
+                input_shapes=input_shapes,
                 heads=heads,
                 seed=p.seed,
                 test_size=p.test_size,

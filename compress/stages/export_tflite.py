@@ -9,9 +9,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-import numpy as np
-
 from compress import _tf
+from compress.arrays import Inputs, as_feed, count
 from compress.fileio import write_bytes_atomic
 from compress.stages.base import Artifact, RunState, Stage, StageParams
 
@@ -47,7 +46,7 @@ def _batch1_converter(model: Any) -> Any:
     return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
 
 
-def convert_tflite(model: Any, precision: str, x_calib: np.ndarray | None = None) -> bytes:
+def convert_tflite(model: Any, precision: str, x_calib: Inputs | None = None) -> bytes:
     """Convert a tf_keras model; precision is one of fp32, int8, dynamic, float16.
 
     Models with recurrent layers are converted at a fixed batch of 1 (see _batch1_converter).
@@ -60,12 +59,13 @@ def convert_tflite(model: Any, precision: str, x_calib: np.ndarray | None = None
     if precision != "fp32":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if precision == "int8":
-        if x_calib is None or len(x_calib) == 0:
+        if x_calib is None or count(x_calib) == 0:
             raise ValueError("int8 conversion needs calibration samples")
+        feed = as_feed(x_calib, model.input_names)
 
         def representative():
-            for i in range(len(x_calib)):
-                yield [x_calib[i : i + 1]]
+            for i in range(count(x_calib)):
+                yield {name: arr[i : i + 1] for name, arr in feed.items()}
 
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -76,6 +76,8 @@ def convert_tflite(model: Any, precision: str, x_calib: np.ndarray | None = None
     with warnings.catch_warnings():
         # "Statistics for quantized inputs were expected": float I/O is intended here.
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        # The converter calibrates with the deprecated tf.lite.Interpreter internally.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         return converter.convert()
 
 

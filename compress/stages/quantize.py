@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from compress.arrays import Inputs, as_feed, count
 from compress.fileio import write_atomic
 from compress.stages.base import Artifact, RunState, Skipped, Stage, StageParams, one_line
 from compress.stages.export_tflite import convert_tflite, tflite_artifact
@@ -28,13 +29,17 @@ class QuantizeParams(StageParams):
     mode: Literal["int8", "dynamic", "float16", "none"] = "int8"
 
 
-def _calibration_reader(input_name: str, x: np.ndarray) -> Any:
+def _calibration_reader(input_names: list[str], x: Inputs) -> Any:
     """An onnxruntime CalibrationDataReader feeding one calibration sample per call."""
     from onnxruntime.quantization import CalibrationDataReader
 
+    feed = as_feed(x, input_names)
+
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
-            self._feeds = iter([{input_name: x[i : i + 1]} for i in range(len(x))])
+            self._feeds = iter(
+                [{n: a[i : i + 1] for n, a in feed.items()} for i in range(count(x))]
+            )
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._feeds, None)
@@ -42,7 +47,7 @@ def _calibration_reader(input_name: str, x: np.ndarray) -> Any:
     return Reader()
 
 
-def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, x_calib: np.ndarray) -> None:
+def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, x_calib: Inputs) -> None:
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -59,12 +64,17 @@ def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, x_calib: np.ndarra
         return
     with tempfile.TemporaryDirectory(prefix="compress-ort-") as tmp:
         pre = Path(tmp) / "pre.onnx"
-        quant_pre_process(str(fp32_path), str(pre))
+        try:
+            quant_pre_process(str(fp32_path), str(pre))
+        except Exception:  # symbolic shape inference fails on some graphs (e.g. Concat of inputs)
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         if mode == "dynamic":
             quantize_dynamic(str(pre), str(out_path), weight_type=QuantType.QInt8)
         else:
-            input_name = onnx.load(str(pre), load_external_data=False).graph.input[0].name
-            reader = _calibration_reader(input_name, x_calib)
+            graph = onnx.load(str(pre), load_external_data=False).graph
+            initializers = {i.name for i in graph.initializer}
+            names = [i.name for i in graph.input if i.name not in initializers]
+            reader = _calibration_reader(names, x_calib)
             quantize_static(
                 str(pre),
                 str(out_path),
