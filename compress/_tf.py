@@ -24,6 +24,13 @@ def tf() -> ModuleType:
     return tensorflow
 
 
+def tfmot() -> ModuleType:
+    tf()
+    import tensorflow_model_optimization
+
+    return tensorflow_model_optimization
+
+
 def keras() -> ModuleType:
     tf()
     import tf_keras

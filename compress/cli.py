@@ -18,7 +18,7 @@ from typing import Any
 from compress.errors import CompressError, GateFailed, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
-QUANTIZE_MODES = ("int8", "dynamic", "float16", "none")
+QUANTIZE_MODES = ("int8", "dynamic", "float16", "qat", "none")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--quantize", choices=QUANTIZE_MODES, metavar="MODE",
         help=f"quantize.mode: {', '.join(QUANTIZE_MODES)} (default: int8)",
     )  # fmt: skip
+    run.add_argument(
+        "--prune", type=_sparsity, metavar="SPARSITY",
+        help="prune.sparsity: magnitude pruning to this fraction of zeros (e.g. 0.8), or 2:4",
+    )  # fmt: skip
+    run.add_argument(
+        "--cluster", type=int, metavar="N", help="cluster.clusters: weight clustering, N values"
+    )
     run.add_argument("--epochs", type=int, help="train.epochs (default: the model's)")
     run.add_argument("--seed", type=int, help="seed for split, init and training (default: 0)")
     run.add_argument("--data", help=".npz data for a .keras model (x_train, y_train, x_test, "
@@ -102,6 +109,17 @@ def _cache_args(parser: argparse.ArgumentParser) -> None:
         "--cache-dir", metavar="DIR",
         help="stage cache directory (default: $COMPRESS_CACHE_DIR or ~/.cache/compress)",
     )  # fmt: skip
+
+
+def _sparsity(text: str) -> float | str:
+    if text == "2:4":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a fraction like 0.8 or 2:4, got {text!r}"
+        ) from None
 
 
 def _cmd_list() -> int:

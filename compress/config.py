@@ -32,14 +32,16 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compress.errors import UsageError
 
-QUANTIZE_MODES: tuple[str, ...] = ("int8", "dynamic", "float16", "none")
-DEFAULT_STAGES: tuple[str, ...] = (
-    "build", "train", "export_tflite", "export_onnx", "quantize", "verify",
+STAGE_ORDER: tuple[str, ...] = (
+    "build", "train", "prune", "cluster", "export_tflite", "export_onnx", "quantize", "verify",
 )  # fmt: skip
+OPTIONAL_STAGES = ("prune", "cluster")  # in a model's pipeline only when asked for
 
 # CLI flag -> (stage, parameter); `None` stage means a top-level key.
 FLAG_KEYS: dict[str, tuple[str | None, str]] = {
     "quantize": ("quantize", "mode"),
+    "prune": ("prune", "sparsity"),
+    "cluster": ("cluster", "clusters"),
     "epochs": ("train", "epochs"),
     "opset": ("export_onnx", "opset"),
     "threads": ("verify", "threads"),
@@ -67,9 +69,13 @@ class PipelineConfig(BaseModel):
     @classmethod
     def for_model(cls, model: str, overrides: dict[str, Any] | None = None) -> PipelineConfig:
         """The standard pipeline (build, train, export both formats, quantize int8, verify)
-        for a reference model or a .keras file, with `overrides` (see with_overrides)."""
-        raw = {"model": model, "stages": {name: {} for name in DEFAULT_STAGES}}
-        return make(**apply_overrides(raw, overrides or {}))
+        for a reference model or a .keras file, with `overrides` (see with_overrides). Prune
+        and cluster stages join it (in their place) when an override names them."""
+        overrides = overrides or {}
+        asked = {key.partition(".")[0] for key in overrides}
+        names = [n for n in STAGE_ORDER if n not in OPTIONAL_STAGES or n in asked]
+        raw = {"model": model, "stages": {name: {} for name in names}}
+        return make(**apply_overrides(raw, overrides))
 
     def with_overrides(self, overrides: dict[str, Any]) -> PipelineConfig:
         """Apply `key -> value` overrides where key is `stage.param` or a top-level key."""

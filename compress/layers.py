@@ -1,7 +1,9 @@
 """Custom Keras layers that compress ships, registered so `.keras` files holding them reload
 (with safe_mode on) in any process that imports this module; `compress.load_model` does that.
 
-Importing this module imports TensorFlow.
+The layer implements tfmot's hooks (PrunableLayer, ClusterableLayer, and a registered
+QuantizeConfig) so that pruning, clustering and quantization-aware training reach its weights
+instead of skipping it. Importing this module imports TensorFlow and tfmot.
 """
 
 from __future__ import annotations
@@ -10,10 +12,15 @@ from compress import _tf
 
 keras = _tf.keras()
 tf = _tf.tf()
+import tensorflow_model_optimization as tfmot  # noqa: E402  (after TF_USE_LEGACY_KERAS is set)
 
 
 @keras.utils.register_keras_serializable(package="compress")
-class AttentionLayer(keras.layers.Layer):
+class AttentionLayer(
+    keras.layers.Layer,
+    tfmot.sparsity.keras.PrunableLayer,
+    tfmot.clustering.keras.ClusterableLayer,
+):
     """Additive attention pooling over time.
 
     W = Dense(units), V = Dense(1); score = V(tanh(W(x))) for each timestep;
@@ -52,5 +59,52 @@ class AttentionLayer(keras.layers.Layer):
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units}
 
+    # tfmot hooks: the two projection kernels are what pruning and clustering act on.
+    def get_prunable_weights(self) -> list:
+        return [self.W.kernel, self.V.kernel]
 
-CUSTOM_OBJECTS = {"compress>AttentionLayer": AttentionLayer}
+    def get_clusterable_weights(self) -> list:
+        return [("W/kernel", self.W.kernel), ("V/kernel", self.V.kernel)]
+
+
+_quantizers = tfmot.quantization.keras.quantizers
+
+
+@keras.utils.register_keras_serializable(package="compress")
+class AttentionQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """Quantization-aware training of AttentionLayer: int8 per-tensor symmetric fake-quant of
+    both kernels (as tfmot does for Dense) and of the pooled output."""
+
+    def get_weights_and_quantizers(self, layer):
+        def weight_quantizer():
+            return _quantizers.LastValueQuantizer(
+                num_bits=8, per_axis=False, symmetric=True, narrow_range=True
+            )
+
+        return [(layer.W.kernel, weight_quantizer()), (layer.V.kernel, weight_quantizer())]
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        layer.W.kernel, layer.V.kernel = quantize_weights
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [
+            _quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+            )
+        ]
+
+    def get_config(self) -> dict:
+        return {}
+
+
+CUSTOM_OBJECTS = {
+    "compress>AttentionLayer": AttentionLayer,
+    "compress>AttentionQuantizeConfig": AttentionQuantizeConfig,
+}
+QUANTIZE_CONFIGS = {AttentionLayer: AttentionQuantizeConfig}

@@ -12,9 +12,22 @@ from compress import _tf
 def load_model(path: str | Path) -> Any:
     """Load a `.keras` file written by compress (or any model using only registered layers)."""
     keras = _tf.keras()
-    import compress.layers  # noqa: F401  (registers AttentionLayer for deserialization)
+    if _uses_compress_layers(Path(path)):
+        import compress.layers  # noqa: F401  (registers AttentionLayer for deserialization)
 
     return keras.models.load_model(str(path), safe_mode=True, compile=False)
+
+
+def _uses_compress_layers(path: Path) -> bool:
+    """Whether a .keras file's config names a compress layer. Reading config.json from the zip
+    is cheap; importing compress.layers (and with it tfmot) is not."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return b'"compress>' in zf.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return True  # let Keras report what is wrong with the file
 
 
 def save_model(model: Any, path: str | Path) -> None:

@@ -6,6 +6,7 @@ Every number comes from the verify stage's measurements of this run's artifacts.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 from typing import Any
@@ -26,6 +27,11 @@ PACKAGES = (
 
 FIELDS = {
     "size_bytes": "file size in bytes",
+    "size_gzip_bytes": "file size after gzip -9, bytes (sparsity and clusters pay off compressed)",
+    "compression_ratio": "fp32 bytes of the Keras model's weights divided by size_gzip_bytes",
+    "sparsity": "fraction of zeros among the artifact's weights (constant tensors of rank >= 2)",
+    "weights.tensors[].unique": "distinct values in a weight tensor, counted in the file",
+    "baseline_drift": "accuracy of the float model before prune/cluster minus this one's, pts",
     "accuracy": "top-1 accuracy on the held-out split, percent",
     "drift": "Keras float accuracy minus this artifact's, percentage points (positive = lost)",
     "agreement": "percent of held-out samples whose top-1 class equals the Keras model's",
@@ -71,7 +77,7 @@ def _fmt(value: Any, spec: str) -> str:
 def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     multi = len(report["verification"]["reference_accuracy"]) > 1
     header = ["artifact", "runtime"] + (["head"] if multi else []) + [
-        "size (B)", "acc %", "drift pts", "agree %", "max|diff|",
+        "size (B)", "gzip (B)", "ratio", "acc %", "drift pts", "agree %", "max|diff|",
         "p50 b1 ms", "p50 b32 ms", "speedup b1", "speedup b32",
     ]  # fmt: skip
     rows = []
@@ -84,6 +90,8 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                 + ([head] if multi else [])
                 + [
                     f"{a['size_bytes']:,}" if first else "",
+                    f"{a['size_gzip_bytes']:,}" if first else "",
+                    f"{a['compression_ratio']:.1f}x" if first else "",
                     f"{m['accuracy']:.2f}",
                     f"{m['drift']:+.2f}",
                     f"{m['agreement']:.2f}",
@@ -110,6 +118,12 @@ def render_table(report: dict[str, Any]) -> str:
         f"{report['model']}: {v['test_samples']} held-out samples, {v['threads']} thread(s), "
         f"CPU {report['environment']['cpu']}"
     )
+    if v.get("baseline_accuracy"):
+        base = ", ".join(f"{h} {acc:.2f}%" for h, acc in v["baseline_accuracy"].items())
+        lines.append(f"baseline (float model before prune/cluster): {base}")
+    for a in v["artifacts"]:
+        if a.get("sparsity"):
+            lines.append(f"{a['name']}: weight sparsity {a['sparsity']:.3f}")
     lines += notes(report)
     return "\n".join(lines)
 
@@ -214,6 +228,20 @@ def render_markdown(report: dict[str, Any]) -> str:
     for s in report["pipeline"]:
         params = ", ".join(f"{k}={v}" for k, v in s["params"].items())
         out.append(f"1. `{s['stage']}` {params}")
+    out += ["", "## Weights (counted in each file)", ""]
+    out += ["| artifact | tensor | shape | dtype | sparsity | distinct | max per channel |",
+            "|---|---|---|---|---|---|---|"]  # fmt: skip
+    for a in v["artifacts"]:
+        for t in (a.get("weights") or {}).get("tensors", [])[:4]:
+            out.append(
+                f"| {a['name']} | `{t['name']}` | {t['shape']} | {t['dtype']} | "
+                f"{t['sparsity']:.4f} | {t['unique']} | {t['unique_per_channel_max']} |"
+            )
+    for stage in ("prune", "cluster"):
+        if stage in report.get("stages", {}):
+            out += ["", f"{stage}: `{json.dumps(report['stages'][stage])}`"]
+    if v.get("baseline_accuracy"):
+        out += ["", f"Baseline float accuracy before prune/cluster: {v['baseline_accuracy']}"]
     out += ["", "## Recipes", ""]
     out += [f"- `{a['name']}`: {a['recipe']}" for a in v["artifacts"]]
     if notes(report):

@@ -37,11 +37,15 @@ class LiteRTRunner:
         from ai_edge_litert.interpreter import Interpreter
 
         interp = Interpreter(model_path=str(self.path), num_threads=self.threads)
-        sig = interp.get_signature_runner()
-        inputs, outputs = sig.get_input_details(), sig.get_output_details()
-        # The runner holds a reference to the interpreter's internals, which makes
-        # allocate_tensors() and invoke() refuse to run; only its name->index maps are kept.
-        del sig
+        if interp.get_signature_list():
+            sig = interp.get_signature_runner()
+            inputs, outputs = sig.get_input_details(), sig.get_output_details()
+            # The runner holds a reference to the interpreter's internals, which makes
+            # allocate_tensors() and invoke() refuse to run; only its name->index maps are kept.
+            del sig
+        else:  # no signature (seen for QAT LSTMs): tensor names; outputs in the model's order
+            inputs = {d["name"]: d for d in interp.get_input_details()}
+            outputs = {d["name"]: d for d in interp.get_output_details()}
         if batch is not None:
             for det in inputs.values():
                 if int(det["shape"][0]) != batch:

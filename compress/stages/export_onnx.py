@@ -54,4 +54,5 @@ class ExportONNX(Stage):
             precision="fp32",
             recipe=f"tf2onnx, opset {self.params.opset}",
         )
-        return state.add((artifact,))
+        info = {**state.info, "export_onnx": {"opset": self.params.opset}}
+        return state.add((artifact,)).replace(info=info)

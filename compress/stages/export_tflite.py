@@ -19,6 +19,7 @@ TFLITE_RECIPES = {
     "int8": "full-integer int8 (TFLITE_BUILTINS_INT8), float I/O, calibrated on the training split",
     "dynamic": "dynamic-range int8 weights, float activations",
     "float16": "float16 weights, float32 compute",
+    "qat": "quantization-aware trained (tfmot), int8 weights and activations, float I/O",
 }
 
 
@@ -71,7 +72,7 @@ def convert_tflite(model: Any, precision: str, x_calib: Inputs | None = None) ->
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     elif precision == "float16":
         converter.target_spec.supported_types = [tf.float16]
-    elif precision not in ("fp32", "dynamic"):
+    elif precision not in ("fp32", "dynamic", "qat"):
         raise ValueError(f"precision must be fp32, int8, dynamic or float16. Got {precision!r}.")
     with warnings.catch_warnings():
         # "Statistics for quantized inputs were expected": float I/O is intended here.

@@ -6,27 +6,93 @@ graph. Calibration uses samples of the training split only.
 
 from __future__ import annotations
 
+import dataclasses
 import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
+from compress import _tf
 from compress.arrays import Inputs, as_feed, count
 from compress.fileio import write_atomic
 from compress.stages.base import Artifact, RunState, Skipped, Stage, StageParams, one_line
+from compress.stages.export_onnx import convert_onnx, save_onnx
 from compress.stages.export_tflite import convert_tflite, tflite_artifact
+from compress.stages.tune import TuneParams, copy_model, fine_tune
 
 ONNX_RECIPES = {
     "int8": "onnxruntime static QDQ, per-channel int8 weights, uint8 activations, "
     "MinMax calibration on the training split, quant_pre_process first",
     "dynamic": "onnxruntime dynamic int8 weights, activations quantized at run time",
     "float16": "float16 weights cast to float32 at load, float32 compute",
+    "qat": "tf2onnx of the quantization-aware-trained model (fake-quant as QDQ)",
 }
 
 
 class QuantizeParams(StageParams):
-    mode: Literal["int8", "dynamic", "float16", "none"] = "int8"
+    mode: Literal["int8", "dynamic", "float16", "qat", "none"] = "int8"
+    qat_epochs: int = Field(
+        1, ge=1, le=1000, description="QAT fine-tuning epochs (untrained QAT exports garbage)"
+    )
+    qat_learning_rate: float = Field(1e-4, gt=0.0, le=1.0)
+    seed: int = Field(0, ge=0)
+
+
+def quantization_aware_model(model: Any, state: RunState, params: QuantizeParams) -> tuple:
+    """The model wrapped for QAT and fine-tuned; returns (qat model, layer types left float).
+
+    Pruned or clustered weights are preserved (tfmot's PQAT / CQAT / PCQAT schemes); compress's
+    custom layers use their registered QuantizeConfig.
+    """
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry as registry_mod,
+    )
+
+    from compress import layers as compress_layers
+
+    tfmot, keras = _tf.tfmot(), _tf.keras()
+    q = tfmot.quantization.keras
+    registry = registry_mod.Default8BitQuantizeRegistry()
+    left_float: set[str] = set()
+
+    def annotate(layer):
+        if isinstance(layer, keras.layers.InputLayer):
+            return layer
+        for cls, config in compress_layers.QUANTIZE_CONFIGS.items():
+            if isinstance(layer, cls):
+                return q.quantize_annotate_layer(layer, config())
+        if isinstance(layer, keras.layers.LSTM):
+            # tfmot's registry has LSTM commented out; its RNN config fake-quantizes the cell's
+            # kernel and recurrent kernel (weights only, so the fused TFLite LSTM still forms).
+            rnn_config = registry_mod.Default8BitQuantizeConfigRNN(
+                [["kernel", "recurrent_kernel"]], [[]], False
+            )
+            return q.quantize_annotate_layer(layer, rnn_config)
+        if registry.supports(layer):
+            return q.quantize_annotate_layer(layer)
+        left_float.add(type(layer).__name__)
+        return layer
+
+    annotated = keras.models.clone_model(copy_model(model), clone_function=annotate)
+    combine = tfmot.experimental.combine
+    if "cluster" in state.info:
+        scheme = combine.Default8BitClusterPreserveQuantizeScheme(
+            preserve_sparsity="prune" in state.info
+        )
+    elif "prune" in state.info:
+        scheme = combine.Default8BitPrunePreserveQuantizeScheme()
+    else:
+        scheme = q.default_8bit.Default8BitQuantizeScheme()
+    with q.quantize_scope(compress_layers.CUSTOM_OBJECTS):
+        # Keep layer (and so output) names: the heads are matched by name downstream.
+        qmodel = q.quantize_apply(annotated, scheme, quantized_layer_name_prefix="")
+    tune = TuneParams(
+        epochs=params.qat_epochs, learning_rate=params.qat_learning_rate, seed=params.seed
+    )
+    fine_tune(qmodel, state.require_data("quantize"), tune)
+    return qmodel, sorted(left_float)
 
 
 def _calibration_reader(input_names: list[str], x: Inputs) -> Any:
@@ -86,6 +152,84 @@ def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, x_calib: Inputs) -
                 calibrate_method=CalibrationMethod.MinMax,
             )
     onnx.checker.check_model(str(out_path))
+
+
+def _grid(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(int8 values, scale) if w lies on a symmetric int8 grid (|q| <= 127), else None.
+
+    The grid step divides every gap between distinct values: the smallest gap, or a fraction
+    of it when the values are sparse on the grid (few values per channel)."""
+    distinct = np.unique(w)
+    if len(distinct) < 2:
+        return None
+    smallest = float(np.min(np.diff(distinct)))
+    for k in range(1, 17):
+        step = smallest / k
+        q = np.round(w / step)
+        if np.abs(q).max() > 127:
+            return None
+        if np.allclose(q * step, w, rtol=0, atol=step * 1e-3):
+            return q.astype(np.int8), np.array(step, dtype=np.float32)
+    return None
+
+
+def weights_to_int8(proto: Any) -> Any:
+    """Store QAT weights as int8 with a DequantizeLinear, as static quantization does.
+
+    tf2onnx folds tfmot's weight fake-quant into float32 initializers whose values already lie on
+    an int8 grid (per tensor, or per output channel); those are rewritten exactly as int8 plus
+    scale. Weights not on a grid stay float32 (and are reported as such).
+    """
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    replaced: dict[str, Any] = {}
+    dq_nodes = []
+    for name, init in inits.items():
+        users = readers.get(name, [])
+        if (
+            len(init.dims) < 2
+            or not users
+            or any(u.op_type not in ("Conv", "MatMul", "Gemm") for u in users)
+        ):
+            continue
+        w = numpy_helper.to_array(init).astype(np.float64)
+        axis = 1 if users[0].op_type == "MatMul" else 0
+        grid = _grid(w)
+        if grid is None:  # per output channel
+            per = [_grid(np.take(w, c, axis=axis)) for c in range(w.shape[axis])]
+            if any(g is None for g in per):
+                continue
+            q = np.stack([g[0] for g in per], axis=axis)
+            scale = np.array([g[1] for g in per], dtype=np.float32)
+        else:
+            q, scale = grid
+        replaced[name] = numpy_helper.from_array(q, f"{name}__int8")
+        zero = np.zeros(scale.shape, np.int8)
+        replaced[name + "__extra"] = [
+            numpy_helper.from_array(scale, f"{name}__scale"),
+            numpy_helper.from_array(zero, f"{name}__zero"),
+        ]
+        attrs = {"axis": axis} if scale.ndim == 1 else {}
+        dq_nodes.append(helper.make_node(
+            "DequantizeLinear", [f"{name}__int8", f"{name}__scale", f"{name}__zero"], [name],
+            name=f"{name}__dequantize", **attrs,
+        ))  # fmt: skip
+    kept = [i for i in graph.initializer if i.name not in replaced]
+    new = []
+    for value in replaced.values():
+        new += value if isinstance(value, list) else [value]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + new)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(dq_nodes + nodes)
+    return proto
 
 
 def float_weight_ops(path: Path) -> list[str]:
@@ -148,24 +292,34 @@ class Quantize(Stage):
         data = state.require_data(self.name)
         made: list[Artifact] = []
         skipped: list[Skipped] = []
+        qat_float: list[str] = []
+        source = model
+        if mode == "qat":
+            source, qat_float = quantization_aware_model(model, state, self.params)
         name = f"model_{mode}.tflite"
         try:
-            made.append(tflite_artifact(state, mode, convert_tflite(model, mode, data.x_calib)))
+            art = tflite_artifact(state, mode, convert_tflite(source, mode, data.x_calib))
+            made.append(dataclasses.replace(art, left_float=tuple(qat_float)))
         except Exception as exc:  # the converter cannot do this mode for this model
             skipped.append(Skipped(name, "litert", f"TFLite converter failed: {one_line(exc)}"))
         fp32_onnx = state.artifact("onnxruntime", "fp32")
         if fp32_onnx is not None:
             name = f"model_{mode}.onnx"
+            opset = state.info.get("export_onnx", {}).get("opset", 17)
+
+            def make_onnx(tmp: Path) -> None:
+                if mode == "qat":
+                    save_onnx(weights_to_int8(convert_onnx(source, opset)), tmp)
+                else:
+                    quantize_onnx(fp32_onnx.path, tmp, mode, data.x_calib)
+
             try:
-                path = write_atomic(
-                    state.workdir / name,
-                    lambda tmp: quantize_onnx(fp32_onnx.path, tmp, mode, data.x_calib),
-                )
+                path = write_atomic(state.workdir / name, make_onnx)
             except Exception as exc:
                 reason = f"onnxruntime quantization failed: {one_line(exc)}"
                 skipped.append(Skipped(name, "onnxruntime", reason))
             else:
-                still_float = float_weight_ops(path) if mode in ("int8", "dynamic") else []
+                still_float = float_weight_ops(path) if mode in ("int8", "dynamic", "qat") else []
                 made.append(
                     Artifact(
                         name=name,

@@ -15,10 +15,12 @@ from pydantic import Field
 
 from compress.arrays import count, rows
 from compress.errors import StageError
+from compress.loading import load_model
 from compress.runtimes import open_runner
 from compress.runtimes.keras import KerasRunner
 from compress.runtimes.timing import measure_interleaved
 from compress.stages.base import RunState, Stage, StageParams
+from compress.weights import artifact_weights, float_weight_bytes, gzip_size
 
 
 class VerifyParams(StageParams):
@@ -67,9 +69,19 @@ class Verify(Stage):
         ref_acc = {
             h: float((reference[h].argmax(-1) == data.y_test[h]).mean() * 100) for h in heads
         }
+        baseline = state.info.get("baseline_accuracy")  # before prune/cluster, if any
+        float_bytes = float_weight_bytes(model)
         rows: list[dict[str, Any]] = []
         runners = {}
+        keras_files = [a for a in state.artifacts if a.runtime == "keras"]
         for art in state.artifacts:
+            # The last Keras file is the model in hand (the reference); earlier ones (the
+            # float model before prune/cluster) are loaded and measured like any artifact.
+            kmodel = None
+            if art.runtime == "keras":
+                kmodel = model if art is keras_files[-1] else load_model(art.path)
+            weights = artifact_weights(art.path, art.format, kmodel)
+            gz = gzip_size(art.path)
             row: dict[str, Any] = {
                 "name": art.name,
                 "format": art.format,
@@ -77,9 +89,18 @@ class Verify(Stage):
                 "precision": art.precision,
                 "recipe": art.recipe,
                 "size_bytes": art.path.stat().st_size,
+                "size_gzip_bytes": gz,
+                "compression_ratio": float_bytes / gz,
+                "sparsity": weights["sparsity"] if weights else None,
+                "weights": weights,
                 "left_float": list(art.left_float),
             }
-            if art.runtime == "keras":
+            if art.runtime == "keras" and kmodel is not model:
+                outputs = _match_outputs(art.name, KerasRunner(kmodel).predict(data.x_test), heads)
+                row["heads"] = {
+                    h: head_metrics(reference[h], outputs[h], data.y_test[h]) for h in heads
+                }
+            elif art.runtime == "keras":
                 row["heads"] = {
                     h: {
                         "accuracy": ref_acc[h],
@@ -97,6 +118,9 @@ class Verify(Stage):
                 row["heads"] = {
                     h: head_metrics(reference[h], outputs[h], data.y_test[h]) for h in heads
                 }
+            if baseline:
+                for h, m in row["heads"].items():
+                    m["baseline_drift"] = baseline[h] - m["accuracy"]
             rows.append(row)
         self._time(rows, runners, state.artifacts, data.x_test)
         failures = gate_failures(rows, p.max_drift, p.min_speedup)
@@ -105,6 +129,8 @@ class Verify(Stage):
             "batch_sizes": list(p.batch_sizes),
             "test_samples": count(data.x_test),
             "reference_accuracy": ref_acc,
+            "baseline_accuracy": baseline,
+            "float_weight_bytes": float_bytes,
             "max_drift": p.max_drift,
             "min_speedup": p.min_speedup,
             "artifacts": rows,

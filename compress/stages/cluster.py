@@ -1,0 +1,84 @@
+"""cluster: weight clustering (k-means++ centroids), fine-tuned, wrappers stripped. After
+pruning it keeps the zeros (sparsity-preserving clustering). Reports distinct values per layer.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from compress import _tf
+from compress.stages.base import RunState, Stage
+from compress.stages.tune import (
+    TuneParams,
+    copy_model,
+    fine_tune,
+    keras_artifact,
+    select_layers,
+    with_baseline,
+)
+
+
+class ClusterParams(TuneParams):
+    clusters: int = Field(ge=2, le=256, description="distinct values per weight tensor")
+    preserve_sparsity: bool | None = Field(
+        None, description="keep zeros at zero; None: when the model was pruned"
+    )
+
+
+def unique_values(model: Any, layer_names: list[str]) -> dict[str, int]:
+    """Most distinct values in any weight matrix (rank >= 2) of each named layer."""
+    return {
+        name: max(
+            (len(np.unique(w.numpy())) for w in model.get_layer(name).weights if len(w.shape) >= 2),
+            default=0,
+        )
+        for name in layer_names
+    }
+
+
+class Cluster(Stage):
+    name = "cluster"
+    Params = ClusterParams
+    produces_model = True
+
+    def run(self, state: RunState) -> RunState:
+        p = self.params
+        tfmot = _tf.tfmot()
+        keras = _tf.keras()
+        data = state.require_data(self.name)
+        model = state.require_model(self.name)
+        state = with_baseline(state, model)
+        fresh = copy_model(model)  # cluster_weights mutates the layers it wraps
+        targets = select_layers(fresh, p, self.name)
+        preserve = "prune" in state.info if p.preserve_sparsity is None else p.preserve_sparsity
+        init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
+        skipped: dict[str, str] = {}
+
+        def wrap(layer):
+            if layer.name not in targets:
+                return layer
+            try:
+                return tfmot.clustering.keras.cluster_weights(
+                    layer, number_of_clusters=p.clusters, cluster_centroids_init=init,
+                    preserve_sparsity=preserve,
+                )  # fmt: skip
+            except (ValueError, TypeError) as exc:
+                skipped[layer.name] = str(exc).strip().splitlines()[0]
+                return layer
+
+        clustered = keras.models.clone_model(fresh, clone_function=wrap)
+        fine_tune(clustered, data, p)
+        stripped = tfmot.clustering.keras.strip_clustering(clustered)
+        done = [n for n in targets if n not in skipped]
+        info = {
+            "clusters": p.clusters,
+            "preserve_sparsity": preserve,
+            "unique_values": unique_values(stripped, done),
+            "not_clustered": skipped,
+        }
+        recipe = f"clustered float model ({p.clusters} clusters on {', '.join(done) or 'no layer'})"
+        saved = keras_artifact(state, "model_clustered.keras", stripped, recipe)
+        return state.add((saved,)).replace(model=stripped, info={**state.info, "cluster": info})

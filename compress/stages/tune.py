@@ -1,0 +1,106 @@
+"""What the compression stages share: which layers a per-layer policy selects, fine-tuning on
+the training split, and the float model's accuracy before compression (the baseline)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from compress import _tf
+from compress.data import Dataset
+from compress.stages.base import RunState, StageParams
+
+
+class TuneParams(StageParams):
+    """Parameters every fine-tuning compression stage takes."""
+
+    layers: list[str] | None = Field(
+        None, description="layer names to compress; None: every layer holding at least "
+        "min_weight_fraction of the model's weights"
+    )  # fmt: skip
+    min_weight_fraction: float = Field(0.05, ge=0.0, le=1.0)
+    epochs: int = Field(2, ge=1, le=1000, description="fine-tuning epochs (at least 1)")
+    batch_size: int = Field(32, ge=1)
+    learning_rate: float = Field(5e-4, gt=0.0, le=1.0)
+    seed: int = Field(0, ge=0)
+
+
+def layer_weight_counts(model: Any) -> dict[str, int]:
+    """Trainable weight elements per top-level layer."""
+    return {
+        layer.name: int(sum(np.prod(w.shape) for w in layer.trainable_weights))
+        for layer in model.layers
+        if layer.trainable_weights
+    }
+
+
+def select_layers(model: Any, params: TuneParams, stage: str) -> list[str]:
+    from compress.errors import UsageError
+
+    counts = layer_weight_counts(model)
+    if params.layers is not None:
+        unknown = [n for n in params.layers if n not in counts]
+        if unknown:
+            raise UsageError(
+                f"{stage}.layers names {unknown}, which the model has no weighted layer for. "
+                f"Expected some of: {', '.join(counts)}"
+            )
+        return list(params.layers)
+    total = sum(counts.values()) or 1
+    return [n for n, c in counts.items() if c / total >= params.min_weight_fraction]
+
+
+def copy_model(model: Any) -> Any:
+    """A fresh model with the same weights: tfmot's wrappers mutate the layers they wrap."""
+    keras = _tf.keras()
+    fresh = keras.models.clone_model(model)
+    fresh.set_weights(model.get_weights())
+    return fresh
+
+
+def fine_tune(model: Any, data: Dataset, params: TuneParams, callbacks: list | None = None) -> None:
+    from compress.stages.train import compile_for_heads
+
+    keras = _tf.keras()
+    keras.utils.set_random_seed(params.seed)
+    compile_for_heads(model, data.heads, params.learning_rate)
+    model.fit(
+        data.x_train,
+        data.y_train,
+        epochs=params.epochs,
+        batch_size=params.batch_size,
+        shuffle=True,
+        verbose=0,
+        callbacks=callbacks or [],
+    )
+
+
+def steps_per_epoch(data: Dataset, batch_size: int) -> int:
+    from compress.arrays import count
+
+    return -(-count(data.x_train) // batch_size)
+
+
+def keras_artifact(state: RunState, name: str, model: Any, recipe: str) -> Any:
+    """Save a stage's float model into the run directory as a Keras artifact."""
+    from compress.fileio import write_atomic
+    from compress.loading import save_model
+    from compress.stages.base import Artifact
+
+    path = write_atomic(state.workdir / name, lambda tmp: save_model(model, tmp))
+    return Artifact(name, path, "keras", "keras", "fp32", recipe)
+
+
+def with_baseline(state: RunState, model: Any) -> RunState:
+    """Record the uncompressed float model's held-out accuracy once, before the first
+    compression stage changes it: drift is reported against it as well."""
+    if "baseline_accuracy" in state.info:
+        return state
+    from compress.runtimes.keras import KerasRunner
+
+    data = state.require_data("baseline")
+    out = KerasRunner(model).predict(data.x_test)
+    acc = {h: float((out[h].argmax(-1) == y).mean() * 100) for h, y in data.y_test.items()}
+    return state.replace(info={**state.info, "baseline_accuracy": acc})
