@@ -33,8 +33,6 @@ class AttentionLayer(
         if not isinstance(units, int) or units < 1:
             raise ValueError(f"AttentionLayer units must be an integer >= 1. Got {units!r}.")
         self.units = units
-        self.W = keras.layers.Dense(units, name="W")
-        self.V = keras.layers.Dense(1, name="V")
 
     def build(self, input_shape) -> None:
         input_shape = tf.TensorShape(input_shape)
@@ -43,13 +41,20 @@ class AttentionLayer(
                 f"AttentionLayer expects input of rank 3 (batch, time, features). "
                 f"Got shape {input_shape} instead."
             )
-        self.W.build(input_shape)
-        self.V.build(input_shape[:-1].concatenate([self.units]))
+        features = int(input_shape[-1])
+        # W = Dense(units) and V = Dense(1), held as the layer's own kernels and biases so that
+        # tfmot's wrappers can reach them by attribute name (they replace `layer.<name>`).
+        glorot = keras.initializers.GlorotUniform()
+        self.W_kernel = self.add_weight("W_kernel", (features, self.units), initializer=glorot)
+        self.W_bias = self.add_weight("W_bias", (self.units,), initializer="zeros")
+        self.V_kernel = self.add_weight("V_kernel", (self.units, 1), initializer=glorot)
+        self.V_bias = self.add_weight("V_bias", (1,), initializer="zeros")
         super().build(input_shape)
 
     def call(self, x):
-        score = self.V(tf.tanh(self.W(x)))  # (batch, time, 1)
-        weights = tf.nn.softmax(score, axis=1)
+        hidden = tf.tanh(tf.tensordot(x, self.W_kernel, axes=1) + self.W_bias)  # W(x)
+        score = tf.tensordot(hidden, self.V_kernel, axes=1) + self.V_bias  # (batch, time, 1)
+        weights = tf.nn.softmax(score, axis=1)  # over time
         return tf.reduce_sum(weights * x, axis=1)
 
     def compute_output_shape(self, input_shape):
@@ -61,10 +66,10 @@ class AttentionLayer(
 
     # tfmot hooks: the two projection kernels are what pruning and clustering act on.
     def get_prunable_weights(self) -> list:
-        return [self.W.kernel, self.V.kernel]
+        return [self.W_kernel, self.V_kernel]
 
     def get_clusterable_weights(self) -> list:
-        return [("W/kernel", self.W.kernel), ("V/kernel", self.V.kernel)]
+        return [("W_kernel", self.W_kernel), ("V_kernel", self.V_kernel)]
 
 
 _quantizers = tfmot.quantization.keras.quantizers
@@ -81,13 +86,13 @@ class AttentionQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
                 num_bits=8, per_axis=False, symmetric=True, narrow_range=True
             )
 
-        return [(layer.W.kernel, weight_quantizer()), (layer.V.kernel, weight_quantizer())]
+        return [(layer.W_kernel, weight_quantizer()), (layer.V_kernel, weight_quantizer())]
 
     def get_activations_and_quantizers(self, layer):
         return []
 
     def set_quantize_weights(self, layer, quantize_weights):
-        layer.W.kernel, layer.V.kernel = quantize_weights
+        layer.W_kernel, layer.V_kernel = quantize_weights
 
     def set_quantize_activations(self, layer, quantize_activations):
         pass

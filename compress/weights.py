@@ -100,9 +100,16 @@ def float_weight_bytes(model: Any) -> int:
     return int(sum(int(np.prod(w.shape)) * 4 for w in model.weights))
 
 
+GZIP_LEVEL = 6  # gzip's default; -9 is up to 15x slower on sparse files for 1-10% less
+
+
 def gzip_size(path: Path) -> int:
-    """Bytes after gzip -9: sparsity and clustering pay off only compressed."""
-    return len(gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0))
+    """Bytes after gzip (level 6): sparsity and clustering pay off only compressed."""
+    return len(gzip.compress(Path(path).read_bytes(), compresslevel=GZIP_LEVEL, mtime=0))
+
+
+def file_facts(path: Path, fmt: str, model: Any = None) -> dict[str, Any]:
+    return {"size_gzip_bytes": gzip_size(path), "weights": artifact_weights(path, fmt, model)}
 
 
 def artifact_weights(path: Path, fmt: str, model: Any = None) -> dict[str, Any] | None:

@@ -32,6 +32,15 @@ class Artifact:
     recipe: str  # how it was made, in words
     options: dict[str, bool] = field(default_factory=dict)  # runner options (e.g. reset_state)
     left_float: tuple[str, ...] = ()  # op types whose weights a quantizer left in float32
+    # Properties of the file's bytes (gzip size, weight statistics), measured when it is
+    # written: deterministic in its content, so a cached artifact keeps them.
+    facts: dict[str, Any] = field(default_factory=dict)
+
+    def measured(self, model: Any = None) -> Artifact:
+        """This artifact with its facts counted from the file (`model`: for a Keras file)."""
+        from compress.weights import file_facts
+
+        return dataclasses.replace(self, facts=file_facts(self.path, self.format, model))
 
 
 @dataclass(frozen=True)

@@ -6,13 +6,16 @@ A reference model (see `compress list`) is built untrained with the digits data;
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from compress import _tf, models
+from compress.arrays import count, pick
 from compress.data import Dataset, load_digits, load_npz
 from compress.errors import InputError, StageError, UsageError
 from compress.stages.base import RunState, Stage, StageParams, one_line
@@ -24,6 +27,9 @@ class BuildParams(StageParams):
     seed: int = Field(0, ge=0)
     test_size: float = Field(0.2, gt=0.0, lt=1.0)
     calibration_samples: int = Field(200, ge=1)
+    train_samples: int | None = Field(
+        None, ge=1, description="use only this many training samples (quick trials, tests)"
+    )
 
 
 def is_reference(model: str) -> bool:
@@ -92,6 +98,14 @@ class Build(Stage):
                 calibration_samples=p.calibration_samples,
             )
             model_name = Path(p.model).stem
+        if p.train_samples is not None and p.train_samples < count(data.x_train):
+            keep = np.random.default_rng(p.seed).permutation(count(data.x_train))
+            keep = np.sort(keep[: p.train_samples])
+            data = dataclasses.replace(
+                data,
+                x_train=pick(data.x_train, keep),
+                y_train={h: y[keep] for h, y in data.y_train.items()},
+            )
         info = {"parameters": int(model.count_params()), "dataset": data.name}
         return state.replace(
             model_name=model_name, model=model, data=data, info={**state.info, "build": info}

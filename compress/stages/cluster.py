@@ -70,7 +70,7 @@ class Cluster(Stage):
                 return layer
 
         clustered = keras.models.clone_model(fresh, clone_function=wrap)
-        fine_tune(clustered, data, p)
+        fine_tune(clustered, data, p, fresh.output_names)
         stripped = tfmot.clustering.keras.strip_clustering(clustered)
         done = [n for n in targets if n not in skipped]
         info = {

@@ -53,6 +53,6 @@ class ExportONNX(Stage):
             runtime="onnxruntime",
             precision="fp32",
             recipe=f"tf2onnx, opset {self.params.opset}",
-        )
+        ).measured()
         info = {**state.info, "export_onnx": {"opset": self.params.opset}}
         return state.add((artifact,)).replace(info=info)

@@ -95,7 +95,7 @@ def tflite_artifact(state: RunState, precision: str, blob: bytes) -> Artifact:
         recipe=TFLITE_RECIPES[precision] + (", fixed batch 1" if recurrent else ""),
         # The fused LSTM keeps its state in variables between invokes: reset before each call.
         options={"reset_state": recurrent},
-    )
+    ).measured()
 
 
 class ExportTFLite(Stage):

@@ -92,7 +92,7 @@ class Prune(Stage):
             )
 
         pruned = keras.models.clone_model(fresh, clone_function=wrap)
-        fine_tune(pruned, data, p, [tfmot.sparsity.keras.UpdatePruningStep()])
+        fine_tune(pruned, data, p, fresh.output_names, [tfmot.sparsity.keras.UpdatePruningStep()])
         stripped = tfmot.sparsity.keras.strip_pruning(pruned)
         done = [n for n in targets if n not in skipped]
         reached = kernel_sparsity(stripped, done)

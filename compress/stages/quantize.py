@@ -91,7 +91,7 @@ def quantization_aware_model(model: Any, state: RunState, params: QuantizeParams
     tune = TuneParams(
         epochs=params.qat_epochs, learning_rate=params.qat_learning_rate, seed=params.seed
     )
-    fine_tune(qmodel, state.require_data("quantize"), tune)
+    fine_tune(qmodel, state.require_data("quantize"), tune, model.output_names)
     return qmodel, sorted(left_float)
 
 
@@ -329,6 +329,6 @@ class Quantize(Stage):
                         precision=mode,
                         recipe=ONNX_RECIPES[mode],
                         left_float=tuple(still_float),
-                    )
+                    ).measured()
                 )
         return state.add(tuple(made), tuple(skipped))

@@ -60,6 +60,6 @@ class Train(Stage):
             runtime="keras",
             precision="fp32",
             recipe="trained float model",
-        )
+        ).measured(model)
         info = {"epochs": p.epochs, "final": history}
         return state.add((artifact,)).replace(info={**state.info, "train": info})

@@ -60,15 +60,25 @@ def copy_model(model: Any) -> Any:
     return fresh
 
 
-def fine_tune(model: Any, data: Dataset, params: TuneParams, callbacks: list | None = None) -> None:
-    from compress.stages.train import compile_for_heads
-
+def fine_tune(
+    model: Any,
+    data: Dataset,
+    params: TuneParams,
+    heads: list[str],
+    callbacks: list | None = None,
+) -> None:
+    """Fit a wrapped model. tfmot's wrappers rename layers (and so outputs), so labels and
+    losses go by position, in the order of `heads` (the unwrapped model's output names)."""
     keras = _tf.keras()
     keras.utils.set_random_seed(params.seed)
-    compile_for_heads(model, data.heads, params.learning_rate)
+    model.compile(
+        optimizer=keras.optimizers.Adam(params.learning_rate),
+        loss=["sparse_categorical_crossentropy"] * len(heads),
+    )
+    labels = [data.y_train[h] for h in heads]
     model.fit(
         data.x_train,
-        data.y_train,
+        labels if len(labels) > 1 else labels[0],
         epochs=params.epochs,
         batch_size=params.batch_size,
         shuffle=True,
@@ -90,7 +100,7 @@ def keras_artifact(state: RunState, name: str, model: Any, recipe: str) -> Any:
     from compress.stages.base import Artifact
 
     path = write_atomic(state.workdir / name, lambda tmp: save_model(model, tmp))
-    return Artifact(name, path, "keras", "keras", "fp32", recipe)
+    return Artifact(name, path, "keras", "keras", "fp32", recipe).measured(model)
 
 
 def with_baseline(state: RunState, model: Any) -> RunState:

@@ -20,7 +20,7 @@ from compress.runtimes import open_runner
 from compress.runtimes.keras import KerasRunner
 from compress.runtimes.timing import measure_interleaved
 from compress.stages.base import RunState, Stage, StageParams
-from compress.weights import artifact_weights, float_weight_bytes, gzip_size
+from compress.weights import float_weight_bytes
 
 
 class VerifyParams(StageParams):
@@ -80,8 +80,8 @@ class Verify(Stage):
             kmodel = None
             if art.runtime == "keras":
                 kmodel = model if art is keras_files[-1] else load_model(art.path)
-            weights = artifact_weights(art.path, art.format, kmodel)
-            gz = gzip_size(art.path)
+            facts = art.facts or art.measured(kmodel).facts
+            weights, gz = facts["weights"], facts["size_gzip_bytes"]
             row: dict[str, Any] = {
                 "name": art.name,
                 "format": art.format,
