@@ -135,6 +135,8 @@ def _describe(err: dict[str, Any]) -> str:
         return "is not a known setting"
     if kind == "missing":
         return "is required"
+    if kind == "value_error":
+        return str(ctx.get("error", err["msg"])).rstrip(".")
     return str(err["msg"]).rstrip(".").lower()
 
 

@@ -77,7 +77,7 @@ def test_no_command_prints_help_and_exits_2(capsys):
         ),
         (["run"], "the following arguments are required: TARGET"),
         (["run", "cnn", "--set", "quantize.mode"], "--set expects KEY=VALUE"),
-        (["run", "cnn", "--set", "prune.sparsity=0.5"], "the pipeline has no stage 'prune'"),
+        (["run", "cnn", "--set", "distill.t=2"], "the pipeline has no stage 'distill'"),
         (["run", "cnn", "--set", "train.epochs=many"], "train.epochs must be an integer"),
         (["run", "cnn", "--set", "colour=red"], "--set colour: unknown key"),
         (["run", "cnn", "--data", "x.npz"], "--data is for .keras models"),

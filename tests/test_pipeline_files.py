@@ -38,13 +38,16 @@ def test_flags_and_set_override_file_values(tmp_path):
 
 BAD_FILES = [
     ('model = "cnn"\ncolour = "red"\n[stages.verify]\n', "colour is not a known setting"),
-    ('model = "cnn"\n[stages.prune]\nsparsity = 0.5\n', "unknown stage 'prune'. Expected one of"),
+    ('model = "cnn"\n[stages.distill]\nt = 2\n', "unknown stage 'distill'. Expected one of"),
+    ('model = "cnn"\n[stages.prune]\nsparsity = 1.5\n',
+     "prune.sparsity must be in [0, 1). Got 1.5 instead."),
+    ('model = "cnn"\n[stages.cluster]\nclusters = 1\n', "cluster.clusters must be >= 2"),
     ('model = "cnn"\n[stages.train]\nepochs = "five"\n',
      "train.epochs must be an integer. Got 'five' instead."),
     ('model = "cnn"\n[stages.build]\ntest_size = 1.5\n',
      "build.test_size must be < 1.0. Got 1.5 instead."),
     ('model = "cnn"\n[stages.quantize]\nmode = "int4"\n',
-     "quantize.mode must be one of 'int8', 'dynamic', 'float16' or 'none'. Got 'int4' instead."),
+     "quantize.mode must be one of 'int8', 'dynamic', 'float16', 'qat' or 'none'. Got 'int4'"),
     ('model = "cnn"\n[stages.verify]\nmax_drift = -1\n', "verify.max_drift must be >= 0.0"),
     ('model = "cnn"\n[stages.build]\nmodel = "rnn"\n', "build.model is set by the top-level"),
     ('model = "cnn"\nstages = 3\n', "stages must be a table"),

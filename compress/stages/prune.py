@@ -7,9 +7,9 @@ weights): pruning a tiny first conv collapses accuracy for almost no saving.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from compress import _tf
 from compress.errors import StageError
@@ -26,9 +26,18 @@ from compress.stages.tune import (
 
 
 class PruneParams(TuneParams):
-    sparsity: float | Literal["2:4"] = Field(
+    sparsity: float | str = Field(
         description="target fraction of zero weights in [0, 1), or '2:4' structured sparsity"
     )
+
+    @field_validator("sparsity")
+    @classmethod
+    def _fraction_or_2_4(cls, value: float | str) -> float | str:
+        if isinstance(value, str) and value != "2:4":
+            raise ValueError("must be in [0, 1) or '2:4'")
+        if not isinstance(value, str) and not 0.0 <= value < 1.0:
+            raise ValueError("must be in [0, 1)")
+        return value
 
 
 def kernel_sparsity(model: Any, layer_names: list[str]) -> dict[str, float]:

@@ -92,7 +92,28 @@ def quantization_aware_model(model: Any, state: RunState, params: QuantizeParams
         epochs=params.qat_epochs, learning_rate=params.qat_learning_rate, seed=params.seed
     )
     fine_tune(qmodel, state.require_data("quantize"), tune, model.output_names)
+    if "cluster" in state.info:
+        # CQAT trains centroids and associations beside the original weights; stripping puts
+        # the clustered (and, after pruning, sparse) weights back for export.
+        qmodel = combine.strip_clustering_cqat(qmodel)
+    if "prune" in state.info:
+        keep_pruned_zeros(model, qmodel, list(state.info["prune"]["layers"]))
     return qmodel, sorted(left_float)
+
+
+def keep_pruned_zeros(model: Any, qmodel: Any, layer_names: list[str]) -> None:
+    """Put the pruned weights back to exactly zero after QAT. tfmot's cluster-preserving QAT
+    can move the zero centroid, which silently undoes pruning (seen on the CNN's Dense)."""
+    for name in layer_names:
+        source = [w for w in model.get_layer(name).weights if len(w.shape) >= 2]
+        target = qmodel.get_layer(name)  # the QAT wrapper owns the wrapped layer's weights
+        for w in source:
+            suffix = w.name.split("/")[-1]
+            match = [t for t in target.weights if t.name.split("/")[-1] == suffix
+                     and tuple(t.shape) == tuple(w.shape)]  # fmt: skip
+            if match:
+                mask = w.numpy() == 0
+                match[0].assign(np.where(mask, 0.0, match[0].numpy()).astype(np.float32))
 
 
 def _calibration_reader(input_names: list[str], x: Inputs) -> Any:
