@@ -124,6 +124,9 @@ class StageCache:
         except OSError:
             shutil.rmtree(tmp, ignore_errors=True)
             return False
+        except BaseException:  # interrupted: leave no half-written entry behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
 
     @staticmethod
     def restore(record: dict[str, Any], state: RunState) -> RunState:

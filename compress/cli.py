@@ -9,15 +9,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from compress.errors import CompressError, GateFailed, UsageError
+from compress.errors import CompressError, GateFailed, StageError, UsageError
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 QUANTIZE_MODES = ("int8", "dynamic", "float16", "qat", "none")
 
 
@@ -96,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("file", metavar="FILE", help="pipeline file (.toml)")
 
     sub.add_parser("list", help="list the reference models", description="List reference models.")
+
+    check = sub.add_parser(
+        "verify-artifacts", help="check a run directory against its manifest",
+        description="Check every file of a run directory against manifest.json (size, sha256): "
+        "names any file missing, truncated, changed or not in the manifest (exit 1).",
+    )  # fmt: skip
+    check.add_argument("run_dir", metavar="RUN_DIR", help="OUT/MODEL/RUN_ID")
 
     cache = sub.add_parser("cache", help="manage the stage cache", description="Stage cache.")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser)
@@ -187,11 +195,11 @@ def _target_configs(args: argparse.Namespace) -> list:
         return [PipelineConfig.for_model(n, overrides) for n in names]
     if target.endswith(".toml"):
         return [load_pipeline_file(target, overrides)]
-    if target in models.REGISTRY or target.endswith(".keras"):
-        return [PipelineConfig.for_model(target, overrides)]
+    if target in models.REGISTRY or Path(target).exists() or target.endswith((".keras", ".h5")):
+        return [PipelineConfig.for_model(target, overrides)]  # a file's kind is read from it
     raise UsageError(
         f"unknown model {target!r}. Expected one of: {', '.join(models.REGISTRY)}, all, "
-        "a pipeline file (.toml) or a model file (.keras)"
+        "a pipeline file (.toml) or a Keras model file (.keras, .h5, SavedModel directory)"
     )
 
 
@@ -262,6 +270,19 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_verify_artifacts(args: argparse.Namespace) -> int:
+    from compress.integrity import verify_run_dir
+
+    checked, problems = verify_run_dir(Path(args.run_dir))
+    if problems:
+        raise StageError(
+            f"{len(problems)} file(s) in {args.run_dir} do not match its manifest: "
+            + "; ".join(problems)
+        )
+    print(f"ok: {checked} files in {args.run_dir} match manifest.json")
+    return EXIT_OK
+
+
 def _cmd_cache(args: argparse.Namespace) -> int:
     if args.cache_command != "clear":
         raise UsageError("cache needs an action: clear (see 'compress cache --help')")
@@ -270,11 +291,32 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised like KeyboardInterrupt so every `finally` and cleanup runs."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        commands = {"run": _cmd_run, "validate": _cmd_validate, "cache": _cmd_cache}
+        commands = {
+            "run": _cmd_run,
+            "validate": _cmd_validate,
+            "cache": _cmd_cache,
+            "verify-artifacts": _cmd_verify_artifacts,
+        }
         if args.command == "list":
             return _cmd_list()
         if args.command in commands:
@@ -289,8 +331,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"compress: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("compress: interrupted", file=sys.stderr)
+        print("compress: interrupted (SIGINT): nothing partial was left", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("compress: terminated (SIGTERM): nothing partial was left", file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception as exc:  # never a traceback to the user; COMPRESS_DEBUG=1 shows it
         if os.environ.get("COMPRESS_DEBUG"):
             raise

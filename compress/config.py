@@ -173,17 +173,21 @@ def check_inputs(config: PipelineConfig) -> None:
     if config.model in models.REGISTRY:
         if config.data is not None:
             raise UsageError(
-                f"--data is for .keras models; reference model {config.model!r} trains on digits"
+                f"--data is for Keras model files; reference model {config.model!r} trains on "
+                "digits"
             )
         return
     model = Path(config.model)
-    if model.suffix != ".keras":
+    if not model.exists():
+        if model.suffix in (".keras", ".h5", ".hdf5"):
+            raise UsageError(f"model file '{config.model}' does not exist")
         raise UsageError(
             f"unknown model {config.model!r}. Expected one of: {', '.join(models.REGISTRY)}, "
-            "or a model file (.keras)"
+            "or a Keras model file (.keras, .h5, SavedModel directory)"
         )
-    if not model.is_file():
-        raise UsageError(f"model file '{config.model}' does not exist")
+    from compress.formats import inspect_model_file
+
+    inspect_model_file(model)  # what it is, archive sanity, no code in its config
     if config.data is None:
         raise UsageError(f"model file '{config.model}' needs --data FILE.npz")
     if not Path(config.data).is_file():

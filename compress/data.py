@@ -196,6 +196,13 @@ def _same_rows(x: Inputs, ys: dict[str, np.ndarray], key: str, where: str) -> No
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise InputError(f"data file '{path}' does not exist")
+    import zipfile
+
+    if not zipfile.is_zipfile(path):
+        raise InputError(f"data file '{path.name}' is not a valid .npz (not a zip archive)")
+    from compress.formats import check_zip
+
+    check_zip(path, "data file")
     try:
         with np.load(path, allow_pickle=False) as npz:
             return {k: npz[k] for k in npz.files}

@@ -7,6 +7,7 @@ A gate failure still completes the run directory: the report is the evidence.
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -27,6 +28,7 @@ from compress.errors import CompressError, StageError, UsageError
 from compress.fileio import sha256_file, write_json_atomic, write_text_atomic
 from compress.stages.base import RunState, Stage, one_line
 
+_RESOURCE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
 LOG_FILE = "log.txt"  # native (C++) log lines of the stages
 
 
@@ -114,11 +116,16 @@ class Pipeline:
                 raise StageError("pipeline has no verify stage: nothing to report")
             report = build_report(state, run_id, config or {}, seconds, self.describe())
             report["cache"] = cached
-            write_json_atomic(tmp / "report.json", report)
-            write_text_atomic(tmp / "report.md", reports.render_markdown(report))
-            write_json_atomic(tmp / "manifest.json", build_manifest(tmp, report))
             final = parent / run_id
-            os.replace(tmp, final)
+            try:
+                write_json_atomic(tmp / "report.json", report)
+                write_text_atomic(tmp / "report.md", reports.render_markdown(report))
+                write_json_atomic(tmp / "manifest.json", build_manifest(tmp, report))
+                os.replace(tmp, final)
+            except OSError as exc:
+                raise StageError(
+                    f"cannot write the run directory '{final}': {exc.strerror}"
+                ) from exc
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -148,6 +155,11 @@ def _run_stage(stage: Stage, state: RunState) -> RunState:
         return stage.run(state)
     except CompressError:
         raise
+    except OSError as exc:
+        if exc.errno in _RESOURCE_ERRORS:
+            where = f"'{exc.filename}'" if exc.filename else "the run directory"
+            raise StageError(f"stage {stage.name!r} cannot write {where}: {exc.strerror}") from exc
+        raise StageError(f"stage {stage.name!r} failed: {one_line(exc)}") from exc
     except Exception as exc:  # a library failure inside a stage: name the stage, one line
         raise StageError(f"stage {stage.name!r} failed: {one_line(exc)}") from exc
 

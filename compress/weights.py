@@ -74,7 +74,7 @@ def onnx_weights(path: Path) -> dict[str, Any]:
     import onnx
     from onnx import numpy_helper
 
-    graph = onnx.load(str(path)).graph
+    graph = onnx.load(str(path), load_external_data=False).graph
     axes: dict[str, int] = {}  # output-channel axis of each weight, from the node reading it
     for node in graph.node:
         for name in node.input:

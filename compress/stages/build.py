@@ -7,7 +7,6 @@ A reference model (see `compress list`) is built untrained with the digits data;
 from __future__ import annotations
 
 import dataclasses
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from compress import _tf, models
 from compress.arrays import count, pick
 from compress.data import Dataset, load_digits, load_npz
 from compress.errors import InputError, StageError, UsageError
-from compress.stages.base import RunState, Stage, StageParams, one_line
+from compress.formats import load_keras_model
+from compress.stages.base import RunState, Stage, StageParams
 
 
 class BuildParams(StageParams):
@@ -34,22 +34,6 @@ class BuildParams(StageParams):
 
 def is_reference(model: str) -> bool:
     return model in models.REGISTRY
-
-
-def load_user_model(path: Path) -> Any:
-    """A user's .keras file, loaded with safe_mode: a Lambda or other code-carrying layer is
-    refused, never run."""
-    if not path.is_file():
-        raise InputError(f"model file '{path}' does not exist")
-    if path.suffix != ".keras" or not zipfile.is_zipfile(path):
-        raise InputError(f"model file '{path.name}' is not a .keras (zip) model file")
-    from compress.loading import load_model
-
-    try:
-        return load_model(path)
-    except Exception as exc:
-        reason = one_line(exc)
-        raise InputError(f"model file '{path.name}' cannot be loaded safely: {reason}") from None
 
 
 def _model_io(model: Any) -> tuple[dict[str, tuple[int | None, ...]], dict[str, int]]:
@@ -87,7 +71,7 @@ class Build(Stage):
         else:
             if p.data is None:
                 raise UsageError(f"model file '{p.model}' needs --data FILE.npz")
-            model = load_user_model(Path(p.model))
+            model = load_keras_model(Path(p.model))
             input_shapes, heads = _model_io(model)
             data = load_npz(
                 p.data,

@@ -1,0 +1,173 @@
+"""What a model file is, judged by its content (never its extension), and safe loading.
+
+A user's model is untrusted: it is identified from its bytes, zip archives are checked for path
+traversal and absurd uncompressed sizes before anything reads them, Keras configs are scanned for
+layers that carry code (Lambda) before a model is built, and `.keras` files load with safe_mode.
+"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+from compress.errors import InputError
+
+MAX_UNCOMPRESSED = 8 * 1024**3  # bytes a zip may expand to (the machine has 24 GiB)
+MAX_RATIO = 1000  # uncompressed / compressed: beyond this a zip is a bomb, not a model
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+KERAS_FORMATS = ("keras", "h5", "savedmodel")
+
+
+def detect(path: Path) -> str:
+    """keras | h5 | savedmodel | onnx | tflite | zip | unknown, from the content."""
+    path = Path(path)
+    if path.is_dir():
+        return "savedmodel" if (path / "saved_model.pb").is_file() else "unknown"
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+        except zipfile.BadZipFile:
+            return "unknown"
+        return "keras" if "config.json" in names else "zip"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "h5"
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if _looks_like_onnx(path):
+        return "onnx"
+    return "unknown"
+
+
+def _looks_like_onnx(path: Path) -> bool:
+    if path.stat().st_size > 2 * 1024**3:
+        return False
+    try:
+        from onnx import ModelProto
+
+        proto = ModelProto()
+        proto.ParseFromString(path.read_bytes())
+        return proto.ir_version > 0 and len(proto.graph.node) > 0
+    except Exception:
+        return False
+
+
+def check_zip(path: Path, what: str) -> None:
+    """Refuse archive members that escape the archive or expand absurdly, before extraction."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{what} '{path.name}' is a corrupt zip archive: {exc}") from None
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name.startswith(("/", "\\")) or ".." in Path(name).parts or ":" in name:
+            raise InputError(f"{what} '{path.name}' has an unsafe member path {name!r}: refused")
+        total += info.file_size
+        if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+            raise InputError(
+                f"{what} '{path.name}': member {name!r} expands {info.file_size:,} bytes from "
+                f"{info.compress_size:,} (ratio > {MAX_RATIO}): refused as a zip bomb"
+            )
+    if total > MAX_UNCOMPRESSED:
+        raise InputError(
+            f"{what} '{path.name}' expands to {total:,} bytes (limit {MAX_UNCOMPRESSED:,}): refused"
+        )
+
+
+def scan_config(config: Any, where: str) -> None:
+    """Refuse a Keras model config that would run code when built: Lambda layers, or classes
+    from modules other than Keras and compress."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            cls = node.get("class_name")
+            if cls in CODE_LAYERS:
+                raise InputError(
+                    f"{where} holds a {cls} layer, whose code would run on loading: refused"
+                )
+            module = node.get("module")
+            if (
+                isinstance(module, str)
+                and isinstance(cls, str)
+                and not module.startswith(
+                    ("keras", "tf_keras", "tensorflow", "compress", "builtins")
+                )
+            ):
+                raise InputError(
+                    f"{where} names class {cls!r} from module {module!r}, which compress does "
+                    "not trust: refused"
+                )
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def inspect_model_file(path: Path) -> str:
+    """Every check that needs no framework: what the file is, that its archive is sane and that
+    its config holds no code. Returns the kind (keras, h5 or savedmodel). Fast: run before any
+    work, and again right before loading."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"model file '{path}' does not exist")
+    kind = detect(path)
+    where = f"model file '{path.name}'"
+    if kind in ("onnx", "tflite"):
+        raise InputError(
+            f"{where} is a {kind.upper()} model; compress compresses Keras models "
+            "(.keras, .h5 or a SavedModel directory) and exports TFLite and ONNX itself"
+        )
+    if kind not in KERAS_FORMATS:
+        raise InputError(f"{where} is not a Keras model (.keras zip, HDF5 or SavedModel)")
+    try:
+        if kind == "keras":
+            check_zip(path, "model file")
+            with zipfile.ZipFile(path) as zf:
+                scan_config(json.loads(zf.read("config.json")), where)
+        elif kind == "h5":
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("model_config")
+            if raw is None:
+                raise InputError(f"{where} is HDF5 without a model config (weights only?)")
+            scan_config(json.loads(raw if isinstance(raw, str) else raw.decode()), where)
+        else:
+            meta = path / "keras_metadata.pb"
+            if not meta.is_file():
+                raise InputError(f"{where} is a SavedModel without Keras metadata")
+            blob = meta.read_bytes()
+            for cls in CODE_LAYERS:
+                if f'"class_name": "{cls}"'.encode() in blob:
+                    raise InputError(
+                        f"{where} holds a {cls} layer, whose code would run on loading: refused"
+                    )
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{where} is not a readable Keras model: {exc}") from None
+    return kind
+
+
+def load_keras_model(path: Path) -> Any:
+    """A user's Keras model in any of its formats, loaded without running code from the file."""
+    from compress import _tf
+    from compress.loading import load_model
+
+    path = Path(path)
+    kind = inspect_model_file(path)
+    try:
+        if kind == "keras":
+            return load_model(path)
+        return _tf.keras().models.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:
+        from compress.stages.base import one_line
+
+        where = f"model file '{path.name}'"
+        raise InputError(f"{where} cannot be loaded safely: {one_line(exc)}") from None

@@ -1,0 +1,247 @@
+"""Bad input of every kind: CLI flags, pipeline files, model files, data files. Each must give
+one line naming what is wrong, exit 2, and leave no run directory behind."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from compress.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, request):
+    """Model and data files, good and bad, made once."""
+    from compress import _tf
+
+    keras = _tf.keras()
+    d = tmp_path_factory.mktemp("bad-inputs")
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    x = (raw.images / 16.0).astype(np.float32)[..., None]
+    y = raw.target
+    inputs = keras.Input((8, 8, 1), name="pixels")
+    h = keras.layers.Dense(16, activation="relu")(keras.layers.Flatten()(inputs))
+    good = keras.Model(inputs, keras.layers.Dense(10, activation="softmax", name="label")(h))
+    good.save(d / "good.keras")
+    good.save(d / "good.h5")
+    np.savez(d / "good.npz", x=x, y=y)
+
+    marker = d / "lambda-ran"
+
+    def touch(t, path=str(marker)):
+        open(path, "w").close()
+        return t
+
+    lam_in = keras.Input((8, 8, 1))
+    lam = keras.layers.Lambda(touch)(lam_in)
+    lam_model = keras.Model(lam_in, keras.layers.Dense(10)(keras.layers.Flatten()(lam)))
+    lam_model.save(d / "lambda.keras")
+    lam_model.save(d / "lambda.h5")
+    marker.unlink(missing_ok=True)  # building the model here ran it; loading must not
+
+    reg_in = keras.Input((8, 8, 1))
+    reg = keras.Model(reg_in, keras.layers.Dense(1)(keras.layers.Flatten()(reg_in)))
+    reg.save(d / "regression.keras")
+
+    (d / "random.keras").write_bytes(np.random.default_rng(0).bytes(4096))
+    blob = (d / "good.keras").read_bytes()
+    (d / "truncated.keras").write_bytes(blob[: len(blob) // 2])
+    with zipfile.ZipFile(d / "traversal.keras", "w") as zf:
+        zf.writestr("config.json", "{}")
+        zf.writestr("../../evil.py", "print('pwned')")
+    with zipfile.ZipFile(d / "bomb.keras", "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("config.json", "{}")
+        zf.writestr("weights.bin", b"\0" * (64 * 1024 * 1024))
+    with zipfile.ZipFile(d / "custom.keras", "w") as zf:
+        zf.writestr(
+            "config.json",
+            '{"class_name": "Functional", "config": {"layers": '
+            '[{"class_name": "Evil", "module": "evil.layers", "config": {}}]}}',
+        )
+    (d / "model.tflite").write_bytes(b"\x1c\0\0\0TFL3" + b"\0" * 64)
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["a"], ["b"])
+    a = helper.make_tensor_value_info("a", TensorProto.FLOAT, [1])
+    b = helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([node], "g", [a], [b])
+    onnx.save(helper.make_model(graph), d / "model.onnx")
+    (d / "notes.keras").write_text("just some text")
+
+    def npz(name, **arrays):
+        np.savez(d / name, **arrays)
+
+    npz("keys.npz", inputs=x, targets=y)
+    npz("shape.npz", x=x[:, :4], y=y)
+    npz("range.npz", x=x, y=y + 5)
+    npz("nan.npz", x=np.where(x > 0.5, np.nan, x), y=y)
+    npz("inf.npz", x=np.where(x > 0.5, np.inf, x), y=y)
+    npz("rows.npz", x=x, y=y[:10])
+    npz("floaty.npz", x=x, y=y + 0.5)
+    npz("strings.npz", x=x.astype(str), y=y)
+    npz("empty.npz", x_train=x[:0], y_train=y[:0], x_test=x, y_test=y)
+    npz("calib.npz", x=x, y=y, x_calib=x[:0])
+    npz("onehot.npz", x=x, y=np.eye(7)[y % 7])
+    npz("negative.npz", x=x, y=y - 3)
+    npz("notest.npz", x_train=x, y_train=y)
+    np.savez(d / "object.npz", x=np.array([object()] * 3, dtype=object), y=np.arange(3))
+    (d / "text.npz").write_text("not a zip")
+    return d, marker
+
+
+CLI = [
+    (["run", "resnet"], "unknown model 'resnet'"),
+    (["run", "cnn", "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
+    (["run", "cnn", "--epochs", "-1"], "--epochs (train.epochs) must be >= 0. Got -1"),
+    (["run", "cnn", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
+    (["run", "cnn", "--max-drift", "-0.5"], "--max-drift (verify.max_drift) must be >= 0.0"),
+    (["run", "cnn", "--max-drift", "nan"], "must be a finite number"),
+    (["run", "cnn", "--min-speedup", "0"], "--min-speedup (verify.min_speedup) must be > 0.0"),
+    (["run", "cnn", "--threads", "0"], "--threads (verify.threads) must be >= 1"),
+    (["run", "cnn", "--seed", "-3"], "--seed must be >= 0. Got -3 instead."),
+    (["run", "cnn", "--opset", "19"], "--opset (export_onnx.opset) must be <= 18"),
+    (["run", "cnn", "--opset", "12"], "--opset (export_onnx.opset) must be >= 13"),
+    (["run", "cnn", "--prune", "1.5"], "--prune (prune.sparsity) must be in [0, 1). Got 1.5"),
+    (["run", "cnn", "--prune", "lots"], "argument --prune: expected a fraction like 0.8 or 2:4"),
+    (["run", "cnn", "--cluster", "1"], "--cluster (cluster.clusters) must be >= 2"),
+    (["run", "cnn", "--cluster", "300"], "--cluster (cluster.clusters) must be <= 256"),
+    (["run", "cnn", "--set", "quantize.mode"], "--set expects KEY=VALUE"),
+    (["run", "cnn", "--set", "distill.t=2"], "the pipeline has no stage 'distill'"),
+    (["run", "cnn", "--set", "colour=red"], "--set colour: unknown key"),
+    (["run", "cnn", "--set", "train.epochs=many"], "train.epochs must be an integer"),
+    (["run", "cnn", "--bogus"], "unrecognized arguments: --bogus"),
+    (["run"], "the following arguments are required: TARGET"),
+    (["run", "cnn", "--data", "x.npz"], "--data is for Keras model files"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+    (["verify-artifacts", "/nonexistent/run"], "has no manifest.json"),
+]
+
+
+def _check(argv, message, out, capsys, code=2):
+    assert main(argv) == code, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith("compress: error: ") and message in err, err
+    leftovers = (
+        [p for p in out.rglob("*") if p.is_dir() and p.parent != out] if out.exists() else []
+    )
+    assert not leftovers, leftovers
+    return err
+
+
+@pytest.mark.parametrize(("args", "message"), CLI, ids=[m for _, m in CLI])
+def test_bad_cli_flag(args, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    argv = [*args, "--out", str(out)] if args[0] == "run" and len(args) > 1 else args
+    _check(argv, message, out, capsys)
+
+
+def test_unwritable_out(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    _check(["run", "cnn", "--out", str(tmp_path / "file" / "sub")], "is not writable",
+           tmp_path / "file", capsys)  # fmt: skip
+
+
+def test_junit_under_a_file(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    junit = str(tmp_path / "file" / "j.xml")
+    _check(["run", "cnn", "--junit", junit, "--out", str(tmp_path / "o")], "--junit",
+           tmp_path / "o", capsys)  # fmt: skip
+
+
+PIPELINE_FILES = [
+    ('model = "cnn"\ncolour = "red"\n[stages.verify]\n', "colour is not a known setting"),
+    ('model = "cnn"\n[stages.distill]\nt = 2\n', "unknown stage 'distill'"),
+    ('model = "cnn"\n[stages.train]\nepochs = "five"\n', "train.epochs must be an integer"),
+    ('model = "cnn"\n[stages.build]\ntest_size = 1.5\n', "build.test_size must be < 1.0"),
+    ('model = "cnn"\n[stages.prune]\nsparsity = 1.5\n', "prune.sparsity must be in [0, 1)"),
+    ('model = "cnn"\n[stages.quantize]\nmode = "int4"\n', "quantize.mode must be one of"),
+    ('model = "cnn"\n[stages.build]\nmodel = "rnn"\n', "build.model is set by the top-level"),
+    ('model = "cnn"\nstages = 3\n', "stages must be a table"),
+    ('model = "cnn"\n', "stages must list at least one stage"),
+    ("[stages.train]\n", "model is required"),
+    ('model = "cnn"\n[stages.train\n', "not valid TOML"),
+    ('model = "cnn"\nseed = -1\n[stages.train]\n', "seed must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), PIPELINE_FILES, ids=[m for _, m in PIPELINE_FILES])
+def test_bad_pipeline_file(text, message, tmp_path, capsys):
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    err = _check(["run", str(path), "--out", str(tmp_path / "out")], message, tmp_path / "out",
+                 capsys)  # fmt: skip
+    assert f"{path}: " in err
+
+
+def test_pipeline_file_that_is_binary(tmp_path, capsys):
+    path = tmp_path / "p.toml"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    _check(["validate", str(path)], "cannot be read", tmp_path, capsys)
+
+
+MODELS = [
+    ("missing.keras", "does not exist"),
+    ("random.keras", "is not a Keras model"),
+    ("truncated.keras", "is not a Keras model"),
+    ("notes.keras", "is not a Keras model"),
+    ("traversal.keras", "unsafe member path '../../evil.py'"),
+    ("bomb.keras", "refused as a zip bomb"),
+    ("custom.keras", "names class 'Evil' from module 'evil.layers'"),
+    ("lambda.keras", "holds a Lambda layer"),
+    ("lambda.h5", "holds a Lambda layer"),
+    ("model.tflite", "is a TFLITE model; compress compresses Keras models"),
+    ("model.onnx", "is a ONNX model; compress compresses Keras models"),
+    ("regression.keras", "each output must be (batch, classes)"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), MODELS, ids=[n for n, _ in MODELS])
+def test_bad_model_file(name, message, files, tmp_path, capsys):
+    d, marker = files
+    out = tmp_path / "out"
+    _check(["run", str(d / name), "--data", str(d / "good.npz"), "--out", str(out), "--no-cache",
+            "--quiet"], message, out, capsys)  # fmt: skip
+    assert not marker.exists(), "code from a model file ran"
+
+
+DATA = [
+    ("missing.npz", "does not exist"),
+    ("text.npz", "is not a valid .npz"),
+    ("object.npz", "pickle is refused"),
+    ("keys.npz", "must hold x_train, y_train, x_test, y_test"),
+    ("shape.npz", "x has shape (1797, 4, 8, 1), the model expects (n, 8, 8, 1)"),
+    ("range.npz", "labels in [5, 14], but output 'label' has 10 classes"),
+    ("negative.npz", "labels in [-3, 6]"),
+    ("nan.npz", "x contains NaN or Inf"),
+    ("inf.npz", "x contains NaN or Inf"),
+    ("rows.npz", "labels for 'label' have 10 rows but x has 1797"),
+    ("floaty.npz", "must be integer class labels"),
+    ("strings.npz", "x must be numeric"),
+    ("empty.npz", "x_train is empty"),
+    ("calib.npz", "x_calib is empty"),
+    ("onehot.npz", "must be integer class labels of shape (n,) or one-hot (n, 10)"),
+    ("notest.npz", "has x_train but no x_test"),
+]
+
+
+@pytest.mark.parametrize(("name", "message"), DATA, ids=[n for n, _ in DATA])
+def test_bad_data_file(name, message, files, tmp_path, capsys):
+    d, _ = files
+    out = tmp_path / "out"
+    _check(["run", str(d / "good.keras"), "--data", str(d / name), "--out", str(out),
+            "--no-cache", "--quiet"], message, out, capsys)  # fmt: skip
+
+
+def test_h5_model_without_code_runs(files, tmp_path, capsys):
+    """Content decides, not the extension: a plain HDF5 Keras model is accepted."""
+    d, _ = files
+    code = main(["run", str(d / "good.h5"), "--data", str(d / "good.npz"), "--epochs", "1",
+                 "--out", str(tmp_path), "--quiet", "--no-cache",
+                 "--max-drift", "100"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err

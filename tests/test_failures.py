@@ -1,0 +1,105 @@
+"""Failure behaviour: interruption, tampered artifacts, concurrent runs, a full disk."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from compress.cli import main
+
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def _start(args, cache):
+    cmd = [sys.executable, "-m", "compress", "run", *args, "--cache-dir", str(cache)]
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def _wait_for(proc, marker, timeout=300):
+    """Read the progress lines on stderr until one contains `marker`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        if marker in line:
+            return
+    proc.kill()
+    pytest.fail(f"never saw {marker!r}")
+
+
+@pytest.mark.parametrize(
+    ("sig", "code", "stage"), [(signal.SIGINT, 130, "export_onnx"), (signal.SIGTERM, 143, "train")]
+)
+def test_signal_mid_run_leaves_nothing_partial_and_next_run_works(sig, code, stage, tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    proc = _start(["cnn", "--epochs", "1", "--out", str(out)], cache)
+    _wait_for(proc, f"cnn: {stage} ...")
+    time.sleep(1.0)  # inside the stage
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err
+    assert err.strip().splitlines()[-1].startswith("compress: ")
+    assert list((out / "cnn").iterdir()) == []  # no run directory, complete or partial
+    assert not [p for p in cache.rglob(".tmp-*")]  # no half-written cache entry
+    again = _start(["multitask", "--epochs", "1", "--out", str(out), "--quiet",
+                    "--max-drift", "100"], cache)  # fmt: skip
+    assert again.wait(timeout=300) == 0
+
+
+def test_verify_artifacts_finds_tampered_truncated_and_extra_files(cnn_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(cnn_run["run_dir"], run_dir)
+    assert main(["verify-artifacts", str(run_dir)]) == 0
+    assert capsys.readouterr().out.startswith("ok: 8 files")  # all but the manifest itself
+    tflite = run_dir / "model_int8.tflite"
+    tflite.write_bytes(tflite.read_bytes()[:1000])
+    report = run_dir / "report.md"
+    report.write_text(report.read_text().replace("passed", "PASSED"))
+    (run_dir / "extra.bin").write_bytes(b"x")
+    (run_dir / "model_fp32.onnx").unlink()
+    assert main(["verify-artifacts", str(run_dir)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    for expected in ("model_int8.tflite (size 1,000", "report.md (sha256 differs",
+                     "model_fp32.onnx (missing)", "extra.bin (not in the manifest)"):  # fmt: skip
+        assert expected in err, err
+
+
+def test_two_concurrent_runs_into_one_out_and_one_cache(tmp_path):
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    args = ["multitask", "--epochs", "1", "--out", str(out), "--quiet", "--max-drift", "100"]
+    procs = [_start(args, cache) for _ in range(2)]
+    assert [p.wait(timeout=600) for p in procs] == [0, 0], [p.stderr.read() for p in procs]
+    runs = sorted((out / "multitask").iterdir())
+    assert len(runs) == 2 and not [r for r in runs if r.name.startswith(".tmp")]
+    for run_dir in runs:
+        assert main(["verify-artifacts", str(run_dir)]) == 0
+    assert not [p for p in cache.rglob(".tmp-*")]
+    third = _start(args, cache)  # the shared cache is intact: a rerun reuses it
+    assert third.wait(timeout=300) == 0
+    newest = max((out / "multitask").iterdir(), key=lambda p: p.stat().st_mtime)
+    assert json.loads((newest / "report.json").read_text())["cache"]["train"] == "hit"
+
+
+def test_full_disk_is_one_line_and_leaves_no_run_directory(monkeypatch, tmp_path, capsys):
+    from compress.stages import export_tflite
+
+    def no_space(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(export_tflite, "write_bytes_atomic", no_space)
+    code = main(["run", "multitask", "--epochs", "1", "--out", str(tmp_path), "--quiet",
+                 "--no-cache"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1
+    assert "cannot write" in err and "No space left on device" in err
+    assert list((tmp_path / "multitask").iterdir()) == []
