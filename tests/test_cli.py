@@ -80,7 +80,7 @@ def test_no_command_prints_help_and_exits_2(capsys):
         (["run", "cnn", "--set", "distill.t=2"], "the pipeline has no stage 'distill'"),
         (["run", "cnn", "--set", "train.epochs=many"], "train.epochs must be an integer"),
         (["run", "cnn", "--set", "colour=red"], "--set colour: unknown key"),
-        (["run", "cnn", "--data", "x.npz"], "--data is for .keras models"),
+        (["run", "cnn", "--data", "x.npz"], "--data is for Keras model files"),
         (["run", "missing.keras", "--data", "x.npz"], "model file 'missing.keras' does not exist"),
         (["run", "missing.toml"], "pipeline file 'missing.toml' does not exist"),
         (["run", "cnn", "--bogus"], "unrecognized arguments: --bogus"),

@@ -75,7 +75,10 @@ def test_bad_pipeline_file_is_one_line_naming_file_and_key(text, message, tmp_pa
 
 
 def test_paths_in_a_pipeline_file_are_relative_to_the_file(tmp_path):
-    (tmp_path / "m.keras").write_bytes(b"")
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "m.keras", "w") as zf:  # checked up front: a real archive
+        zf.writestr("config.json", "{}")
     (tmp_path / "d.npz").write_bytes(b"")
     path = tmp_path / "sub.toml"
     path.write_text('model = "m.keras"\ndata = "d.npz"\n[stages.build]\n')
