@@ -98,6 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list the reference models", description="List reference models.")
 
+    bench = sub.add_parser(
+        "bench", help="measure every artifact of a run side by side",
+        description="Latency p50/p90 at batch 1 and 32, warm and cold, throughput and speedup "
+        "vs the fp32 artifact of the same runtime, artifacts interleaved. TARGET is a run "
+        "directory, or a model name (its pipeline runs first). Writes RUN_DIR/bench.json.",
+    )  # fmt: skip
+    bench.add_argument("target", metavar="TARGET", help="OUT/MODEL/RUN_ID or a reference model")
+    bench.add_argument(
+        "--threads", type=int, action="append", metavar="N",
+        help="thread count to measure (repeatable; default: 1 and all cores)",
+    )  # fmt: skip
+    bench.add_argument("--json", action="store_true", help="print bench.json on stdout")
+    bench.add_argument("--out", help="output directory when TARGET is a model (default: artifacts)")
+    _cache_args(bench)
+
     check = sub.add_parser(
         "verify-artifacts", help="check a run directory against its manifest",
         description="Check every file of a run directory against manifest.json (size, sha256): "
@@ -283,6 +298,34 @@ def _cmd_verify_artifacts(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from compress import models
+
+    for n in args.threads or []:
+        if n < 1:
+            raise UsageError(f"--threads must be >= 1. Got {n} instead.")
+    target = Path(args.target)
+    if args.target in models.REGISTRY:
+        from compress.config import PipelineConfig
+        from compress.pipeline import run
+
+        overrides = {"out": args.out} if args.out else {}
+        config = PipelineConfig.for_model(args.target, overrides)
+        progress = (lambda line: None) if args.json else (lambda line: print(line, file=sys.stderr))
+        target = run(config, progress=progress, cache=_cache(args)).run_dir
+    elif args.out:
+        raise UsageError("--out is for a model TARGET; a run directory is measured in place")
+    from compress.bench import bench, render
+    from compress.fileio import write_json_atomic
+
+    result = bench(target, threads=args.threads)
+    write_json_atomic(target / "bench.json", result)
+    print(json.dumps(result, indent=2) if args.json else render(result))
+    if not args.json:
+        print(f"written: {target / 'bench.json'}")
+    return EXIT_OK
+
+
 def _cmd_cache(args: argparse.Namespace) -> int:
     if args.cache_command != "clear":
         raise UsageError("cache needs an action: clear (see 'compress cache --help')")
@@ -316,6 +359,7 @@ def _main(argv: Sequence[str] | None) -> int:
             "validate": _cmd_validate,
             "cache": _cmd_cache,
             "verify-artifacts": _cmd_verify_artifacts,
+            "bench": _cmd_bench,
         }
         if args.command == "list":
             return _cmd_list()

@@ -132,10 +132,12 @@ def notes(report: dict[str, Any]) -> list[str]:
     """What the table cannot show: artifacts not produced, weights a quantizer left float."""
     out = [f"skipped {s['name']} ({s['runtime']}): {s['reason']}" for s in report["skipped"]]
     for a in report["verification"]["artifacts"]:
+        if " chosen: " in a["recipe"]:
+            out.append(f"{a['name']}: {a['recipe'].split('; ')[-1]}")
         if a.get("left_float"):
             out.append(
                 f"note {a['name']}: weights left float32 in {', '.join(a['left_float'])} "
-                "(the quantizer does not quantize these ops in this mode)"
+                "(not quantized by this mode or the chosen recipe)"
             )
     return out
 

@@ -25,6 +25,7 @@ def cache(tmp_path_factory):
 
 def _config(model, prune, cluster, mode, out):
     overrides = {"build.train_samples": 128, "train.epochs": 1, "quantize.mode": mode,
+                 "quantize.select": False,
                  "quantize.qat_epochs": 1,
                  "verify.timing_budget_s": 0.01, "verify.batch_sizes": [1],
                  "verify.max_drift": 100.0, "out": str(out)}  # fmt: skip

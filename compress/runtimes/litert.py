@@ -15,7 +15,9 @@ import numpy as np
 
 from compress.arrays import Inputs, as_feed, batched, count, take_batch
 
-_PREDICT_BATCH = 32
+# Outputs are computed one sample at a time, as deployed at batch 1: dynamic quantization
+# scales activations per batch, so a batch's other samples would change a sample's output.
+_PREDICT_BATCH = 1
 
 
 class LiteRTRunner:
@@ -30,6 +32,9 @@ class LiteRTRunner:
         self._by_batch: dict[int, tuple[Any, dict, dict] | None] = {}
         interp, inputs, outputs = self._open(None)
         self.input_names = list(inputs)
+        self.input_shapes = {
+            n: tuple(int(d) for d in det["shape"][1:]) for n, det in inputs.items()
+        }
         self.output_names = list(outputs)
         self._base_batch = int(next(iter(inputs.values()))["shape"][0])
 

@@ -9,7 +9,9 @@ import numpy as np
 
 from compress.arrays import Inputs, as_feed, batched, count, take_batch
 
-_PREDICT_BATCH = 32
+# Outputs are computed one sample at a time, as deployed at batch 1: dynamic quantization
+# scales activations per batch, so a batch's other samples would change a sample's output.
+_PREDICT_BATCH = 1
 
 
 def session_options(threads: int):  # -> onnxruntime.SessionOptions
@@ -21,6 +23,9 @@ def session_options(threads: int):  # -> onnxruntime.SessionOptions
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
+    # A multi-threaded session's workers spin after each run() and steal the other core from
+    # whatever runs next (another artifact being timed): no spinning, so timings are fair.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return so
 
 
@@ -36,6 +41,9 @@ class OnnxRuntimeRunner:
         )
         self._inputs = self.session.get_inputs()
         self.input_names = [i.name for i in self._inputs]
+        self.input_shapes = {
+            i.name: tuple(d if isinstance(d, int) else 1 for d in i.shape[1:]) for i in self._inputs
+        }
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _fixed_batch(self) -> int | None:

@@ -47,7 +47,9 @@ def _batch1_converter(model: Any) -> Any:
     return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
 
 
-def convert_tflite(model: Any, precision: str, x_calib: Inputs | None = None) -> bytes:
+def convert_tflite(
+    model: Any, precision: str, x_calib: Inputs | None = None, per_channel: bool = True
+) -> bytes:
     """Convert a tf_keras model; precision is one of fp32, int8, dynamic, float16.
 
     Models with recurrent layers are converted at a fixed batch of 1 (see _batch1_converter).
@@ -70,6 +72,7 @@ def convert_tflite(model: Any, precision: str, x_calib: Inputs | None = None) ->
 
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter._experimental_disable_per_channel = not per_channel
     elif precision == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif precision not in ("fp32", "dynamic", "qat"):

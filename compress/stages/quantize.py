@@ -17,6 +17,7 @@ from pydantic import Field
 from compress import _tf
 from compress.arrays import Inputs, as_feed, count
 from compress.fileio import write_atomic
+from compress.recipes import search
 from compress.stages.base import Artifact, RunState, Skipped, Stage, StageParams, one_line
 from compress.stages.export_onnx import convert_onnx, save_onnx
 from compress.stages.export_tflite import convert_tflite, tflite_artifact
@@ -31,8 +32,26 @@ ONNX_RECIPES = {
 }
 
 
+# int8 recipes measured against each other when quantize.select is on: name -> (mode, op types)
+ONNX_INT8_CANDIDATES: dict[str, tuple[str, list[str] | None]] = {
+    "static-qdq-all-ops": ("int8", None),
+    "static-qdq-matmul-only": ("int8", ["MatMul", "Gemm"]),
+    "dynamic-matmul-only": ("dynamic", ["MatMul", "Gemm"]),
+}
+TFLITE_INT8_CANDIDATES: dict[str, bool] = {  # name -> per-channel weights
+    "full-int8-per-channel": True,
+    "full-int8-per-tensor": False,
+}
+
+
 class QuantizeParams(StageParams):
     mode: Literal["int8", "dynamic", "float16", "qat", "none"] = "int8"
+    select: bool = Field(
+        True, description="int8: measure candidate recipes per runtime, keep the fastest that "
+        "agrees with fp32 on >= min_agreement % of training-split samples"
+    )  # fmt: skip
+    min_agreement: float = Field(99.0, ge=0.0, le=100.0)
+    threads: int = Field(1, ge=1, description="threads when timing candidates")
     qat_epochs: int = Field(
         1, ge=1, le=1000, description="QAT fine-tuning epochs (untrained QAT exports garbage)"
     )
@@ -134,7 +153,16 @@ def _calibration_reader(input_names: list[str], x: Inputs) -> Any:
     return Reader()
 
 
-def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, x_calib: Inputs) -> None:
+def quantize_onnx(
+    fp32_path: Path,
+    out_path: Path,
+    mode: str,
+    x_calib: Inputs,
+    op_types: list[str] | None = None,
+    per_channel: bool = True,
+) -> None:
+    """onnxruntime quantization of an fp32 ONNX file. `op_types` limits which ops are
+    quantized (None: all the quantizer supports)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -156,7 +184,9 @@ def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, x_calib: Inputs) -
         except Exception:  # symbolic shape inference fails on some graphs (e.g. Concat of inputs)
             quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
         if mode == "dynamic":
-            quantize_dynamic(str(pre), str(out_path), weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                str(pre), str(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types
+            )
         else:
             graph = onnx.load(str(pre), load_external_data=False).graph
             initializers = {i.name for i in graph.initializer}
@@ -167,10 +197,11 @@ def quantize_onnx(fp32_path: Path, out_path: Path, mode: str, x_calib: Inputs) -
                 str(out_path),
                 reader,
                 quant_format=QuantFormat.QDQ,
-                per_channel=True,
+                per_channel=per_channel,
                 activation_type=QuantType.QUInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
+                op_types_to_quantize=op_types,
             )
     onnx.checker.check_model(str(out_path))
 
@@ -317,9 +348,18 @@ class Quantize(Stage):
         source = model
         if mode == "qat":
             source, qat_float = quantization_aware_model(model, state, self.params)
+        selecting = mode == "int8" and self.params.select
+        chosen: dict[str, Any] = {}
         name = f"model_{mode}.tflite"
+        fp32_tflite = state.artifact("litert", "fp32")
         try:
-            art = tflite_artifact(state, mode, convert_tflite(source, mode, data.x_calib))
+            if selecting and fp32_tflite is not None:
+                blob, chosen["litert"] = self._select_tflite(model, fp32_tflite, data.x_calib)
+            else:
+                blob = convert_tflite(source, mode, data.x_calib)
+            art = tflite_artifact(state, mode, blob)
+            if "litert" in chosen:
+                art = dataclasses.replace(art, recipe=f"{art.recipe}; {chosen['litert']['note']}")
             made.append(dataclasses.replace(art, left_float=tuple(qat_float)))
         except Exception as exc:  # the converter cannot do this mode for this model
             skipped.append(Skipped(name, "litert", f"TFLite converter failed: {one_line(exc)}"))
@@ -331,6 +371,9 @@ class Quantize(Stage):
             def make_onnx(tmp: Path) -> None:
                 if mode == "qat":
                     save_onnx(weights_to_int8(convert_onnx(source, opset)), tmp)
+                elif selecting:
+                    blob, chosen["onnxruntime"] = self._select_onnx(fp32_onnx, data.x_calib)
+                    tmp.write_bytes(blob)
                 else:
                     quantize_onnx(fp32_onnx.path, tmp, mode, data.x_calib)
 
@@ -348,8 +391,46 @@ class Quantize(Stage):
                         format="onnx",
                         runtime="onnxruntime",
                         precision=mode,
-                        recipe=ONNX_RECIPES[mode],
+                        recipe=ONNX_RECIPES[mode]
+                        if "onnxruntime" not in chosen
+                        else chosen["onnxruntime"]["note"],
                         left_float=tuple(still_float),
                     ).measured()
                 )
+        if chosen:
+            info = {rt: c["candidates"] for rt, c in chosen.items()}
+            state = state.replace(info={**state.info, "quantize": {"candidates": info}})
         return state.add(tuple(made), tuple(skipped))
+
+    def _select(self, runtime, fp32, candidates, x) -> tuple[bytes, dict[str, Any]]:
+        winner, path, results, tmp = search(
+            runtime, fp32.path, candidates, x, threads=self.params.threads,
+            min_agreement=self.params.min_agreement, options=fp32.options,
+        )  # fmt: skip
+        try:
+            blob = path.read_bytes()
+        finally:
+            tmp.cleanup()
+        others = ", ".join(
+            f"{e['recipe']} {e['speedup_b1']:.2f}x" if "speedup_b1" in e
+            else f"{e['recipe']} failed" for e in results if not e["chosen"]
+        )  # fmt: skip
+        best = next(e for e in results if e["chosen"])
+        note = (f"recipe {winner} chosen: {best['speedup_b1']:.2f}x vs fp32 at batch 1, "
+                f"{best['agreement']:.1f}% agreement on training samples "
+                f"(others: {others})")  # fmt: skip
+        return blob, {"note": note, "candidates": results}
+
+    def _select_tflite(self, model, fp32, x) -> tuple[bytes, dict[str, Any]]:
+        def make(per_channel: bool):
+            return lambda p: p.write_bytes(convert_tflite(model, "int8", x, per_channel))
+
+        candidates = {n: make(pc) for n, pc in TFLITE_INT8_CANDIDATES.items()}
+        return self._select("litert", fp32, candidates, x)
+
+    def _select_onnx(self, fp32, x) -> tuple[bytes, dict[str, Any]]:
+        def make(mode: str, ops: list[str] | None):
+            return lambda p: quantize_onnx(fp32.path, p, mode, x, op_types=ops)
+
+        candidates = {n: make(m, ops) for n, (m, ops) in ONNX_INT8_CANDIDATES.items()}
+        return self._select("onnxruntime", fp32, candidates, x)

@@ -94,6 +94,7 @@ class Verify(Stage):
                 "sparsity": weights["sparsity"] if weights else None,
                 "weights": weights,
                 "left_float": list(art.left_float),
+                "options": dict(art.options),
             }
             if art.runtime == "keras" and kmodel is not model:
                 outputs = _match_outputs(art.name, KerasRunner(kmodel).predict(data.x_test), heads)
