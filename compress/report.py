@@ -121,7 +121,7 @@ def render_table(report: dict[str, Any]) -> str:
     if v.get("baseline_accuracy"):
         base = ", ".join(f"{h} {acc:.2f}%" for h, acc in v["baseline_accuracy"].items())
         lines.append(f"baseline (float model before prune/cluster): {base}")
-    for a in v["artifacts"]:
+    for a in v["artifacts"] if v.get("baseline_accuracy") else []:  # after prune/cluster
         if a.get("sparsity"):
             lines.append(f"{a['name']}: weight sparsity {a['sparsity']:.3f}")
     lines += notes(report)
