@@ -13,11 +13,9 @@ from compress import _tf
 from compress.stages.base import RunState, Stage
 from compress.stages.tune import (
     TuneParams,
-    copy_model,
+    begin,
     fine_tune,
     keras_artifact,
-    select_layers,
-    with_baseline,
 )
 
 
@@ -48,11 +46,7 @@ class Cluster(Stage):
         p = self.params
         tfmot = _tf.tfmot()
         keras = _tf.keras()
-        data = state.require_data(self.name)
-        model = state.require_model(self.name)
-        state = with_baseline(state, model)
-        fresh = copy_model(model)  # cluster_weights mutates the layers it wraps
-        targets = select_layers(fresh, p, self.name)
+        state, data, fresh, targets = begin(self, state)
         preserve = "prune" in state.info if p.preserve_sparsity is None else p.preserve_sparsity
         init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
         skipped: dict[str, str] = {}

@@ -16,12 +16,10 @@ from compress.errors import StageError
 from compress.stages.base import RunState, Stage
 from compress.stages.tune import (
     TuneParams,
-    copy_model,
+    begin,
     fine_tune,
     keras_artifact,
-    select_layers,
     steps_per_epoch,
-    with_baseline,
 )
 
 
@@ -75,11 +73,7 @@ class Prune(Stage):
         p = self.params
         tfmot = _tf.tfmot()
         keras = _tf.keras()
-        data = state.require_data(self.name)
-        model = state.require_model(self.name)
-        state = with_baseline(state, model)
-        fresh = copy_model(model)
-        targets = select_layers(fresh, p, self.name)
+        state, data, fresh, targets = begin(self, state)
         structured = p.sparsity == "2:4"
         total = steps_per_epoch(data, p.batch_size) * p.epochs
         skipped: dict[str, str] = {}

@@ -93,6 +93,17 @@ def steps_per_epoch(data: Dataset, batch_size: int) -> int:
     return -(-count(data.x_train) // batch_size)
 
 
+def begin(stage: Any, state: RunState) -> tuple[RunState, Dataset, Any, list[str]]:
+    """What every compression stage does first: record the baseline accuracy, take a fresh copy
+    of the model (tfmot's wrappers mutate the layers they wrap) and choose the layers to
+    compress. Returns (state, data, the copy, the layer names)."""
+    data = state.require_data(stage.name)
+    model = state.require_model(stage.name)
+    state = with_baseline(state, model)
+    fresh = copy_model(model)
+    return state, data, fresh, select_layers(fresh, stage.params, stage.name)
+
+
 def keras_artifact(state: RunState, name: str, model: Any, recipe: str) -> Any:
     """Save a stage's float model into the run directory as a Keras artifact."""
     from compress.fileio import write_atomic
