@@ -85,8 +85,12 @@ def search(
         winner = min(good, key=lambda e: e["p50_ms_b1"])
         # Timing noise is a few percent: the first (default) recipe keeps its place unless
         # another is clearly faster.
-        if good[0] is results[0] and good[0]["p50_ms_b1"] <= winner["p50_ms_b1"] * TIE:
-            winner = good[0]
+        default = good[0] if good[0] is results[0] else None
+        if default is not None and (
+            default["p50_ms_b1"] <= winner["p50_ms_b1"] * TIE  # not clearly slower
+            or winner["speedup_b1"] < TIE  # nothing is faster than fp32: keep the real int8
+        ):
+            winner = default
     else:
         winner = max(usable, key=lambda e: (e["agreement"], -e["p50_ms_b1"]))
     for entry in results:

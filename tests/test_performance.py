@@ -19,7 +19,8 @@ def test_int8_recipe_is_chosen_by_measurement_per_runtime(cnn_run, row):
         winner = chosen[0]
         assert winner["agreement"] >= 99.0
         fastest = min(e["p50_ms_b1"] for e in entries if e["agreement"] >= 99.0)
-        assert winner["p50_ms_b1"] <= fastest * 1.05  # fastest, or the default within 5%
+        # the fastest, or the default (first) recipe when within 5% or nothing beats fp32
+        assert winner["p50_ms_b1"] <= fastest * 1.05 or winner is entries[0]
         name = "model_int8.tflite" if runtime == "litert" else "model_int8.onnx"
         assert f"recipe {winner['recipe']} chosen" in row(report, name)["recipe"]
 
