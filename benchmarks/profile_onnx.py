@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,7 +20,7 @@ def profile(path: Path, runs: int = 300) -> dict[str, float]:
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.enable_profiling = True
-    so.profile_file_prefix = str(path.with_suffix(""))
+    so.profile_file_prefix = str(Path(tempfile.mkdtemp()) / path.stem)  # not in the run dir
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     inp = sess.get_inputs()[0]
     x = np.random.default_rng(0).random((1, *inp.shape[1:]), dtype=np.float32)
