@@ -30,10 +30,16 @@ def _uses_compress_layers(path: Path) -> bool:
         return True  # let Keras report what is wrong with the file
 
 
+def copy_model(model: Any) -> Any:
+    """A fresh, uncompiled model with the same weights (tfmot's wrappers mutate the layers they
+    wrap; a saved copy carries no optimizer state)."""
+    keras = _tf.keras()
+    fresh = keras.models.clone_model(model)
+    fresh.set_weights(model.get_weights())
+    return fresh
+
+
 def save_model(model: Any, path: str | Path) -> None:
     """Save architecture and weights without the optimizer state (which triples an
-    Adam-trained file): an uncompiled clone carries exactly the model's weights."""
-    keras = _tf.keras()
-    clean = keras.models.clone_model(model)
-    clean.set_weights(model.get_weights())
-    clean.save(str(path))
+    Adam-trained file)."""
+    copy_model(model).save(str(path))

@@ -16,6 +16,7 @@ from compress.stages.tune import (
     begin,
     fine_tune,
     keras_artifact,
+    wrap_layers,
 )
 
 
@@ -45,25 +46,17 @@ class Cluster(Stage):
     def run(self, state: RunState) -> RunState:
         p = self.params
         tfmot = _tf.tfmot()
-        keras = _tf.keras()
         state, data, fresh, targets = begin(self, state)
         preserve = "prune" in state.info if p.preserve_sparsity is None else p.preserve_sparsity
         init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
-        skipped: dict[str, str] = {}
 
         def wrap(layer):
-            if layer.name not in targets:
-                return layer
-            try:
-                return tfmot.clustering.keras.cluster_weights(
-                    layer, number_of_clusters=p.clusters, cluster_centroids_init=init,
-                    preserve_sparsity=preserve,
-                )  # fmt: skip
-            except (ValueError, TypeError) as exc:
-                skipped[layer.name] = str(exc).strip().splitlines()[0]
-                return layer
+            return tfmot.clustering.keras.cluster_weights(
+                layer, number_of_clusters=p.clusters, cluster_centroids_init=init,
+                preserve_sparsity=preserve,
+            )  # fmt: skip
 
-        clustered = keras.models.clone_model(fresh, clone_function=wrap)
+        clustered, skipped = wrap_layers(fresh, targets, wrap)
         fine_tune(clustered, data, p, fresh.output_names)
         stripped = tfmot.clustering.keras.strip_clustering(clustered)
         done = [n for n in targets if n not in skipped]

@@ -20,6 +20,7 @@ from compress.stages.tune import (
     fine_tune,
     keras_artifact,
     steps_per_epoch,
+    wrap_layers,
 )
 
 
@@ -72,29 +73,21 @@ class Prune(Stage):
     def run(self, state: RunState) -> RunState:
         p = self.params
         tfmot = _tf.tfmot()
-        keras = _tf.keras()
         state, data, fresh, targets = begin(self, state)
         structured = p.sparsity == "2:4"
         total = steps_per_epoch(data, p.batch_size) * p.epochs
-        skipped: dict[str, str] = {}
 
         def wrap(layer):
-            if layer.name not in targets:
-                return layer
-            if structured:
-                try:
-                    return tfmot.sparsity.keras.prune_low_magnitude(
-                        layer, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0),
-                        sparsity_m_by_n=(2, 4),
-                    )  # fmt: skip
-                except (ValueError, TypeError) as exc:
-                    skipped[layer.name] = str(exc).strip().splitlines()[0]
-                    return layer
+            if structured:  # where tfmot supports it; other layers are named in not_pruned
+                return tfmot.sparsity.keras.prune_low_magnitude(
+                    layer, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(0.5, 0),
+                    sparsity_m_by_n=(2, 4),
+                )  # fmt: skip
             return tfmot.sparsity.keras.prune_low_magnitude(
                 layer, pruning_schedule=schedule(float(p.sparsity), total)
             )
 
-        pruned = keras.models.clone_model(fresh, clone_function=wrap)
+        pruned, skipped = wrap_layers(fresh, targets, wrap, tolerate=structured)
         fine_tune(pruned, data, p, fresh.output_names, [tfmot.sparsity.keras.UpdatePruningStep()])
         stripped = tfmot.sparsity.keras.strip_pruning(pruned)
         done = [n for n in targets if n not in skipped]

@@ -17,11 +17,12 @@ from pydantic import Field
 from compress import _tf
 from compress.arrays import Inputs, as_feed, count
 from compress.fileio import write_atomic
+from compress.loading import copy_model
 from compress.recipes import search
 from compress.stages.base import Artifact, RunState, Skipped, Stage, StageParams, one_line
 from compress.stages.export_onnx import convert_onnx, save_onnx
 from compress.stages.export_tflite import convert_tflite, tflite_artifact
-from compress.stages.tune import TuneParams, copy_model, fine_tune
+from compress.stages.tune import TuneParams, fine_tune
 
 ONNX_RECIPES = {
     "int8": "onnxruntime static QDQ, per-channel int8 weights, uint8 activations, "

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from compress import _tf
 from compress.data import Dataset
+from compress.loading import copy_model
 from compress.stages.base import RunState, StageParams
 
 
@@ -52,12 +53,27 @@ def select_layers(model: Any, params: TuneParams, stage: str) -> list[str]:
     return [n for n, c in counts.items() if c / total >= params.min_weight_fraction]
 
 
-def copy_model(model: Any) -> Any:
-    """A fresh model with the same weights: tfmot's wrappers mutate the layers they wrap."""
+def wrap_layers(
+    model: Any, targets: list[str], wrapper: Any, tolerate: bool = True
+) -> tuple[Any, dict[str, str]]:
+    """Clone `model` with `wrapper(layer)` in place of each target layer. With `tolerate`, a
+    layer the wrapper refuses (ValueError, TypeError) stays as it is and is returned, with the
+    reason, in the second value; otherwise the error propagates."""
     keras = _tf.keras()
-    fresh = keras.models.clone_model(model)
-    fresh.set_weights(model.get_weights())
-    return fresh
+    refused: dict[str, str] = {}
+
+    def clone(layer):
+        if layer.name not in targets:
+            return layer
+        try:
+            return wrapper(layer)
+        except (ValueError, TypeError) as exc:
+            if not tolerate:
+                raise
+            refused[layer.name] = str(exc).strip().splitlines()[0]
+            return layer
+
+    return keras.models.clone_model(model, clone_function=clone), refused
 
 
 def fine_tune(
