@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from compress.backends import open_runner
 from compress.errors import InputError
 from compress.integrity import verify_run_dir
-from compress.runtimes import open_runner
-from compress.runtimes.timing import measure_interleaved
+from compress.timing import TIMING_BUDGET_S, measure_interleaved
 
 EVICT_BYTES = 64 * 1024 * 1024  # larger than the last-level cache of the CPUs seen here
 
@@ -47,7 +47,7 @@ def bench(
     run_dir: Path,
     threads: list[int] | None = None,
     batch_sizes: tuple[int, ...] = (1, 32),
-    budget_s: float = 0.5,
+    budget_s: float = TIMING_BUDGET_S,
     cold_reps: int = 20,
 ) -> dict[str, Any]:
     run_dir = Path(run_dir)

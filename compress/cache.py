@@ -1,9 +1,11 @@
 """Content-keyed stage cache.
 
 A stage's key is the hash of its name and parameters, its parent's key (so the key covers every
-earlier stage's config and, through the first stage, the input files' content) and the versions
-of the packages and of compress's own source that shape its output. A changed parameter changes
-that stage's key and every later one, so only they rerun.
+earlier stage's config and, through the first stage, the input files' content), the versions of
+the packages, and the source of the compress modules the stage runs (its module and everything it
+imports, found by reading the imports): editing the report renderer keeps trained models, editing
+the training code does not. A changed parameter changes that stage's key and every later one,
+so only they rerun.
 
 An entry is a directory written under a temporary name and renamed into place when complete,
 with the sha256 of each of its files; an entry whose files do not match is deleted and rebuilt,
@@ -13,18 +15,22 @@ them.
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
 import secrets
 import shutil
 from dataclasses import asdict
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from compress.fileio import sha256_file
-from compress.loading import save_model
-from compress.stages.base import Artifact, RunState, Skipped
+from compress.keras_io import save_model
+from compress.state import Artifact, RunState, Skipped
+
+PACKAGE_ROOT = Path(__file__).parent
 
 MODEL_FILE = "state_model.keras"
 ENTRY_FILE = "entry.json"
@@ -37,13 +43,49 @@ def default_root() -> Path:
     return Path(base) / "compress"
 
 
-def source_fingerprint() -> str:
-    """sha256 of compress's own source: a code change invalidates what it produced."""
+def _module_file(name: str) -> Path | None:
+    """The source file of a compress module or package, or None if `name` is not one."""
+    parts = name.split(".")[1:]
+    base = PACKAGE_ROOT.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if parts and candidate.is_file():
+            return candidate
+    return None
+
+
+def _imports(path: Path) -> set[str]:
+    """compress modules a file imports anywhere (module level or inside functions)."""
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("compress."))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("compress"):
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+    return {name for name in found if _module_file(name) is not None}
+
+
+def module_closure(module: str) -> list[str]:
+    """`module` and every compress module it imports, transitively, sorted."""
+    seen: set[str] = set()
+    stack = [module]
+    while stack:
+        name = stack.pop()
+        path = _module_file(name)
+        if name in seen or path is None:
+            continue
+        seen.add(name)
+        stack.extend(_imports(path))
+    return sorted(seen)
+
+
+@cache
+def code_fingerprint(module: str) -> str:
+    """sha256 of the source of the compress code a module runs (see module_closure)."""
     h = hashlib.sha256()
-    root = Path(__file__).parent
-    for path in sorted(root.rglob("*.py")):
-        h.update(str(path.relative_to(root)).encode())
-        h.update(path.read_bytes())
+    for name in module_closure(module):
+        h.update(name.encode())
+        h.update(_module_file(name).read_bytes())  # type: ignore[union-attr]
     return h.hexdigest()
 
 
@@ -108,7 +150,7 @@ class StageCache:
             record = {
                 "stage": stage.name,
                 "params": stage.params.model_dump(mode="json"),
-                "artifacts": [_artifact_record(a) for a in new],
+                "artifacts": [a.record() for a in new],
                 "skipped": [asdict(s) for s in after.skipped[len(before.skipped) :]],
                 "info": {k: v for k, v in after.info.items() if before.info.get(k) != v},
                 "model": MODEL_FILE if stage.produces_model else None,
@@ -131,15 +173,13 @@ class StageCache:
     @staticmethod
     def restore(record: dict[str, Any], state: RunState) -> RunState:
         """Apply a cached stage's output to the state: files copied into the run directory;
-        a model is loaded later, only if a stage needs it (see RunState.materialize)."""
+        a model is loaded later, only if a stage needs it (see stages.base.materialize)."""
         entry_dir: Path = record["dir"]
         artifacts = []
         for a in record["artifacts"]:
             dest = state.workdir / a["name"]
             shutil.copyfile(entry_dir / a["name"], dest)
-            artifacts.append(
-                Artifact(**{**a, "path": dest, "left_float": tuple(a.get("left_float", ()))})
-            )
+            artifacts.append(Artifact.from_record(a, dest))
         skipped = tuple(Skipped(**s) for s in record["skipped"])
         state = state.add(tuple(artifacts), skipped).replace(info={**state.info, **record["info"]})
         if record.get("model"):
@@ -153,10 +193,3 @@ class StageCache:
         count = sum(1 for p in self.root.glob("*/*") if p.is_dir())
         shutil.rmtree(self.root)
         return count
-
-
-def _artifact_record(a: Artifact) -> dict[str, Any]:
-    record = asdict(a)
-    record.pop("path")
-    record["left_float"] = list(a.left_float)
-    return record

@@ -19,7 +19,28 @@ from typing import Any
 from compress.errors import CompressError, GateFailed, StageError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+# What each exit code means; the README's table is checked against this one.
+EXIT_CODES = {
+    EXIT_OK: "every stage ran and every gate passed",
+    EXIT_FAILED: "a gate failed (the run directory and report are complete), a stage failed (no "
+    "run directory is left), or `verify-artifacts` found a mismatch",
+    EXIT_USAGE: "usage or input error: unknown model, mode, stage or key, a bad number, a bad "
+    "pipeline file, a bad model or data file, an unwritable `--out`",
+    EXIT_INTERRUPTED: "interrupted by SIGINT (Ctrl-C); nothing partial is left",
+    EXIT_TERMINATED: "terminated by SIGTERM; nothing partial is left",
+}
 QUANTIZE_MODES = ("int8", "dynamic", "float16", "qat", "none")
+
+
+def version() -> str:
+    """The installed package's version (stated once, in pyproject.toml)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("compress")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,12 +51,14 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from compress.backends.onnxruntime import DEFAULT_OPSET, OPSETS
+
     parser = _Parser(
         prog="compress",
         description="Compress Keras models, export TFLite and ONNX, and verify every artifact "
         "in its own runtime (LiteRT, onnxruntime).",
     )
-    parser.add_argument("--version", action="version", version="compress 0.1.0")
+    parser.add_argument("--version", action="version", version=f"compress {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     run = sub.add_parser(
@@ -66,7 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data", help=".npz data for a .keras model (x_train, y_train, x_test, "
                      "y_test, or x, y; optional x_calib)")  # fmt: skip
     run.add_argument("--out", help="output directory (default: artifacts)")
-    run.add_argument("--threads", type=int, help="verify.threads when timing (default: 1)")
+    run.add_argument(
+        "--threads", type=int,
+        help="threads of every timing: verify and the recipe search (default: 1)",
+    )  # fmt: skip
     run.add_argument(
         "--max-drift", type=float, metavar="PTS",
         help="verify.max_drift: fail (exit 1) if any artifact's accuracy drops more than PTS "
@@ -77,7 +103,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="verify.min_speedup: fail (exit 1) if a quantized artifact is less than X times "
         "faster than its runtime's fp32 artifact at batch 1",
     )  # fmt: skip
-    run.add_argument("--opset", type=int, help="export_onnx.opset, 13-18 (default: 17)")
+    run.add_argument(
+        "--opset", type=int,
+        help=f"export_onnx.opset, {OPSETS[0]}-{OPSETS[1]} (default: {DEFAULT_OPSET})",
+    )  # fmt: skip
     run.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
         help="override a pipeline value, e.g. --set quantize.mode=dynamic (repeatable)",
@@ -180,24 +209,27 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 def _configs(args: argparse.Namespace) -> list:
     """Validated PipelineConfigs for the target (one per model for `all`), before any work.
-    An error about a value given by a flag names the flag too: `--epochs (train.epochs) ...`."""
-    from compress.config import FLAG_KEYS
-
+    An error about a key the user set by a flag names the flag: `--epochs (train.epochs) ...`,
+    `--set KEY ...`."""
     try:
         return _target_configs(args)
     except UsageError as exc:
-        message = str(exc)
-        for flag, (stage, param) in FLAG_KEYS.items():
-            key = f"{stage}.{param}" if stage else param
-            if getattr(args, flag) is not None and message.startswith(f"{key} "):
-                spelled = "--" + flag.replace("_", "-")
-                message = (
-                    f"{spelled} ({key})" + message[len(key) :]
-                    if stage
-                    else spelled + message[len(key) :]
-                )
-                raise UsageError(message) from None
-        raise
+        raise UsageError(_spell_flag(str(exc), exc.key, args), exc.key) from None
+
+
+def _spell_flag(message: str, key: str | None, args: argparse.Namespace) -> str:
+    from compress.config import FLAG_KEYS
+
+    if key is None or not message.startswith(key):
+        return message
+    rest = message[len(key) :]
+    for flag, (stage, param) in FLAG_KEYS.items():
+        if (f"{stage}.{param}" if stage else param) == key and getattr(args, flag) is not None:
+            spelled = "--" + flag.replace("_", "-")
+            return f"{spelled} ({key}){rest}" if stage else spelled + rest
+    if any(item.partition("=")[0].strip() == key for item in args.overrides):
+        return f"--set {message}"
+    return message
 
 
 def _target_configs(args: argparse.Namespace) -> list:

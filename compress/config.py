@@ -30,7 +30,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from compress.errors import UsageError
+from compress.errors import UsageError, validation_error
 
 STAGE_ORDER: tuple[str, ...] = (
     "build", "train", "prune", "cluster", "export_tflite", "export_onnx", "quantize", "verify",
@@ -44,7 +44,7 @@ FLAG_KEYS: dict[str, tuple[str | None, str]] = {
     "cluster": ("cluster", "clusters"),
     "epochs": ("train", "epochs"),
     "opset": ("export_onnx", "opset"),
-    "threads": ("verify", "threads"),
+    "threads": (None, "threads"),
     "max_drift": ("verify", "max_drift"),
     "min_speedup": ("verify", "min_speedup"),
     "seed": (None, "seed"),
@@ -61,6 +61,10 @@ class PipelineConfig(BaseModel):
     model: str = Field(min_length=1, description="reference model name or path to a .keras file")
     data: str | None = Field(None, description=".npz file with the data (user models)")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed for split, init and training")
+    threads: int = Field(
+        1, ge=1, description="threads of every timing: verify, the recipe search (a stage's own "
+        "`threads` overrides it)"
+    )  # fmt: skip
     out: str = Field("artifacts", min_length=1, description="output directory")
     stages: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="stage name -> parameters, in run order"
@@ -94,12 +98,14 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
             if key not in top_keys:
                 expected = ", ".join(top_keys)
                 raise UsageError(
-                    f"--set {key}: unknown key. Expected stage.param or one of {expected}"
+                    f"{key}: unknown key. Expected stage.param or one of {expected}", key=key
                 )
             data[key] = value
         elif not isinstance(stages, dict) or stage not in stages:
             names = ", ".join(stages) if isinstance(stages, dict) else "none"
-            raise UsageError(f"{key}: the pipeline has no stage {stage!r} (its stages: {names})")
+            raise UsageError(
+                f"{key}: the pipeline has no stage {stage!r} (its stages: {names})", key=key
+            )
         else:
             stages[stage][param] = value
     if stages is not None:
@@ -107,60 +113,12 @@ def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str,
     return data
 
 
-def _describe(err: dict[str, Any]) -> str:
-    ctx = err.get("ctx") or {}
-    kind = err["type"]
-    simple = {
-        "greater_than_equal": ("must be >= {}", "ge"),
-        "greater_than": ("must be > {}", "gt"),
-        "less_than_equal": ("must be <= {}", "le"),
-        "less_than": ("must be < {}", "lt"),
-        "literal_error": ("must be one of {}", "expected"),
-        "string_too_short": ("must have at least {} character(s)", "min_length"),
-    }
-    if kind in simple:
-        text, field = simple[kind]
-        return text.format(ctx[field])
-    if kind in ("int_parsing", "int_type", "int_from_float"):
-        return "must be an integer"
-    if kind in ("float_parsing", "float_type", "finite_number"):
-        return "must be a finite number"
-    if kind in ("string_type",):
-        return "must be a string"
-    if kind in ("dict_type", "model_type"):
-        return "must be a table"
-    if kind in ("bool_type", "bool_parsing"):
-        return "must be true or false"
-    if kind == "extra_forbidden":
-        return "is not a known setting"
-    if kind == "missing":
-        return "is required"
-    if kind == "value_error":
-        return str(ctx.get("error", err["msg"])).rstrip(".")
-    return str(err["msg"]).rstrip(".").lower()
-
-
-def format_validation_error(exc: ValidationError, style: str = "key") -> str:
-    """One line for the first problem: `--max-drift must be >= 0.0. Got -1 instead.`
-
-    `style` "flag" spells keys as CLI flags, "key" as config keys.
-    """
-    err = exc.errors()[0]
-    key = ".".join(str(p) for p in err["loc"]) or "config"
-    if style == "flag":
-        key = "--" + key.replace("_", "-")
-    line = f"{key} {_describe(err)}."
-    if err["type"] != "missing":
-        line += f" Got {err['input']!r} instead."
-    return line
-
-
 def make(**values: Any) -> PipelineConfig:
     """Build a PipelineConfig and check every stage's parameters, before any work."""
     try:
         config = PipelineConfig(**values)
     except ValidationError as exc:
-        raise UsageError(format_validation_error(exc)) from None
+        raise validation_error(exc) from None
     check_inputs(config)
     resolve_stages(config)
     return config
@@ -173,9 +131,9 @@ def check_inputs(config: PipelineConfig) -> None:
     if config.model in models.REGISTRY:
         if config.data is not None:
             raise UsageError(
-                f"--data is for Keras model files; reference model {config.model!r} trains on "
-                "digits"
-            )
+                f"data is for Keras model files; reference model {config.model!r} trains on "
+                "digits", key="data",
+            )  # fmt: skip
         return
     model = Path(config.model)
     if not model.exists():
@@ -185,11 +143,12 @@ def check_inputs(config: PipelineConfig) -> None:
             f"unknown model {config.model!r}. Expected one of: {', '.join(models.REGISTRY)}, "
             "or a Keras model file (.keras, .h5, SavedModel directory)"
         )
-    from compress.formats import inspect_model_file
+    from compress.keras_io import inspect_model_file
 
     inspect_model_file(model)  # what it is, archive sanity, no code in its config
     if config.data is None:
-        raise UsageError(f"model file '{config.model}' needs --data FILE.npz")
+        message = f"data is required: model file '{config.model}' needs an .npz"
+        raise UsageError(message, key="data")
     if not Path(config.data).is_file():
         raise UsageError(f"data file '{config.data}' does not exist")
 
@@ -213,7 +172,7 @@ def load_pipeline_file(path: str | Path, overrides: dict[str, Any] | None = None
     try:
         return make(**apply_overrides(raw, overrides or {}))
     except UsageError as exc:
-        raise UsageError(f"{path}: {exc}") from None
+        raise UsageError(f"{path}: {exc}", key=exc.key) from None
 
 
 def _relative_to(file: Path, value: str) -> str:
@@ -249,8 +208,9 @@ def resolve_stages(config: PipelineConfig) -> list[tuple[str, dict[str, Any]]]:
             params.setdefault("learning_rate", spec.learning_rate)
         elif name == "train":
             params.setdefault("epochs", 0)  # a user's model is taken as trained unless asked
-        if "seed" in cls.Params.model_fields:
-            params.setdefault("seed", config.seed)
+        for shared in ("seed", "threads"):  # top-level keys every stage that has them takes
+            if shared in cls.Params.model_fields:
+                params.setdefault(shared, getattr(config, shared))
         cls.validate_params(params)
         resolved.append((name, params))
     return resolved

@@ -200,7 +200,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
     if not zipfile.is_zipfile(path):
         raise InputError(f"data file '{path.name}' is not a valid .npz (not a zip archive)")
-    from compress.formats import check_zip
+    from compress.keras_io import check_zip
 
     check_zip(path, "data file")
     try:

@@ -22,11 +22,12 @@ from typing import Any
 from compress import models
 from compress import report as reports
 from compress.arrays import count
-from compress.cache import StageCache, input_fingerprint, source_fingerprint, stage_key
+from compress.cache import StageCache, code_fingerprint, input_fingerprint, stage_key
 from compress.config import PipelineConfig, resolve_stages
-from compress.errors import CompressError, StageError, UsageError
+from compress.errors import CompressError, StageError, UsageError, one_line
 from compress.fileio import sha256_file, write_json_atomic, write_text_atomic
-from compress.stages.base import RunState, Stage, one_line
+from compress.stages.base import Stage, materialize
+from compress.state import RunState
 
 _RESOURCE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
 LOG_FILE = "log.txt"  # native (C++) log lines of the stages
@@ -91,9 +92,11 @@ class Pipeline:
             state = RunState(workdir=tmp)
             seconds: dict[str, float] = {}
             cached: dict[str, str] = {}
-            environment = {**reports.package_versions(), "compress_source": source_fingerprint()}
+            versions = reports.package_versions()
             key = input_fingerprint(list(inputs))
             for stage in self.stages:
+                code = code_fingerprint(type(stage).__module__)
+                environment = {**versions, "compress_code": code}
                 key = stage_key(key, stage.name, stage.params.model_dump(mode="json"), environment)
                 t0 = time.perf_counter()
                 record = cache.load(key) if cache and stage.cacheable else None
@@ -104,7 +107,7 @@ class Pipeline:
                     if progress:
                         progress(f"{name}: {stage.name} ...")
                     with native_output_to(tmp / LOG_FILE):
-                        before = state.materialize()
+                        before = materialize(state)
                         state = _run_stage(stage, before)
                         if cache and stage.cacheable:
                             saved = cache.save(key, stage, before, state)

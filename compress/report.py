@@ -11,6 +11,8 @@ import os
 import platform
 from typing import Any
 
+from compress.weights import GZIP_LEVEL
+
 PACKAGES = (
     "compress",
     "tensorflow-cpu",
@@ -25,20 +27,35 @@ PACKAGES = (
     "scikit-learn",
 )
 
+# What each report field means: report.json carries it, report.md and the README show it (a test
+# checks the README's table is exactly this one).
 FIELDS = {
     "size_bytes": "file size in bytes",
-    "size_gzip_bytes": "file size after gzip -9, bytes (sparsity and clusters pay off compressed)",
+    "size_gzip_bytes": f"file size after gzip (level {GZIP_LEVEL}), bytes: sparsity and clusters "
+    "pay off compressed",
     "compression_ratio": "fp32 bytes of the Keras model's weights divided by size_gzip_bytes",
-    "sparsity": "fraction of zeros among the artifact's weights (constant tensors of rank >= 2)",
-    "weights.tensors[].unique": "distinct values in a weight tensor, counted in the file",
-    "baseline_drift": "accuracy of the float model before prune/cluster minus this one's, pts",
     "accuracy": "top-1 accuracy on the held-out split, percent",
     "drift": "Keras float accuracy minus this artifact's, percentage points (positive = lost)",
+    "baseline_drift": "accuracy of the float model before prune/cluster minus this one's, pts",
     "agreement": "percent of held-out samples whose top-1 class equals the Keras model's",
     "max_abs_diff": "largest absolute difference from the Keras model's output probabilities",
-    "latency_ms.b1 / b32": "p50 and p90 latency of one call at batch 1 / 32, milliseconds",
-    "speedup.b1 / b32": "p50 latency of the same runtime's fp32 artifact divided by this one's",
+    "latency_ms.b1 / b32": "p50 and p90 of one call at batch 1 / 32, milliseconds, and the "
+    "number of timed calls",
+    "speedup.b1 / b32": "p50 latency of the same runtime's fp32 artifact divided by this one's "
+    "(same rounds)",
+    "sparsity": "fraction of zeros among the artifact's weights (constant tensors of rank >= 2)",
+    "weights.tensors[]": "per weight tensor, counted in the file: shape, dtype, sparsity, "
+    "distinct values, most distinct values in one channel",
+    "repeatable": "the artifact gives a sample the same output before and after other samples ran",
+    "left_float": "op types whose weights stayed float32 (e.g. LSTM under onnxruntime static int8)",
+    "recipe": "how the artifact was made: id and description (a row of its backend's recipe "
+    "table), knobs, and what every candidate measured when it was chosen by measurement",
 }
+
+
+def fields_table() -> list[str]:
+    """FIELDS as a markdown table (report.md and the README)."""
+    return ["| field | meaning |", "|---|---|"] + [f"| `{k}` | {v} |" for k, v in FIELDS.items()]
 
 
 def package_versions() -> dict[str, str]:
@@ -128,12 +145,31 @@ def render_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def recipe_note(name: str, recipe: dict[str, Any]) -> str | None:
+    """One line on a recipe chosen by measurement: the winner and what the others measured."""
+    candidates = recipe.get("candidates") or []
+    chosen = next((c for c in candidates if c.get("chosen")), None)
+    if chosen is None:
+        return None
+    others = ", ".join(
+        f"{c['id']} {c['speedup_b1']:.2f}x" if "speedup_b1" in c else f"{c['id']} failed"
+        for c in candidates
+        if c is not chosen
+    )
+    return (
+        f"{name}: recipe {chosen['id']} chosen: {chosen['speedup_b1']:.2f}x vs fp32 at batch 1, "
+        f"{chosen['agreement']:.1f}% agreement on training samples (others: {others})"
+    )
+
+
 def notes(report: dict[str, Any]) -> list[str]:
-    """What the table cannot show: artifacts not produced, weights a quantizer left float."""
+    """What the table cannot show: artifacts not produced, recipes chosen by measurement,
+    weights a quantizer left float."""
     out = [f"skipped {s['name']} ({s['runtime']}): {s['reason']}" for s in report["skipped"]]
     for a in report["verification"]["artifacts"]:
-        if " chosen: " in a["recipe"]:
-            out.append(f"{a['name']}: {a['recipe'].split('; ')[-1]}")
+        line = recipe_note(a["name"], a["recipe"])
+        if line:
+            out.append(line)
         if a.get("left_float"):
             out.append(
                 f"note {a['name']}: weights left float32 in {', '.join(a['left_float'])} "
@@ -245,12 +281,17 @@ def render_markdown(report: dict[str, Any]) -> str:
     if v.get("baseline_accuracy"):
         out += ["", f"Baseline float accuracy before prune/cluster: {v['baseline_accuracy']}"]
     out += ["", "## Recipes", ""]
-    out += [f"- `{a['name']}`: {a['recipe']}" for a in v["artifacts"]]
+    for a in v["artifacts"]:
+        r = a["recipe"]
+        knobs = ", ".join(f"{k}={val}" for k, val in r["knobs"].items())
+        out.append(
+            f"- `{a['name']}`: `{r['id']}` — {r['description']}" + (f" ({knobs})" if knobs else "")
+        )
     if notes(report):
         out += ["", "## Notes", ""] + [f"- {n}" for n in notes(report)]
     if v["failures"]:
         out += ["", "## Gate failures", ""] + [f"- {f}" for f in v["failures"]]
     out += ["", "## Stage times (s)", ""]
     out += [f"- {k}: {t:.2f}" for k, t in report["stage_seconds"].items()]
-    out += ["", "## Fields", ""] + [f"- `{k}`: {d}" for k, d in FIELDS.items()]
+    out += ["", "## Fields", "", *fields_table()]
     return "\n".join(out) + "\n"

@@ -102,7 +102,7 @@ CLI = [
     (["run", "cnn", "--max-drift", "-0.5"], "--max-drift (verify.max_drift) must be >= 0.0"),
     (["run", "cnn", "--max-drift", "nan"], "must be a finite number"),
     (["run", "cnn", "--min-speedup", "0"], "--min-speedup (verify.min_speedup) must be > 0.0"),
-    (["run", "cnn", "--threads", "0"], "--threads (verify.threads) must be >= 1"),
+    (["run", "cnn", "--threads", "0"], "--threads must be >= 1"),
     (["run", "cnn", "--seed", "-3"], "--seed must be >= 0. Got -3 instead."),
     (["run", "cnn", "--opset", "19"], "--opset (export_onnx.opset) must be <= 18"),
     (["run", "cnn", "--opset", "12"], "--opset (export_onnx.opset) must be >= 13"),

@@ -64,7 +64,7 @@ def test_no_command_prints_help_and_exits_2(capsys):
         ),
         (
             ["run", "cnn", "--threads", "0"],
-            "--threads (verify.threads) must be >= 1. Got 0 instead.",
+            "--threads must be >= 1. Got 0 instead.",
         ),
         (["run", "cnn", "--seed", "-3"], "--seed must be >= 0. Got -3 instead."),
         (

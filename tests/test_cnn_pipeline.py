@@ -126,11 +126,12 @@ def test_report_md_holds_the_table(cnn_run):
 
 
 def test_onnx_float16_weights_halve_the_file_and_keep_predictions(cnn_run, tmp_path):
-    from compress.stages.quantize import quantize_onnx
+    from compress.backends.onnxruntime import RECIPES, quantize
 
     fp32 = cnn_run["run_dir"] / "model_fp32.onnx"
     half = tmp_path / "model_float16.onnx"
-    quantize_onnx(fp32, half, "float16", np.zeros((1, 64, 64, 3), np.float32))
+    float16 = next(r for r in RECIPES if r.mode == "float16")
+    quantize(fp32, half, float16.knobs, np.zeros((1, 64, 64, 3), np.float32))
     assert fp32.stat().st_size / half.stat().st_size > 1.9
     x, _ = _held_out(cnn_run["report"])
     a, b = _ort_probs(fp32, x[:64]), _ort_probs(half, x[:64])

@@ -91,12 +91,12 @@ def test_two_concurrent_runs_into_one_out_and_one_cache(tmp_path):
 
 
 def test_full_disk_is_one_line_and_leaves_no_run_directory(monkeypatch, tmp_path, capsys):
-    from compress.stages import export_tflite
+    from compress.backends import base
 
-    def no_space(path, data):
+    def no_space(path, write):  # every artifact a backend makes is written through this
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(export_tflite, "write_bytes_atomic", no_space)
+    monkeypatch.setattr(base, "write_atomic", no_space)
     code = main(["run", "multitask", "--epochs", "1", "--out", str(tmp_path), "--quiet",
                  "--no-cache"])  # fmt: skip
     err = capsys.readouterr().err

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from compress import Pipeline, models, stages
-from compress.runtimes.litert import LiteRTRunner
+from compress.backends.litert import LiteRTRunner
 from compress.stages.verify import is_repeatable
 
 

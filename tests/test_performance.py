@@ -9,20 +9,26 @@ from compress.cli import main
 
 
 def test_int8_recipe_is_chosen_by_measurement_per_runtime(cnn_run, row):
+    from compress.backends import BACKENDS
+
     report = cnn_run["report"]
-    candidates = report["stages"]["quantize"]["candidates"]
-    assert set(candidates) == {"litert", "onnxruntime"}
-    for runtime, entries in candidates.items():
+    for name, runtime in [("model_int8.tflite", "litert"), ("model_int8.onnx", "onnxruntime")]:
+        recipe = row(report, name)["recipe"]
+        entries = recipe["candidates"]
+        table = [s.id for s in BACKENDS[runtime].candidates("int8")]
+        assert [e["id"] for e in entries] == table  # every candidate of the table was measured
         chosen = [e for e in entries if e["chosen"]]
         assert len(chosen) == 1, entries
         assert all("p50_ms_b1" in e and "agreement" in e for e in entries if "error" not in e)
         winner = chosen[0]
+        assert winner["id"] == recipe["id"] == report["stages"]["quantize"]["recipes"][name]
         assert winner["agreement"] >= 99.0
+        spec = BACKENDS[runtime].recipe(winner["id"])
+        assert recipe["description"] == spec.description
+        assert spec.knobs.items() <= recipe["knobs"].items()
         fastest = min(e["p50_ms_b1"] for e in entries if e["agreement"] >= 99.0)
         # the fastest, or the default (first) recipe when within 5% or nothing beats fp32
         assert winner["p50_ms_b1"] <= fastest * 1.05 or winner is entries[0]
-        name = "model_int8.tflite" if runtime == "litert" else "model_int8.onnx"
-        assert f"recipe {winner['recipe']} chosen" in row(report, name)["recipe"]
 
 
 def test_bench_measures_every_artifact_and_writes_bench_json(cnn_run, tmp_path, capsys):

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from compress.runtimes.timing import measure_interleaved
+from compress.timing import measure_interleaved
 
 
 def test_interleaved_timing_ranks_a_slow_call_above_a_fast_one():

@@ -1,6 +1,6 @@
 """The stages, importable one by one: `from compress.stages import Quantize`."""
 
-from compress.stages.base import Artifact, RunState, Skipped, Stage
+from compress.stages.base import Stage
 from compress.stages.build import Build
 from compress.stages.cluster import Cluster
 from compress.stages.export_onnx import ExportONNX
@@ -9,6 +9,7 @@ from compress.stages.prune import Prune
 from compress.stages.quantize import Quantize
 from compress.stages.train import Train
 from compress.stages.verify import Verify
+from compress.state import Artifact, RunState, Skipped
 
 REGISTRY: dict[str, type[Stage]] = {
     cls.name: cls

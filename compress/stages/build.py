@@ -17,8 +17,9 @@ from compress import _tf, models
 from compress.arrays import count, pick
 from compress.data import Dataset, load_digits, load_npz
 from compress.errors import InputError, StageError, UsageError
-from compress.formats import load_keras_model
-from compress.stages.base import RunState, Stage, StageParams
+from compress.keras_io import load_keras_model
+from compress.stages.base import Stage, StageParams
+from compress.state import RunState
 
 
 class BuildParams(StageParams):
@@ -65,12 +66,15 @@ class Build(Stage):
         if is_reference(p.model):
             if p.data is not None:
                 raise UsageError(
-                    f"--data is for .keras models; reference model {p.model!r} trains on digits"
-                )
+                    f"data is for Keras model files; reference model {p.model!r} trains on "
+                    "digits", key="data",
+                )  # fmt: skip
             model_name, model, data = self._reference()
         else:
             if p.data is None:
-                raise UsageError(f"model file '{p.model}' needs --data FILE.npz")
+                raise UsageError(
+                    f"data is required: model file '{p.model}' needs an .npz", key="data"
+                )
             model = load_keras_model(Path(p.model))
             input_shapes, heads = _model_io(model)
             data = load_npz(
@@ -91,9 +95,7 @@ class Build(Stage):
                 y_train={h: y[keep] for h, y in data.y_train.items()},
             )
         info = {"parameters": int(model.count_params()), "dataset": data.name}
-        return state.replace(
-            model_name=model_name, model=model, data=data, info={**state.info, "build": info}
-        )
+        return state.replace(model_name=model_name, model=model, data=data).with_info("build", info)
 
     def _reference(self) -> tuple[str, Any, Dataset]:
         p = self.params

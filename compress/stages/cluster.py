@@ -10,14 +10,15 @@ import numpy as np
 from pydantic import Field
 
 from compress import _tf
-from compress.stages.base import RunState, Stage
+from compress.backends.keras import save_artifact
+from compress.stages.base import Stage
 from compress.stages.tune import (
     TuneParams,
     begin,
     fine_tune,
-    keras_artifact,
     wrap_layers,
 )
+from compress.state import RunState
 
 
 class ClusterParams(TuneParams):
@@ -66,6 +67,6 @@ class Cluster(Stage):
             "unique_values": unique_values(stripped, done),
             "not_clustered": skipped,
         }
-        recipe = f"clustered float model ({p.clusters} clusters on {', '.join(done) or 'no layer'})"
-        saved = keras_artifact(state, "model_clustered.keras", stripped, recipe)
-        return state.add((saved,)).replace(model=stripped, info={**state.info, "cluster": info})
+        knobs = {"clusters": p.clusters, "layers": done, "preserve_sparsity": preserve}
+        saved = save_artifact(state.workdir, "model_clustered.keras", stripped, "clustered", knobs)
+        return state.add((saved,)).replace(model=stripped).with_info("cluster", info)

@@ -12,16 +12,17 @@ from typing import Any
 from pydantic import Field, field_validator
 
 from compress import _tf
+from compress.backends.keras import save_artifact
 from compress.errors import StageError
-from compress.stages.base import RunState, Stage
+from compress.stages.base import Stage
 from compress.stages.tune import (
     TuneParams,
     begin,
     fine_tune,
-    keras_artifact,
     steps_per_epoch,
     wrap_layers,
 )
+from compress.state import RunState
 
 
 class PruneParams(TuneParams):
@@ -100,6 +101,6 @@ class Prune(Stage):
             "not_pruned": skipped,
             "steps": total,
         }
-        recipe = f"pruned float model ({p.sparsity} on {', '.join(done) or 'no layer'})"
-        saved = keras_artifact(state, "model_pruned.keras", stripped, recipe)
-        return state.add((saved,)).replace(model=stripped, info={**state.info, "prune": info})
+        knobs = {"sparsity": p.sparsity, "layers": done, "epochs": p.epochs}
+        saved = save_artifact(state.workdir, "model_pruned.keras", stripped, "pruned", knobs)
+        return state.add((saved,)).replace(model=stripped).with_info("prune", info)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 
 from compress import _tf
-from compress.fileio import write_atomic
-from compress.loading import save_model
-from compress.stages.base import Artifact, RunState, Stage, StageParams
+from compress.backends.keras import save_artifact
+from compress.stages.base import Stage, StageParams
+from compress.state import RunState
 
 KERAS_FILE = "model.keras"
 
@@ -36,10 +36,8 @@ class Train(Stage):
 
     def run(self, state: RunState) -> RunState:
         p = self.params
-        model = state.require_model(self.name)
-        data = state.require_data(self.name)
-        keras = _tf.keras()
-        keras.utils.set_random_seed(p.seed)
+        model, data = self.model(state), self.data(state)
+        _tf.keras().utils.set_random_seed(p.seed)
         compile_for_heads(model, data.heads, p.learning_rate)
         history = {}
         if p.epochs > 0:
@@ -52,14 +50,6 @@ class Train(Stage):
                 verbose=0,
             )
             history = {k: float(v[-1]) for k, v in hist.history.items()}
-        path = write_atomic(state.workdir / KERAS_FILE, lambda tmp: save_model(model, tmp))
-        artifact = Artifact(
-            name=KERAS_FILE,
-            path=path,
-            format="keras",
-            runtime="keras",
-            precision="fp32",
-            recipe="trained float model",
-        ).measured(model)
-        info = {"epochs": p.epochs, "final": history}
-        return state.add((artifact,)).replace(info={**state.info, "train": info})
+        knobs = {"epochs": p.epochs, "learning_rate": p.learning_rate}
+        artifact = save_artifact(state.workdir, KERAS_FILE, model, "trained", knobs)
+        return state.add((artifact,)).with_info("train", {"epochs": p.epochs, "final": history})

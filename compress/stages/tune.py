@@ -10,8 +10,9 @@ from pydantic import Field
 
 from compress import _tf
 from compress.data import Dataset
-from compress.loading import copy_model
-from compress.stages.base import RunState, StageParams
+from compress.keras_io import copy_model
+from compress.stages.base import StageParams
+from compress.state import RunState
 
 
 class TuneParams(StageParams):
@@ -113,31 +114,19 @@ def begin(stage: Any, state: RunState) -> tuple[RunState, Dataset, Any, list[str
     """What every compression stage does first: record the baseline accuracy, take a fresh copy
     of the model (tfmot's wrappers mutate the layers they wrap) and choose the layers to
     compress. Returns (state, data, the copy, the layer names)."""
-    data = state.require_data(stage.name)
-    model = state.require_model(stage.name)
-    state = with_baseline(state, model)
+    data, model = stage.data(state), stage.model(state)
+    state = with_baseline(state, model, data)
     fresh = copy_model(model)
     return state, data, fresh, select_layers(fresh, stage.params, stage.name)
 
 
-def keras_artifact(state: RunState, name: str, model: Any, recipe: str) -> Any:
-    """Save a stage's float model into the run directory as a Keras artifact."""
-    from compress.fileio import write_atomic
-    from compress.loading import save_model
-    from compress.stages.base import Artifact
-
-    path = write_atomic(state.workdir / name, lambda tmp: save_model(model, tmp))
-    return Artifact(name, path, "keras", "keras", "fp32", recipe).measured(model)
-
-
-def with_baseline(state: RunState, model: Any) -> RunState:
+def with_baseline(state: RunState, model: Any, data: Dataset) -> RunState:
     """Record the uncompressed float model's held-out accuracy once, before the first
     compression stage changes it: drift is reported against it as well."""
     if "baseline_accuracy" in state.info:
         return state
-    from compress.runtimes.keras import KerasRunner
+    from compress.backends.keras import KerasRunner
 
-    data = state.require_data("baseline")
     out = KerasRunner(model).predict(data.x_test)
     acc = {h: float((out[h].argmax(-1) == y).mean() * 100) for h, y in data.y_test.items()}
-    return state.replace(info={**state.info, "baseline_accuracy": acc})
+    return state.with_info("baseline_accuracy", acc)

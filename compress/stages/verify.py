@@ -14,12 +14,13 @@ import numpy as np
 from pydantic import Field
 
 from compress.arrays import count, rows
+from compress.backends import BACKENDS
+from compress.backends.keras import KerasRunner
 from compress.errors import StageError
-from compress.loading import load_model
-from compress.runtimes import open_runner
-from compress.runtimes.keras import KerasRunner
-from compress.runtimes.timing import measure_interleaved
-from compress.stages.base import RunState, Stage, StageParams
+from compress.keras_io import load_model
+from compress.stages.base import Stage, StageParams
+from compress.state import RunState
+from compress.timing import MIN_CALLS, TIMING_BUDGET_S, measure_interleaved
 from compress.weights import float_weight_bytes
 
 
@@ -29,8 +30,9 @@ class VerifyParams(StageParams):
     min_speedup: float | None = Field(None, gt=0.0)
     batch_sizes: tuple[int, ...] = (1, 32)
     timing_budget_s: float = Field(
-        0.25, gt=0.0, description="timed seconds per artifact and batch size (at least 30 calls)"
-    )
+        TIMING_BUDGET_S, gt=0.0,
+        description=f"timed seconds per artifact and batch size (at least {MIN_CALLS} calls)",
+    )  # fmt: skip
 
 
 def head_metrics(ref: np.ndarray, out: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -62,8 +64,7 @@ class Verify(Stage):
 
     def run(self, state: RunState) -> RunState:
         p = self.params
-        data = state.require_data(self.name)
-        model = state.require_model(self.name)
+        model, data = self.model(state), self.data(state)
         heads = data.heads
         reference = _match_outputs("keras model", KerasRunner(model).predict(data.x_test), heads)
         ref_acc = {
@@ -80,14 +81,14 @@ class Verify(Stage):
             kmodel = None
             if art.runtime == "keras":
                 kmodel = model if art is keras_files[-1] else load_model(art.path)
-            facts = art.facts or art.measured(kmodel).facts
+            facts = art.facts or BACKENDS[art.runtime].facts(art.path, kmodel)
             weights, gz = facts["weights"], facts["size_gzip_bytes"]
             row: dict[str, Any] = {
                 "name": art.name,
                 "format": art.format,
                 "runtime": art.runtime,
                 "precision": art.precision,
-                "recipe": art.recipe,
+                "recipe": art.recipe.as_dict(),
                 "size_bytes": art.path.stat().st_size,
                 "size_gzip_bytes": gz,
                 "compression_ratio": float_bytes / gz,
@@ -112,7 +113,7 @@ class Verify(Stage):
                     for h in heads
                 }
             else:
-                runner = open_runner(art.path, art.runtime, p.threads, **art.options)
+                runner = BACKENDS[art.runtime].open_runner(art.path, p.threads, **art.options)
                 runners[art.name] = runner
                 outputs = _match_outputs(art.name, runner.predict(data.x_test), heads)
                 row["repeatable"] = is_repeatable(runner, data.x_test)
@@ -189,13 +190,13 @@ def gate_failures(
             if m["drift"] > max_drift:
                 failures.append(
                     f"{r['name']} ({head}): accuracy drift {m['drift']:.2f} pts exceeds "
-                    f"--max-drift {max_drift:g}"
+                    f"max_drift {max_drift:g}"
                 )
         speedup = r.get("speedup", {}).get("b1")
         gated = min_speedup is not None and r["precision"] != "fp32" and speedup is not None
         if gated and speedup < min_speedup:
             failures.append(
                 f"{r['name']}: speedup {speedup:.2f}x at batch 1 is below "
-                f"--min-speedup {min_speedup:g}"
+                f"min_speedup {min_speedup:g}"
             )
     return failures

@@ -9,6 +9,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Timed seconds per callable (and batch size): every timing of a run uses this default (verify,
+# the recipe search, bench), so their numbers are comparable.
+TIMING_BUDGET_S = 0.25
+MIN_CALLS = 30
+
 
 @dataclass(frozen=True)
 class Timing:
@@ -24,8 +29,8 @@ def measure_interleaved(
     calls: dict[str, Callable[[], object]],
     *,
     warmup: int = 10,
-    budget_s: float = 0.6,
-    min_calls: int = 30,
+    budget_s: float = TIMING_BUDGET_S,
+    min_calls: int = MIN_CALLS,
     max_calls: int = 2000,
     chunk_s: float = 0.02,
 ) -> dict[str, Timing]:

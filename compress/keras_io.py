@@ -1,8 +1,10 @@
-"""What a model file is, judged by its content (never its extension), and safe loading.
+"""Reading and writing Keras files: the one module that loads a model.
 
-A user's model is untrusted: it is identified from its bytes, zip archives are checked for path
-traversal and absurd uncompressed sizes before anything reads them, Keras configs are scanned for
-layers that carry code (Lambda) before a model is built, and `.keras` files load with safe_mode.
+A user's model is untrusted: it is identified from its bytes (never its extension), zip archives
+are checked for path traversal and absurd uncompressed sizes before anything reads them, Keras
+configs are scanned for layers that carry code (Lambda) before a model is built, and every load
+runs with safe_mode. compress's own files (a run's `model.keras`, cache entries) load through the
+same `load_model`, with compress's custom layers registered.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from compress.errors import InputError
+from compress.errors import InputError, one_line
 
 MAX_UNCOMPRESSED = 8 * 1024**3  # bytes a zip may expand to (the machine has 24 GiB)
 MAX_RATIO = 1000  # uncompressed / compressed: beyond this a zip is a bomb, not a model
@@ -158,7 +160,6 @@ def inspect_model_file(path: Path) -> str:
 def load_keras_model(path: Path) -> Any:
     """A user's Keras model in any of its formats, loaded without running code from the file."""
     from compress import _tf
-    from compress.loading import load_model
 
     path = Path(path)
     kind = inspect_model_file(path)
@@ -167,7 +168,43 @@ def load_keras_model(path: Path) -> Any:
             return load_model(path)
         return _tf.keras().models.load_model(str(path), compile=False, safe_mode=True)
     except Exception as exc:
-        from compress.stages.base import one_line
-
         where = f"model file '{path.name}'"
         raise InputError(f"{where} cannot be loaded safely: {one_line(exc)}") from None
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a `.keras` file written by compress (or any model using only registered layers),
+    with safe_mode on: no Lambda or other code from the file runs."""
+    from compress import _tf
+
+    keras = _tf.keras()
+    if _uses_compress_layers(Path(path)):
+        import compress.layers  # noqa: F401  (registers AttentionLayer for deserialization)
+
+    return keras.models.load_model(str(path), safe_mode=True, compile=False)
+
+
+def _uses_compress_layers(path: Path) -> bool:
+    """Whether a .keras file's config names a compress layer. Reading config.json from the zip
+    is cheap; importing compress.layers (and with it tfmot) is not."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return b'"compress>' in zf.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return True  # let Keras report what is wrong with the file
+
+
+def copy_model(model: Any) -> Any:
+    """A fresh, uncompiled model with the same weights (tfmot's wrappers mutate the layers they
+    wrap; a saved copy carries no optimizer state)."""
+    from compress import _tf
+
+    fresh = _tf.keras().models.clone_model(model)
+    fresh.set_weights(model.get_weights())
+    return fresh
+
+
+def save_model(model: Any, path: str | Path) -> None:
+    """Save architecture and weights without the optimizer state (which triples an
+    Adam-trained file)."""
+    copy_model(model).save(str(path))

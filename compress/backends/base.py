@@ -1,0 +1,160 @@
+"""What every backend offers: one per format, registered by runtime name (see __init__.py).
+
+A backend owns everything specific to its format: its recipe table (one row per way of making an
+artifact: export, each quantization recipe), building a recipe into a file, the runner that
+executes the file, and counting the weights the file stores. Stages only loop over backends.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+
+from compress.arrays import Inputs
+from compress.fileio import write_atomic
+from compress.state import Artifact, Recipe
+from compress.weights import gzip_size
+
+
+@dataclass(frozen=True)
+class RecipeSpec:
+    """One row of a backend's recipe table. `mode` is the quantize mode (or `fp32` for the
+    export) the row serves; the first row of a mode is its default; `searched` rows are the
+    candidates measured against each other when the quantize stage selects by measurement.
+    `knobs` are everything the backend's builder reads: a new recipe is a new row."""
+
+    id: str
+    mode: str
+    description: str
+    knobs: dict[str, Any] = field(default_factory=dict)
+    searched: bool = False
+
+    def recipe(self, extra: dict[str, Any] | None = None, candidates=()) -> Recipe:
+        return Recipe(self.id, self.description, {**self.knobs, **(extra or {})}, candidates)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a recipe may be built from: the float Keras model, calibration samples (training
+    split only), this backend's fp32 artifact, the quantization-aware-trained model (and the
+    layer types it left float), and the ONNX opset the fp32 export used."""
+
+    model: Any
+    x_calib: Inputs | None = None
+    fp32: Artifact | None = None
+    qat_model: Any = None
+    qat_left_float: tuple[str, ...] = ()  # layer types tfmot could not annotate for QAT
+    opset: int | None = None
+
+
+class Runner(Protocol):
+    """Batched prediction keyed by output name, and a zero-argument call for timing."""
+
+    runtime: str
+    output_names: list[str]
+    input_shapes: dict[str, tuple[int, ...]]
+
+    def predict(self, x: Inputs) -> dict[str, np.ndarray]:
+        """Outputs for all of `x`, keyed by the model's output (head) names."""
+        ...
+
+    def timed_call(self, x: Inputs, batch: int) -> Callable[[], object] | None:
+        """One inference on a batch of `batch` samples of `x`; None if the artifact cannot take
+        that batch size (for example a model converted with a fixed batch of 1)."""
+        ...
+
+
+class Backend:
+    """Base class. Subclasses set the class attributes and implement `build`, `open_runner`
+    and `count_weights`."""
+
+    runtime: ClassVar[str]  # registry name, e.g. "litert"
+    format: ClassVar[str]  # file format, e.g. "tflite"
+    suffix: ClassVar[str]  # file name suffix, e.g. ".tflite"
+    recipes: ClassVar[tuple[RecipeSpec, ...]]
+    reference: ClassVar[bool] = False  # the float model others are compared with, not exported
+
+    # -- the recipe table --------------------------------------------------------------------
+    def recipe(self, recipe_id: str) -> RecipeSpec:
+        for spec in self.recipes:
+            if spec.id == recipe_id:
+                return spec
+        known = ", ".join(s.id for s in self.recipes)
+        raise ValueError(f"{self.runtime} has no recipe {recipe_id!r}. Expected one of: {known}")
+
+    def default(self, mode: str) -> RecipeSpec | None:
+        """The recipe a mode uses when nothing is measured: the mode's first row."""
+        return next((s for s in self.recipes if s.mode == mode), None)
+
+    def candidates(self, mode: str) -> list[RecipeSpec]:
+        """The rows of a mode that a measured selection compares (default first)."""
+        return [s for s in self.recipes if s.mode == mode and s.searched]
+
+    # -- per format --------------------------------------------------------------------------
+    def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any] | None:
+        """Write the artifact of recipe `spec` to `path`. Returns knobs decided for this model
+        (e.g. a fixed batch), recorded with the recipe."""
+        raise NotImplementedError
+
+    def open_runner(self, path: Path, threads: int = 1, **options: bool) -> Runner:
+        raise NotImplementedError
+
+    def count_weights(self, path: Path, model: Any = None) -> dict[str, Any] | None:
+        """Weight statistics read from the file itself (see weights.summarize)."""
+        raise NotImplementedError
+
+    def runner_options(self, model: Any) -> dict[str, bool]:
+        """Options every runner of this model's artifacts needs (e.g. resetting LSTM state)."""
+        return {}
+
+    def left_float(self, path: Path, spec: RecipeSpec, src: Sources) -> list[str]:
+        """Op or layer types whose weights the recipe left in float32."""
+        return []
+
+    # -- shared ------------------------------------------------------------------------------
+    def file_name(self, spec: RecipeSpec) -> str:
+        return f"model_{spec.mode}{self.suffix}"
+
+    def facts(self, path: Path, model: Any = None) -> dict[str, Any]:
+        """Properties of the file's bytes, deterministic in its content (a cached artifact
+        keeps them): gzip size and weight statistics."""
+        return {"size_gzip_bytes": gzip_size(path), "weights": self.count_weights(path, model)}
+
+    def make(
+        self,
+        workdir: Path,
+        spec: RecipeSpec,
+        src: Sources,
+        *,
+        name: str | None = None,
+        candidates: tuple[dict[str, Any], ...] = (),
+        extra: dict[str, Any] | None = None,
+        write: Callable[[Path], None] | None = None,
+    ) -> Artifact:
+        """Build `spec` into WORKDIR/NAME atomically (or `write` it, e.g. a searched candidate's
+        bytes) and describe it as an Artifact with its facts counted from the file."""
+        name = name or self.file_name(spec)
+        decided: dict[str, Any] = dict(extra or {})
+
+        def build(tmp: Path) -> None:
+            if write is not None:
+                write(tmp)
+            else:
+                decided.update(self.build(spec, src, tmp) or {})
+
+        path = write_atomic(Path(workdir) / name, build)
+        return Artifact(
+            name=name,
+            path=path,
+            format=self.format,
+            runtime=self.runtime,
+            precision=spec.mode,
+            recipe=spec.recipe(decided, candidates),
+            options=self.runner_options(src.model),
+            left_float=tuple(self.left_float(path, spec, src)),
+            facts=self.facts(path, src.model if self.format == "keras" else None),
+        )

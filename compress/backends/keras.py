@@ -1,0 +1,81 @@
+"""Keras (`.keras`): the float model every artifact is compared with. Its recipes are the
+float models the training and compression stages save; its runner is the accuracy reference
+(its latency is not compared)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress.arrays import Inputs
+from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.state import Artifact
+from compress.weights import summarize, tensor_stats
+
+RECIPES = (
+    RecipeSpec("trained", "fp32", "float model trained on the training split"),
+    RecipeSpec("pruned", "fp32", "magnitude-pruned float model, fine-tuned, wrappers stripped"),
+    RecipeSpec("clustered", "fp32", "weight-clustered float model, fine-tuned, wrappers stripped"),
+)
+
+
+class KerasBackend(Backend):
+    runtime = "keras"
+    format = "keras"
+    suffix = ".keras"
+    recipes = RECIPES
+    reference = True
+
+    def build(self, spec: RecipeSpec, src: Sources, path: Path) -> None:
+        from compress.keras_io import save_model
+
+        save_model(src.model, path)
+
+    def open_runner(self, path: Path, threads: int = 1, **options: bool) -> KerasRunner:
+        from compress.keras_io import load_model
+
+        return KerasRunner(load_model(path))
+
+    def count_weights(self, path: Path, model: Any = None) -> dict[str, Any]:
+        if model is None:
+            from compress.keras_io import load_model
+
+            model = load_model(path)
+        return summarize(
+            [tensor_stats(w.name, w.numpy()) for w in model.weights if len(w.shape) >= 2]
+        )
+
+
+def save_artifact(
+    workdir: Path, name: str, model: Any, recipe_id: str, knobs: dict[str, Any]
+) -> Artifact:
+    """Save a stage's float model into the run directory as a Keras artifact of a recipe."""
+    keras = KerasBackend()
+    return keras.make(workdir, keras.recipe(recipe_id), Sources(model), name=name, extra=knobs)
+
+
+class KerasRunner:
+    runtime = "keras"
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.output_names = list(model.output_names)
+        self.input_shapes = {
+            n: tuple(t.shape[1:]) for n, t in zip(model.input_names, model.inputs, strict=True)
+        }
+
+    def predict(self, x: Inputs) -> dict[str, np.ndarray]:
+        out = self.model.predict(x, batch_size=32, verbose=0)
+        if isinstance(out, dict):
+            out = [out[n] for n in self.output_names]
+        elif not isinstance(out, list | tuple):
+            out = [out]
+        return {
+            n: np.asarray(a, dtype=np.float32) for n, a in zip(self.output_names, out, strict=True)
+        }
+
+    def timed_call(self, x: Inputs, batch: int) -> Callable[[], object] | None:
+        return None  # Keras is the accuracy reference; its latency is not compared

@@ -1,0 +1,258 @@
+"""LiteRT (`.tflite`): the TFLite converter makes every recipe from the Keras model (TFLite
+quantizes during conversion); ai-edge-litert's interpreter runs the files.
+
+Outputs are read through the model's signature, because a multi-output model's output tensor
+order is not the Keras order. Quantized (int8/uint8) inputs and outputs are converted with the
+tensor's own scale and zero point, so callers always pass and get float32.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress import _tf
+from compress.arrays import Inputs, as_feed, batched, count, take_batch
+from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.weights import summarize, tensor_stats
+
+CALIBRATED = "calibrated on the training split"
+
+# Knobs the converter reads: optimize (Optimize.DEFAULT), int8_ops (TFLITE_BUILTINS_INT8 with a
+# representative data set), per_channel (per-channel int8 weights), float16 (float16 weights),
+# source ("qat": convert the quantization-aware-trained model).
+RECIPES = (
+    RecipeSpec("fp32", "fp32", "TFLite converter, float32"),
+    RecipeSpec(
+        "full-int8-per-channel", "int8",
+        f"full-integer int8 (TFLITE_BUILTINS_INT8), per-channel weights, float I/O, {CALIBRATED}",
+        {"optimize": True, "int8_ops": True, "per_channel": True}, searched=True,
+    ),
+    RecipeSpec(
+        "full-int8-per-tensor", "int8",
+        f"full-integer int8 (TFLITE_BUILTINS_INT8), per-tensor weights, float I/O, {CALIBRATED}",
+        {"optimize": True, "int8_ops": True, "per_channel": False}, searched=True,
+    ),
+    RecipeSpec(
+        "dynamic-range-int8", "dynamic", "dynamic-range int8 weights, float activations",
+        {"optimize": True},
+    ),
+    RecipeSpec(
+        "float16", "float16", "float16 weights, float32 compute",
+        {"optimize": True, "float16": True},
+    ),
+    RecipeSpec(
+        "qat-int8", "qat",
+        "quantization-aware trained (tfmot), int8 weights and activations, float I/O",
+        {"optimize": True, "source": "qat"},
+    ),
+)  # fmt: skip
+
+# TFLite TensorType enum -> numpy dtype, for the types weights are stored in.
+_TFLITE_TYPES = {0: np.float32, 1: np.float16, 3: np.uint8, 9: np.int8, 2: np.int32, 7: np.int16}
+# Outputs are computed one sample at a time, as deployed at batch 1: dynamic quantization
+# scales activations per batch, so a batch's other samples would change a sample's output.
+_PREDICT_BATCH = 1
+
+
+def has_recurrent_layer(model: Any) -> bool:
+    keras = _tf.keras()
+    return any(isinstance(m, keras.layers.RNN) for m in model.submodules)
+
+
+def _batch1_converter(model: Any) -> Any:
+    """A converter for a fixed batch of 1: the TFLite converter fuses a Keras LSTM into one
+    stateful op only for a static batch. The signature keeps the Keras input and output names."""
+    tf = _tf.tf()
+    specs = [
+        tf.TensorSpec([1, *t.shape[1:]], t.dtype, name=name)
+        for t, name in zip(model.inputs, model.input_names, strict=True)
+    ]
+
+    @tf.function(input_signature=specs)
+    def serve(*xs):
+        out = model(list(xs) if len(xs) > 1 else xs[0], training=False)
+        if not isinstance(out, list | tuple):
+            out = [out]
+        return dict(zip(model.output_names, out, strict=True))
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
+
+
+def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) -> bytes:
+    """Convert a tf_keras model with a recipe's knobs. Models with recurrent layers are
+    converted at a fixed batch of 1 (see _batch1_converter)."""
+    tf = _tf.tf()
+    if has_recurrent_layer(model):
+        converter = _batch1_converter(model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if knobs.get("optimize"):
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if knobs.get("int8_ops"):
+        if x_calib is None or count(x_calib) == 0:
+            raise ValueError("int8 conversion needs calibration samples")
+        feed = as_feed(x_calib, model.input_names)
+
+        def representative():
+            for i in range(count(x_calib)):
+                yield {name: arr[i : i + 1] for name, arr in feed.items()}
+
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter._experimental_disable_per_channel = not knobs.get("per_channel", True)
+    if knobs.get("float16"):
+        converter.target_spec.supported_types = [tf.float16]
+    with warnings.catch_warnings():
+        # "Statistics for quantized inputs were expected": float I/O is intended here.
+        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+        # The converter calibrates with the deprecated tf.lite.Interpreter internally.
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        return converter.convert()
+
+
+class LiteRTBackend(Backend):
+    runtime = "litert"
+    format = "tflite"
+    suffix = ".tflite"
+    recipes = RECIPES
+
+    def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
+        model = src.qat_model if spec.knobs.get("source") == "qat" else src.model
+        if model is None:
+            raise ValueError(f"recipe {spec.id} needs a quantization-aware-trained model")
+        path.write_bytes(convert(model, spec.knobs, src.x_calib))
+        return {"fixed_batch": 1} if has_recurrent_layer(model) else {}
+
+    def runner_options(self, model: Any) -> dict[str, bool]:
+        # The fused LSTM keeps its state in variables between invokes: reset before each call.
+        return {"reset_state": has_recurrent_layer(model)}
+
+    def left_float(self, path: Path, spec: RecipeSpec, src: Sources) -> list[str]:
+        # Layer types tfmot could not annotate stay float in the QAT model (see quantize).
+        return list(src.qat_left_float) if spec.knobs.get("source") == "qat" else []
+
+    def open_runner(self, path: Path, threads: int = 1, **options: bool) -> LiteRTRunner:
+        return LiteRTRunner(path, threads=threads, **options)
+
+    def count_weights(self, path: Path, model: Any = None) -> dict[str, Any]:
+        from tensorflow.lite.python import schema_py_generated as fb
+
+        buf = Path(path).read_bytes()
+        flat = fb.Model.GetRootAsModel(buf, 0)
+        tensors = []
+        for s in range(flat.SubgraphsLength()):
+            graph = flat.Subgraphs(s)
+            for i in range(graph.TensorsLength()):
+                t = graph.Tensors(i)
+                dtype = _TFLITE_TYPES.get(t.Type())
+                shape = t.ShapeAsNumpy() if t.ShapeLength() else np.array([], dtype=np.int32)
+                if dtype is None or len(shape) < 2:
+                    continue
+                b = flat.Buffers(t.Buffer())
+                if b.Offset() > 1:  # large models keep buffers after the flatbuffer
+                    raw = np.frombuffer(buf, np.uint8, count=b.Size(), offset=b.Offset())
+                elif b.DataLength():
+                    raw = b.DataAsNumpy()
+                else:
+                    continue  # not a constant: an activation
+                values = np.frombuffer(raw.tobytes(), dtype=dtype).reshape(shape)
+                tensors.append(tensor_stats(t.Name().decode(errors="replace"), values))
+        return summarize(tensors)
+
+
+class LiteRTRunner:
+    runtime = "litert"
+
+    def __init__(self, path: Path, threads: int = 1, reset_state: bool = False) -> None:
+        self.path = Path(path)
+        self.threads = threads
+        # A model with variables (e.g. a fused LSTM's state) keeps them between invokes; reset
+        # them before every call so each sample is independent.
+        self.reset_state = reset_state
+        self._by_batch: dict[int, tuple[Any, dict, dict] | None] = {}
+        interp, inputs, outputs = self._open(None)
+        self.input_names = list(inputs)
+        self.input_shapes = {
+            n: tuple(int(d) for d in det["shape"][1:]) for n, det in inputs.items()
+        }
+        self.output_names = list(outputs)
+        self._base_batch = int(next(iter(inputs.values()))["shape"][0])
+
+    def _open(self, batch: int | None) -> tuple[Any, dict, dict]:
+        from ai_edge_litert.interpreter import Interpreter
+
+        interp = Interpreter(model_path=str(self.path), num_threads=self.threads)
+        if interp.get_signature_list():
+            sig = interp.get_signature_runner()
+            inputs, outputs = sig.get_input_details(), sig.get_output_details()
+            # The runner holds a reference to the interpreter's internals, which makes
+            # allocate_tensors() and invoke() refuse to run; only its name->index maps are kept.
+            del sig
+        else:  # no signature (seen for QAT LSTMs): tensor names; outputs in the model's order
+            inputs = {d["name"]: d for d in interp.get_input_details()}
+            outputs = {d["name"]: d for d in interp.get_output_details()}
+        if batch is not None:
+            for det in inputs.values():
+                if int(det["shape"][0]) != batch:
+                    interp.resize_tensor_input(det["index"], [batch, *det["shape"][1:]])
+        interp.allocate_tensors()
+        return interp, inputs, outputs
+
+    def _session(self, batch: int) -> tuple[Any, dict, dict] | None:
+        if batch not in self._by_batch:
+            try:
+                self._by_batch[batch] = self._open(batch)
+            except (RuntimeError, ValueError):
+                self._by_batch[batch] = None  # fixed-batch model: this size is not possible
+        return self._by_batch[batch]
+
+    def _invoke(self, sess: tuple[Any, dict, dict], xb: Inputs) -> dict[str, np.ndarray]:
+        interp, inputs, outputs = sess
+        if self.reset_state:
+            interp.reset_all_variables()
+        for name, arr in as_feed(xb, self.input_names).items():
+            interp.set_tensor(inputs[name]["index"], _to_tensor(arr, inputs[name]))
+        interp.invoke()
+        return {name: _from_tensor(interp.get_tensor(d["index"]), d) for name, d in outputs.items()}
+
+    def predict(self, x: Inputs) -> dict[str, np.ndarray]:
+        batch = _PREDICT_BATCH if self._session(_PREDICT_BATCH) is not None else self._base_batch
+        sess = self._session(batch)
+        if sess is None:
+            raise RuntimeError(f"{self.path.name} cannot be opened at batch {batch}")
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
+        for xb in batched(x, batch):
+            n = count(xb)
+            out = self._invoke(sess, take_batch(xb, batch) if n < batch else xb)
+            for name, arr in out.items():
+                parts[name].append(arr[:n].copy())
+        return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+    def timed_call(self, x: Inputs, batch: int) -> Callable[[], object] | None:
+        sess = self._session(batch)
+        if sess is None:
+            return None
+        xb = take_batch(x, batch)
+        return lambda: self._invoke(sess, xb)
+
+
+def _to_tensor(x: np.ndarray, det: dict) -> np.ndarray:
+    dtype = det["dtype"]
+    if np.issubdtype(dtype, np.integer):
+        scale, zero = det["quantization"]
+        info = np.iinfo(dtype)
+        q = np.round(x / scale + zero)
+        return np.clip(q, info.min, info.max).astype(dtype)
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+def _from_tensor(t: np.ndarray, det: dict) -> np.ndarray:
+    if np.issubdtype(t.dtype, np.integer):
+        scale, zero = det["quantization"]
+        return ((t.astype(np.float32) - zero) * scale).astype(np.float32)
+    return t.astype(np.float32, copy=False)

@@ -1,0 +1,395 @@
+"""onnxruntime (`.onnx`): tf2onnx exports the float model; onnxruntime's quantizer makes the
+quantized recipes from the fp32 ONNX graph; onnxruntime's CPU provider runs the files."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from compress import _tf
+from compress.arrays import Inputs, as_feed, batched, count, take_batch
+from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.fileio import working_directory
+from compress.weights import summarize, tensor_stats
+
+DEFAULT_OPSET = 17
+OPSETS = (13, 18)  # tf2onnx 1.17 converts at opsets 13-18 (19 and later fail)
+MATMUL = ["MatMul", "Gemm"]
+STATIC = "onnxruntime static QDQ, per-channel int8 weights, uint8 activations, MinMax " \
+         "calibration on the training split, quant_pre_process first"  # fmt: skip
+
+# Knobs the builder reads: method (export | static | dynamic | float16 | qat), op_types (the op
+# types to quantize; None: every op the quantizer supports), per_channel (static only).
+RECIPES = (
+    RecipeSpec("fp32", "fp32", "tf2onnx, checked by onnx.checker", {"method": "export"}),
+    RecipeSpec(
+        "static-qdq-all-ops", "int8", STATIC,
+        {"method": "static", "op_types": None, "per_channel": True}, searched=True,
+    ),
+    RecipeSpec(
+        "static-qdq-matmul-only", "int8", f"{STATIC}; MatMul/Gemm only (other ops stay fp32)",
+        {"method": "static", "op_types": MATMUL, "per_channel": True}, searched=True,
+    ),
+    RecipeSpec(
+        "dynamic-matmul-only", "int8",
+        "onnxruntime dynamic int8 weights on MatMul/Gemm, activations quantized at run time",
+        {"method": "dynamic", "op_types": MATMUL}, searched=True,
+    ),
+    RecipeSpec(
+        "dynamic-int8", "dynamic",
+        "onnxruntime dynamic int8 weights, activations quantized at run time",
+        {"method": "dynamic", "op_types": None},
+    ),
+    RecipeSpec(
+        "float16", "float16", "float16 weights cast to float32 at load, float32 compute",
+        {"method": "float16"},
+    ),
+    RecipeSpec(
+        "qat-int8", "qat",
+        "tf2onnx of the quantization-aware-trained model, fake-quantized weights stored as int8 "
+        "+ DequantizeLinear", {"method": "qat"},
+    ),
+)  # fmt: skip
+
+# Outputs are computed one sample at a time, as deployed at batch 1: dynamic quantization
+# scales activations per batch, so a batch's other samples would change a sample's output.
+_PREDICT_BATCH = 1
+
+
+def convert(model: Any, opset: int) -> Any:
+    """tf_keras model -> onnx.ModelProto with the Keras input and output names."""
+    tf = _tf.tf()
+    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    import tf2onnx
+
+    signature = tuple(
+        tf.TensorSpec(t.shape, t.dtype, name=name)
+        for t, name in zip(model.inputs, model.input_names, strict=True)
+    )
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+    return proto
+
+
+def save(proto: Any, path: Path) -> None:
+    import onnx
+
+    onnx.save_model(proto, str(path))
+    onnx.checker.check_model(str(path))
+
+
+def _calibration_reader(input_names: list[str], x: Inputs) -> Any:
+    """An onnxruntime CalibrationDataReader feeding one calibration sample per call."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    feed = as_feed(x, input_names)
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._feeds = iter(
+                [{n: a[i : i + 1] for n, a in feed.items()} for i in range(count(x))]
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._feeds, None)
+
+    return Reader()
+
+
+def preprocess(fp32_path: Path, out_path: Path) -> None:
+    """onnxruntime's quant_pre_process, in a private working directory: its symbolic shape
+    inference, when it cannot infer every shape, writes `sym_shape_infer_temp.onnx` and external
+    data files into the current directory (and then fails; shapes are then inferred without it)."""
+    from onnxruntime.quantization import quant_pre_process
+
+    source, target = str(Path(fp32_path).resolve()), str(Path(out_path).resolve())
+    with working_directory(Path(target).parent):
+        try:
+            quant_pre_process(source, target)
+        except Exception:  # symbolic shape inference fails on some graphs (Concat of inputs)
+            quant_pre_process(source, target, skip_symbolic_shape=True)
+
+
+def quantize(fp32_path: Path, out_path: Path, knobs: dict[str, Any], x_calib: Inputs) -> None:
+    """onnxruntime quantization of an fp32 ONNX file with a recipe's knobs."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_dynamic,
+        quantize_static,
+    )
+
+    method, op_types = knobs["method"], knobs.get("op_types")
+    if method == "float16":
+        save(float16_weights(onnx.load(str(fp32_path))), out_path)
+        return
+    with tempfile.TemporaryDirectory(prefix="compress-ort-") as tmp:
+        pre = Path(tmp) / "pre.onnx"
+        preprocess(fp32_path, pre)
+        if method == "dynamic":
+            quantize_dynamic(
+                str(pre), str(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types
+            )
+        elif method == "static":
+            graph = onnx.load(str(pre), load_external_data=False).graph
+            initializers = {i.name for i in graph.initializer}
+            names = [i.name for i in graph.input if i.name not in initializers]
+            quantize_static(
+                str(pre),
+                str(out_path),
+                _calibration_reader(names, x_calib),
+                quant_format=QuantFormat.QDQ,
+                per_channel=knobs.get("per_channel", True),
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=CalibrationMethod.MinMax,
+                op_types_to_quantize=op_types,
+            )
+        else:
+            raise ValueError(f"onnxruntime quantization method {method!r} is not known")
+    onnx.checker.check_model(str(out_path))
+
+
+def _grid(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(int8 values, scale) if w lies on a symmetric int8 grid (|q| <= 127), else None.
+
+    The grid step divides every gap between distinct values: the smallest gap, or a fraction
+    of it when the values are sparse on the grid (few values per channel)."""
+    distinct = np.unique(w)
+    if len(distinct) < 2:
+        return None
+    smallest = float(np.min(np.diff(distinct)))
+    for k in range(1, 17):
+        step = smallest / k
+        q = np.round(w / step)
+        if np.abs(q).max() > 127:
+            return None
+        if np.allclose(q * step, w, rtol=0, atol=step * 1e-3):
+            return q.astype(np.int8), np.array(step, dtype=np.float32)
+    return None
+
+
+def weights_to_int8(proto: Any) -> Any:
+    """Store QAT weights as int8 with a DequantizeLinear, as static quantization does.
+
+    tf2onnx folds tfmot's weight fake-quant into float32 initializers whose values already lie on
+    an int8 grid (per tensor, or per output channel); those are rewritten exactly as int8 plus
+    scale. Weights not on a grid stay float32 (and are reported as such).
+    """
+    from onnx import helper, numpy_helper
+
+    graph = proto.graph
+    inits = {i.name: i for i in graph.initializer}
+    readers: dict[str, list[Any]] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    replaced: dict[str, Any] = {}
+    dq_nodes = []
+    for name, init in inits.items():
+        users = readers.get(name, [])
+        if (
+            len(init.dims) < 2
+            or not users
+            or any(u.op_type not in ("Conv", "MatMul", "Gemm") for u in users)
+        ):
+            continue
+        w = numpy_helper.to_array(init).astype(np.float64)
+        axis = 1 if users[0].op_type == "MatMul" else 0
+        grid = _grid(w)
+        if grid is None:  # per output channel
+            per = [_grid(np.take(w, c, axis=axis)) for c in range(w.shape[axis])]
+            if any(g is None for g in per):
+                continue
+            q = np.stack([g[0] for g in per], axis=axis)
+            scale = np.array([g[1] for g in per], dtype=np.float32)
+        else:
+            q, scale = grid
+        replaced[name] = numpy_helper.from_array(q, f"{name}__int8")
+        zero = np.zeros(scale.shape, np.int8)
+        replaced[name + "__extra"] = [
+            numpy_helper.from_array(scale, f"{name}__scale"),
+            numpy_helper.from_array(zero, f"{name}__zero"),
+        ]
+        attrs = {"axis": axis} if scale.ndim == 1 else {}
+        dq_nodes.append(helper.make_node(
+            "DequantizeLinear", [f"{name}__int8", f"{name}__scale", f"{name}__zero"], [name],
+            name=f"{name}__dequantize", **attrs,
+        ))  # fmt: skip
+    kept = [i for i in graph.initializer if i.name not in replaced]
+    new = []
+    for value in replaced.values():
+        new += value if isinstance(value, list) else [value]
+    del graph.initializer[:]
+    graph.initializer.extend(kept + new)
+    nodes = list(graph.node)
+    del graph.node[:]
+    graph.node.extend(dq_nodes + nodes)
+    return proto
+
+
+def float_weight_ops(path: Path) -> list[str]:
+    """Op types that still read float32 weight matrices (initializers of rank >= 2) directly:
+    the parts of a quantized graph that the quantizer left in float (e.g. LSTM under static
+    quantization)."""
+    import onnx
+    from onnx import TensorProto
+
+    graph = onnx.load(str(path)).graph
+    float_weights = {
+        i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT and len(i.dims) >= 2
+    }
+    ops = {n.op_type for n in graph.node if any(x in float_weights for x in n.input)}
+    return sorted(ops - {"DequantizeLinear", "Cast"})
+
+
+def float16_weights(proto: Any) -> Any:
+    """Store every float32 weight as float16 and Cast it back to float32 in the graph.
+
+    Halves the file; onnxruntime folds the casts at load, so compute stays float32 (as TFLite's
+    float16 mode does on CPU).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    graph = proto.graph
+    casts, kept = [], []
+    for init in graph.initializer:
+        if init.data_type != TensorProto.FLOAT:
+            kept.append(init)
+            continue
+        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16))
+        half.name = f"{init.name}__fp16"
+        kept.append(half)
+        casts.append(
+            helper.make_node(
+                "Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=f"{init.name}__cast"
+            )
+        )
+    out = onnx.ModelProto()
+    out.CopyFrom(proto)
+    del out.graph.initializer[:]
+    out.graph.initializer.extend(kept)
+    nodes = list(out.graph.node)
+    del out.graph.node[:]
+    out.graph.node.extend(casts + nodes)
+    return out
+
+
+class OnnxRuntimeBackend(Backend):
+    runtime = "onnxruntime"
+    format = "onnx"
+    suffix = ".onnx"
+    recipes = RECIPES
+
+    def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
+        method = spec.knobs["method"]
+        opset = src.opset or DEFAULT_OPSET
+        if method == "export":
+            save(convert(src.model, opset), path)
+            return {"opset": opset}
+        if method == "qat":
+            if src.qat_model is None:
+                raise ValueError(f"recipe {spec.id} needs a quantization-aware-trained model")
+            save(weights_to_int8(convert(src.qat_model, opset)), path)
+            return {"opset": opset}
+        if src.fp32 is None:
+            raise ValueError(f"recipe {spec.id} quantizes the fp32 ONNX export; there is none")
+        quantize(src.fp32.path, path, spec.knobs, src.x_calib)
+        return {}
+
+    def left_float(self, path: Path, spec: RecipeSpec, src: Sources) -> list[str]:
+        quantizing = spec.knobs["method"] in ("static", "dynamic", "qat")
+        return float_weight_ops(path) if quantizing else []
+
+    def open_runner(self, path: Path, threads: int = 1, **options: bool) -> OnnxRuntimeRunner:
+        return OnnxRuntimeRunner(path, threads=threads)
+
+    def count_weights(self, path: Path, model: Any = None) -> dict[str, Any]:
+        import onnx
+        from onnx import numpy_helper
+
+        graph = onnx.load(str(path), load_external_data=False).graph
+        axes: dict[str, int] = {}  # output-channel axis of each weight, from the node reading it
+        for node in graph.node:
+            for name in node.input:
+                if node.op_type == "DequantizeLinear":
+                    axes[name] = next((a.i for a in node.attribute if a.name == "axis"), 1)
+                elif node.op_type == "MatMul":
+                    axes.setdefault(name, 1)
+        return summarize(
+            [
+                tensor_stats(init.name, numpy_helper.to_array(init), axes.get(init.name, 0))
+                for init in graph.initializer
+                if len(init.dims) >= 2
+            ]
+        )
+
+
+def session_options(threads: int):  # -> onnxruntime.SessionOptions
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    # A multi-threaded session's workers spin after each run() and steal the other core from
+    # whatever runs next (another artifact being timed): no spinning, so timings are fair.
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return so
+
+
+class OnnxRuntimeRunner:
+    runtime = "onnxruntime"
+
+    def __init__(self, path: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        self.session = ort.InferenceSession(
+            str(self.path), session_options(threads), providers=["CPUExecutionProvider"]
+        )
+        self._inputs = self.session.get_inputs()
+        self.input_names = [i.name for i in self._inputs]
+        self.input_shapes = {
+            i.name: tuple(d if isinstance(d, int) else 1 for d in i.shape[1:]) for i in self._inputs
+        }
+        self.output_names = [o.name for o in self.session.get_outputs()]
+
+    def _fixed_batch(self) -> int | None:
+        dim = self._inputs[0].shape[0]
+        return dim if isinstance(dim, int) else None
+
+    def predict(self, x: Inputs) -> dict[str, np.ndarray]:
+        batch = self._fixed_batch() or _PREDICT_BATCH
+        parts: dict[str, list[np.ndarray]] = {n: [] for n in self.output_names}
+        for xb in batched(x, batch):
+            n = count(xb)
+            feed = take_batch(xb, batch) if self._fixed_batch() and n < batch else xb
+            results = self.session.run(None, as_feed(feed, self.input_names))
+            for name, arr in zip(self.output_names, results, strict=True):
+                parts[name].append(np.asarray(arr[:n], dtype=np.float32))
+        return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+    def timed_call(self, x: Inputs, batch: int) -> Callable[[], object] | None:
+        fixed = self._fixed_batch()
+        if fixed is not None and fixed != batch:
+            return None
+        import onnxruntime as ort
+
+        # IOBinding: the input is bound once as an OrtValue and outputs go to onnxruntime-owned
+        # CPU buffers, so a timed call measures the model, not per-call feed conversion.
+        binding = self.session.io_binding()
+        for name, arr in as_feed(take_batch(x, batch), self.input_names).items():
+            binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(arr))
+        for name in self.output_names:
+            binding.bind_output(name, "cpu")
+        return lambda: self.session.run_with_iobinding(binding)
