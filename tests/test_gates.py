@@ -20,7 +20,7 @@ def _row(name, precision, drift, speedup):
 def test_drift_past_gate_names_artifact_drift_and_gate():
     rows = [_row("model_fp32.tflite", "fp32", 0.0, 1.0), _row("model_int8.tflite", "int8", 1.39, 3)]
     assert gate_failures(rows, max_drift=1.0, min_speedup=None) == [
-        "model_int8.tflite (digit): accuracy drift 1.39 pts exceeds --max-drift 1"
+        "model_int8.tflite (digit): accuracy drift 1.39 pts exceeds max_drift 1"
     ]
 
 
@@ -32,7 +32,7 @@ def test_drift_equal_to_gate_passes_and_improvement_passes():
 def test_speedup_gate_ignores_fp32_and_flags_slow_quantized():
     rows = [_row("model_fp32.onnx", "fp32", 0.0, 1.0), _row("model_int8.onnx", "int8", 0.0, 1.4)]
     assert gate_failures(rows, max_drift=1.0, min_speedup=2.0) == [
-        "model_int8.onnx: speedup 1.40x at batch 1 is below --min-speedup 2"
+        "model_int8.onnx: speedup 1.40x at batch 1 is below min_speedup 2"
     ]
 
 
@@ -43,7 +43,7 @@ def test_too_tight_gate_exits_1_and_still_leaves_report(tmp_path, capsys):
     assert code == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1
-    assert "gate failed: model_dynamic.tflite: speedup" in err and "--min-speedup 1000" in err
+    assert "gate failed: model_dynamic.tflite: speedup" in err and "min_speedup 1000" in err
     (run_dir,) = list((tmp_path / "cnn").iterdir())
     suite = ET.parse(junit).getroot().find("testsuite")
     cases = suite.findall("testcase")

@@ -49,6 +49,9 @@ class Sources:
     qat_model: Any = None
     qat_left_float: tuple[str, ...] = ()  # layer types tfmot could not annotate for QAT
     opset: int | None = None
+    # Work the recipes built from these sources share (a calibration, a pre-processed graph),
+    # kept by the backend that made it; lives as long as these sources (one quantize run).
+    memo: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
 class Runner(Protocol):

@@ -83,6 +83,23 @@ def _batch1_converter(model: Any) -> Any:
     return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], model)
 
 
+def calibrate(model: Any, x_calib: Inputs | None) -> bytes:
+    """The float model with the activation ranges of the calibration samples recorded: the
+    converter's own calibration, done once and shared by every int8 recipe of the model."""
+    return convert(model, {"optimize": True, "int8_ops": True, "calibrate_only": True}, x_calib)
+
+
+def quantize_calibrated(calibrated: bytes, knobs: dict[str, Any]) -> bytes:
+    """Full-integer int8 from a calibrated model (float I/O), as the converter does after its
+    calibration: MLIR quantization, then read-only buffers deduplicated."""
+    _tf.tf()
+    from tensorflow.lite.python.convert import mlir_quantize
+    from tensorflow.lite.python.lite import _deduplicate_readonly_buffers
+
+    quantized = mlir_quantize(calibrated, disable_per_channel=not knobs.get("per_channel", True))
+    return _deduplicate_readonly_buffers(quantized)
+
+
 def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) -> bytes:
     """Convert a tf_keras model with a recipe's knobs. Models with recurrent layers are
     converted at a fixed batch of 1 (see _batch1_converter)."""
@@ -105,6 +122,7 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter._experimental_disable_per_channel = not knobs.get("per_channel", True)
+        converter._experimental_calibrate_only = bool(knobs.get("calibrate_only"))
     if knobs.get("float16"):
         converter.target_spec.supported_types = [tf.float16]
     with warnings.catch_warnings():
@@ -125,7 +143,12 @@ class LiteRTBackend(Backend):
         model = src.qat_model if spec.knobs.get("source") == "qat" else src.model
         if model is None:
             raise ValueError(f"recipe {spec.id} needs a quantization-aware-trained model")
-        path.write_bytes(convert(model, spec.knobs, src.x_calib))
+        if spec.knobs.get("int8_ops") and model is src.model:
+            if "calibrated" not in src.memo:
+                src.memo["calibrated"] = calibrate(model, src.x_calib)
+            path.write_bytes(quantize_calibrated(src.memo["calibrated"], spec.knobs))
+        else:
+            path.write_bytes(convert(model, spec.knobs, src.x_calib))
         return {"fixed_batch": 1} if has_recurrent_layer(model) else {}
 
     def runner_options(self, model: Any) -> dict[str, bool]:

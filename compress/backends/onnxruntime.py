@@ -114,8 +114,15 @@ def preprocess(fp32_path: Path, out_path: Path) -> None:
             quant_pre_process(source, target, skip_symbolic_shape=True)
 
 
-def quantize(fp32_path: Path, out_path: Path, knobs: dict[str, Any], x_calib: Inputs) -> None:
-    """onnxruntime quantization of an fp32 ONNX file with a recipe's knobs."""
+def quantize(
+    fp32_path: Path,
+    out_path: Path,
+    knobs: dict[str, Any],
+    x_calib: Inputs | None,
+    memo: dict[str, Any] | None = None,
+) -> None:
+    """onnxruntime quantization of an fp32 ONNX file with a recipe's knobs. `memo` keeps the
+    pre-processed graph for the next recipe of the same file."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationMethod,
@@ -131,7 +138,12 @@ def quantize(fp32_path: Path, out_path: Path, knobs: dict[str, Any], x_calib: In
         return
     with tempfile.TemporaryDirectory(prefix="compress-ort-") as tmp:
         pre = Path(tmp) / "pre.onnx"
-        preprocess(fp32_path, pre)
+        memo = {} if memo is None else memo
+        if "preprocessed" not in memo:
+            preprocess(fp32_path, pre)
+            memo["preprocessed"] = pre.read_bytes()
+        else:
+            pre.write_bytes(memo["preprocessed"])
         if method == "dynamic":
             quantize_dynamic(
                 str(pre), str(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types
@@ -301,7 +313,7 @@ class OnnxRuntimeBackend(Backend):
             return {"opset": opset}
         if src.fp32 is None:
             raise ValueError(f"recipe {spec.id} quantizes the fp32 ONNX export; there is none")
-        quantize(src.fp32.path, path, spec.knobs, src.x_calib)
+        quantize(src.fp32.path, path, spec.knobs, src.x_calib, src.memo)
         return {}
 
     def left_float(self, path: Path, spec: RecipeSpec, src: Sources) -> list[str]:

@@ -131,6 +131,7 @@ class Quantize(Stage):
         qat_model, qat_float = None, []
         if p.mode == "qat":
             qat_model, qat_float = quantization_aware_model(model, data, state, p)
+        opset = state.info.get("export_onnx", {}).get("opset")
         made: list[Artifact] = []
         skipped: list[Skipped] = []
         for backend in exported():
@@ -138,10 +139,7 @@ class Quantize(Stage):
             default = backend.default(p.mode)
             if fp32 is None or default is None:
                 continue  # this format was not exported, or has no recipe for the mode
-            src = Sources(
-                model, data.x_calib, fp32, qat_model, tuple(qat_float),
-                state.info.get("export_onnx", {}).get("opset"),
-            )  # fmt: skip
+            src = Sources(model, data.x_calib, fp32, qat_model, tuple(qat_float), opset)
             candidates = backend.candidates(p.mode) if p.select else []
             try:
                 if len(candidates) > 1:
@@ -151,13 +149,12 @@ class Quantize(Stage):
                     )  # fmt: skip
                     made.append(backend.make(
                         state.workdir, chosen.spec, src, candidates=chosen.candidates,
-                        extra=chosen.decided, write=lambda tmp, b=chosen.blob: tmp.write_bytes(b),
+                        extra=chosen.decided, write=lambda tmp, c=chosen: tmp.write_bytes(c.blob),
                     ))  # fmt: skip
                 else:
                     made.append(backend.make(state.workdir, default, src))
             except Exception as exc:  # the converter or quantizer cannot do this for this model
-                name = backend.file_name(default)
                 reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
-                skipped.append(Skipped(name, backend.runtime, reason))
+                skipped.append(Skipped(backend.file_name(default), backend.runtime, reason))
         info = {"mode": p.mode, "recipes": {a.name: a.recipe.id for a in made}}
         return state.add(tuple(made), tuple(skipped)).with_info("quantize", info)

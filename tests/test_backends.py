@@ -1,0 +1,50 @@
+"""Recipes that share work (one calibration, one pre-processed graph) give the same artifacts
+as building each recipe from scratch."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from compress import _tf
+from compress.backends import BACKENDS, Sources
+from compress.backends.litert import convert
+
+
+def _small_model():
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,), name="x")
+    hidden = keras.layers.Dense(32, activation="relu")(inputs)
+    return keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="y")(hidden))
+
+
+def test_shared_calibration_gives_the_converters_int8(tmp_path):
+    model = _small_model()
+    x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
+    litert = BACKENDS["litert"]
+    src = Sources(model, x)
+    for spec in litert.candidates("int8"):
+        shared = tmp_path / f"{spec.id}.tflite"
+        litert.build(spec, src, shared)
+        alone = tmp_path / f"{spec.id}-alone.tflite"
+        alone.write_bytes(convert(model, spec.knobs, x))
+        a = litert.open_runner(shared).predict(x)["y"]
+        b = litert.open_runner(alone).predict(x)["y"]
+        np.testing.assert_array_equal(a, b)
+        assert shared.stat().st_size == alone.stat().st_size
+    assert "calibrated" in src.memo  # calibrated once, for both candidates
+
+
+def test_shared_preprocessing_gives_the_same_onnx(tmp_path):
+    model = _small_model()
+    x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
+    ort = BACKENDS["onnxruntime"]
+    fp32 = ort.make(tmp_path, ort.recipe("fp32"), Sources(model))
+    shared = Sources(model, x, fp32)
+    for spec in ort.candidates("int8"):
+        ort.build(spec, shared, tmp_path / f"{spec.id}.onnx")
+        ort.build(spec, Sources(model, x, fp32), tmp_path / f"{spec.id}-alone.onnx")
+        a = ort.open_runner(tmp_path / f"{spec.id}.onnx").predict(x)["y"]
+        b = ort.open_runner(tmp_path / f"{spec.id}-alone.onnx").predict(x)["y"]
+        np.testing.assert_array_equal(a, b)
+    assert "preprocessed" in shared.memo
