@@ -32,11 +32,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compress.errors import UsageError, validation_error
 
-STAGE_ORDER: tuple[str, ...] = (
-    "build", "train", "prune", "cluster", "export_tflite", "export_onnx", "quantize", "verify",
-)  # fmt: skip
-OPTIONAL_STAGES = ("prune", "cluster")  # in a model's pipeline only when asked for
-
 # CLI flag -> (stage, parameter); `None` stage means a top-level key.
 FLAG_KEYS: dict[str, tuple[str | None, str]] = {
     "quantize": ("quantize", "mode"),
@@ -75,9 +70,11 @@ class PipelineConfig(BaseModel):
         """The standard pipeline (build, train, export both formats, quantize int8, verify)
         for a reference model or a .keras file, with `overrides` (see with_overrides). Prune
         and cluster stages join it (in their place) when an override names them."""
+        from compress.stages import REGISTRY  # in run order
+
         overrides = overrides or {}
         asked = {key.partition(".")[0] for key in overrides}
-        names = [n for n in STAGE_ORDER if n not in OPTIONAL_STAGES or n in asked]
+        names = [n for n, cls in REGISTRY.items() if not cls.optional or n in asked]
         raw = {"model": model, "stages": {name: {} for name in names}}
         return make(**apply_overrides(raw, overrides))
 

@@ -11,6 +11,8 @@ from compress.stages.train import Train
 from compress.stages.verify import Verify
 from compress.state import Artifact, RunState, Skipped
 
+# In run order: a model's standard pipeline is these stages, less the optional ones not asked for.
+# Adding a stage: its module, and one entry here.
 REGISTRY: dict[str, type[Stage]] = {
     cls.name: cls
     for cls in (Build, Train, Prune, Cluster, ExportTFLite, ExportONNX, Quantize, Verify)

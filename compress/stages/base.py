@@ -28,6 +28,7 @@ class Stage:
     Params: ClassVar[type[StageParams]] = StageParams
     cacheable: ClassVar[bool] = True  # its output may be reused by a later run (see cache.py)
     produces_model: ClassVar[bool] = False  # it changes the Keras model (cache stores it)
+    optional: ClassVar[bool] = False  # in a model's standard pipeline only when asked for
 
     def __init__(self, **params: Any) -> None:
         self.params = self.validate_params(params)

@@ -43,6 +43,7 @@ class Cluster(Stage):
     name = "cluster"
     Params = ClusterParams
     produces_model = True
+    optional = True
 
     def run(self, state: RunState) -> RunState:
         p = self.params

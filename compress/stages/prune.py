@@ -70,6 +70,7 @@ class Prune(Stage):
     name = "prune"
     Params = PruneParams
     produces_model = True
+    optional = True
 
     def run(self, state: RunState) -> RunState:
         p = self.params
