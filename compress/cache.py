@@ -22,17 +22,20 @@ import os
 import secrets
 import shutil
 from dataclasses import asdict
-from functools import cache
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from compress.fileio import sha256_file
-from compress.keras_io import save_model
+from compress.keras_io import load_model, save_model
 from compress.state import Artifact, RunState, Skipped
 
 PACKAGE_ROOT = Path(__file__).parent
 
 MODEL_FILE = "state_model.keras"
+OUTPUTS_FILE = "reference_outputs.npz"
 ENTRY_FILE = "entry.json"
 
 
@@ -146,6 +149,8 @@ class StageCache:
                 shutil.copyfile(art.path, tmp / art.name)
             if stage.produces_model:
                 save_model(after.model, tmp / MODEL_FILE)
+            if after.reference_outputs is not None:
+                _save_outputs(after.reference_outputs, tmp / OUTPUTS_FILE)
             files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
             record = {
                 "stage": stage.name,
@@ -154,6 +159,7 @@ class StageCache:
                 "skipped": [asdict(s) for s in after.skipped[len(before.skipped) :]],
                 "info": {k: v for k, v in after.info.items() if before.info.get(k) != v},
                 "model": MODEL_FILE if stage.produces_model else None,
+                "reference_outputs": OUTPUTS_FILE if after.reference_outputs is not None else None,
                 "files": files,
             }
             (tmp / ENTRY_FILE).write_text(json.dumps(record, default=str), encoding="utf-8")
@@ -183,7 +189,11 @@ class StageCache:
         skipped = tuple(Skipped(**s) for s in record["skipped"])
         state = state.add(tuple(artifacts), skipped).replace(info={**state.info, **record["info"]})
         if record.get("model"):
-            state = state.replace(model=None, model_file=entry_dir / record["model"])
+            loader = partial(load_model, entry_dir / record["model"])
+            state = state.replace(model=None, model_loader=loader, reference_outputs=None)
+        if record.get("reference_outputs"):
+            with np.load(entry_dir / record["reference_outputs"], allow_pickle=False) as npz:
+                state = state.replace(reference_outputs={k: npz[k] for k in npz.files})
         return state
 
     def clear(self) -> int:
@@ -193,3 +203,8 @@ class StageCache:
         count = sum(1 for p in self.root.glob("*/*") if p.is_dir())
         shutil.rmtree(self.root)
         return count
+
+
+def _save_outputs(outputs: dict[str, Any], path: Path) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name
+        np.savez(f, **outputs)

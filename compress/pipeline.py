@@ -26,7 +26,7 @@ from compress.cache import StageCache, code_fingerprint, input_fingerprint, stag
 from compress.config import PipelineConfig, resolve_stages
 from compress.errors import CompressError, StageError, UsageError, one_line
 from compress.fileio import sha256_file, write_json_atomic, write_text_atomic
-from compress.stages.base import Stage, materialize
+from compress.stages.base import Stage, materialize, with_reference_outputs
 from compress.state import RunState
 
 _RESOURCE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
@@ -107,8 +107,10 @@ class Pipeline:
                     if progress:
                         progress(f"{name}: {stage.name} ...")
                     with native_output_to(tmp / LOG_FILE):
-                        before = materialize(state)
+                        before = materialize(state) if stage.needs_model else state
                         state = _run_stage(stage, before)
+                        if stage.produces_model and stage.cacheable:
+                            state = with_reference_outputs(state)
                         if cache and stage.cacheable:
                             saved = cache.save(key, stage, before, state)
                             cached[stage.name] = "stored" if saved else "not writable"

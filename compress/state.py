@@ -4,6 +4,7 @@ compress, so every module can use them without an import cycle."""
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -103,7 +104,12 @@ class RunState:
     model_name: str = ""
     data: Dataset | None = None
     model: Any = None  # the float tf_keras Model
-    model_file: Path | None = None  # where to load `model` from when a cached stage restored it
+    # How to get `model` when a stage needs it and it is not in hand: load a cached stage's
+    # file, or build a reference model (so a run whose stages are all cached imports no Keras).
+    model_loader: Callable[[], Any] | None = None
+    # The float model's outputs on the held-out split, by head: verify's reference. Kept with
+    # the model in the cache, so a rerun verifies without running Keras.
+    reference_outputs: dict[str, Any] | None = None
     artifacts: tuple[Artifact, ...] = ()
     skipped: tuple[Skipped, ...] = ()
     verification: dict[str, Any] | None = None
@@ -116,6 +122,10 @@ class RunState:
         self, artifacts: tuple[Artifact, ...] = (), skipped: tuple[Skipped, ...] = ()
     ) -> RunState:
         return self.replace(artifacts=self.artifacts + artifacts, skipped=self.skipped + skipped)
+
+    def with_model(self, model: Any) -> RunState:
+        """The state with a changed model (its reference outputs are then unknown)."""
+        return self.replace(model=model, model_loader=None, reference_outputs=None)
 
     def with_info(self, stage: str, facts: Any) -> RunState:
         return self.replace(info={**self.info, stage: facts})

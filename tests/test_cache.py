@@ -90,3 +90,42 @@ def test_no_cache_flag_runs_everything_and_cache_clear_empties(first, tmp_path, 
     assert main(["cache", "clear", "--cache-dir", str(cache.root)]) == 0
     assert "removed" in capsys.readouterr().out
     assert not cache.root.exists()
+
+
+def test_rerun_with_every_stage_cached_verifies_without_keras(first):
+    """The float model's reference outputs are cached with it: a rerun of cached stages checks
+    every artifact in its runtime without importing TensorFlow, and reports the same accuracy."""
+    import subprocess
+    import sys
+
+    tmp, cache, result = first
+    argv = [
+        "run",
+        "multitask",
+        "--epochs",
+        "2",
+        "--set",
+        "verify.timing_budget_s=0.02",
+        "--out",
+        str(tmp / "out"),
+        "--cache-dir",
+        str(cache.root),
+        "--json",
+        "--quiet",
+    ]
+    code = (
+        "import json, sys, contextlib, io\n"
+        "from compress.cli import main\n"
+        "buf = io.StringIO()\n"
+        "with contextlib.redirect_stdout(buf):\n"
+        f"    rc = main({argv!r})\n"
+        "report = json.loads(buf.getvalue())\n"
+        "print(json.dumps([rc, 'tensorflow' in sys.modules, report['cache'],"
+        " report['verification']['reference_accuracy']]))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rc, imported_tf, cached, accuracy = json.loads(proc.stdout.splitlines()[-1])
+    assert rc == 0 and set(cached.values()) == {"hit", "never"}
+    assert not imported_tf
+    assert accuracy == result.report["verification"]["reference_accuracy"]

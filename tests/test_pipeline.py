@@ -47,7 +47,8 @@ def test_every_stage_refuses_a_state_without_its_inputs(cls, tmp_path):
     assert stage.name in stages.REGISTRY
     if cls is stages.Build:
         state = stage.run(RunState(workdir=tmp_path))
-        assert state.model is not None and state.data is not None
+        assert state.data is not None
+        assert stage.model(state).output_names == state.data.heads  # built when first needed
         return
     with pytest.raises(StageError, match=f"stage '{stage.name}' needs"):
         stage.run(RunState(workdir=tmp_path))

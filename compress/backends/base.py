@@ -124,7 +124,8 @@ class Backend:
 
     def facts(self, path: Path, model: Any = None) -> dict[str, Any]:
         """Properties of the file's bytes, deterministic in its content (a cached artifact
-        keeps them): gzip size and weight statistics."""
+        keeps them): gzip size and weight statistics. `model`: the Keras model the file holds,
+        when in hand (saves loading it again)."""
         return {"size_gzip_bytes": gzip_size(path), "weights": self.count_weights(path, model)}
 
     def make(
@@ -159,5 +160,5 @@ class Backend:
             recipe=spec.recipe(decided, candidates),
             options=self.runner_options(src.model),
             left_float=tuple(self.left_float(path, spec, src)),
-            facts=self.facts(path, src.model if self.format == "keras" else None),
+            facts=self.facts(path, src.model),
         )

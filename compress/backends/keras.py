@@ -13,7 +13,7 @@ import numpy as np
 from compress.arrays import Inputs
 from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.state import Artifact
-from compress.weights import summarize, tensor_stats
+from compress.weights import float_weight_bytes, summarize, tensor_stats
 
 RECIPES = (
     RecipeSpec("trained", "fp32", "float model trained on the training split"),
@@ -35,18 +35,25 @@ class KerasBackend(Backend):
         save_model(src.model, path)
 
     def open_runner(self, path: Path, threads: int = 1, **options: bool) -> KerasRunner:
-        from compress.keras_io import load_model
+        return KerasRunner(_load(path))
 
-        return KerasRunner(load_model(path))
+    def facts(self, path: Path, model: Any = None) -> dict[str, Any]:
+        """Also the float32 bytes of all the model's weights: the uncompressed reference every
+        artifact's compression ratio is measured against."""
+        model = model if model is not None else _load(path)
+        return {**super().facts(path, model), "float_weight_bytes": float_weight_bytes(model)}
 
     def count_weights(self, path: Path, model: Any = None) -> dict[str, Any]:
-        if model is None:
-            from compress.keras_io import load_model
-
-            model = load_model(path)
+        model = model if model is not None else _load(path)
         return summarize(
             [tensor_stats(w.name, w.numpy()) for w in model.weights if len(w.shape) >= 2]
         )
+
+
+def _load(path: Path) -> Any:
+    from compress.keras_io import load_model
+
+    return load_model(path)
 
 
 def save_artifact(

@@ -28,6 +28,7 @@ class Stage:
     Params: ClassVar[type[StageParams]] = StageParams
     cacheable: ClassVar[bool] = True  # its output may be reused by a later run (see cache.py)
     produces_model: ClassVar[bool] = False  # it changes the Keras model (cache stores it)
+    needs_model: ClassVar[bool] = True  # the pipeline loads the model before it runs
     optional: ClassVar[bool] = False  # in a model's standard pipeline only when asked for
 
     def __init__(self, **params: Any) -> None:
@@ -45,9 +46,12 @@ class Stage:
         raise NotImplementedError
 
     def model(self, state: RunState) -> Any:
-        """The Keras model this stage works on (see `materialize` after a cache restore)."""
+        """The Keras model this stage works on; a stage that changes it returns it in the state.
+        (A pipeline materializes the model once; called alone, a stage loads it itself.)"""
         if state.model is not None:
             return state.model
+        if state.model_loader is not None:
+            return state.model_loader()
         raise StageError(f"stage {self.name!r} needs a Keras model; run 'build' before it")
 
     def data(self, state: RunState) -> Dataset:
@@ -61,9 +65,18 @@ class Stage:
 
 
 def materialize(state: RunState) -> RunState:
-    """Load the model a cache restore left on disk, once, before a stage that runs needs it."""
-    if state.model is None and state.model_file is not None:
-        from compress.keras_io import load_model
-
-        return state.replace(model=load_model(state.model_file), model_file=None)
+    """Load or build the model, once, before a stage that runs needs it."""
+    if state.model is None and state.model_loader is not None:
+        return state.replace(model=state.model_loader(), model_loader=None)
     return state
+
+
+def with_reference_outputs(state: RunState) -> RunState:
+    """The state with the float model's outputs on the held-out split (verify's reference),
+    computed after a stage changed the model."""
+    from compress.backends.keras import KerasRunner
+
+    data = state.data
+    if state.model is None or data is None:
+        return state
+    return state.replace(reference_outputs=KerasRunner(state.model).predict(data.x_test))

@@ -7,6 +7,7 @@ A reference model (see `compress list`) is built untrained with the digits data;
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from pydantic import Field
 
 from compress import _tf, models
 from compress.arrays import count, pick
-from compress.data import Dataset, load_digits, load_npz
+from compress.data import load_digits, load_npz
 from compress.errors import InputError, StageError, UsageError
 from compress.keras_io import load_keras_model
 from compress.stages.base import Stage, StageParams
@@ -61,20 +62,28 @@ class Build(Stage):
 
     def run(self, state: RunState) -> RunState:
         p = self.params
-        keras = _tf.keras()
-        keras.utils.set_random_seed(p.seed)
         if is_reference(p.model):
             if p.data is not None:
                 raise UsageError(
                     f"data is for Keras model files; reference model {p.model!r} trains on "
                     "digits", key="data",
                 )  # fmt: skip
-            model_name, model, data = self._reference()
+            spec = models.get(p.model)
+            data = load_digits(
+                spec.layout,
+                spec.targets,
+                seed=p.seed,
+                test_size=p.test_size,
+                calibration_samples=p.calibration_samples,
+            )
+            # Built when a stage needs it: a rerun whose stages are all cached imports no Keras.
+            loader = partial(build_reference, spec, data.heads, p.seed)
+            model_name, model = spec.name, None
         else:
             if p.data is None:
-                raise UsageError(
-                    f"data is required: model file '{p.model}' needs an .npz", key="data"
-                )
+                message = f"data is required: model file '{p.model}' needs an .npz"
+                raise UsageError(message, key="data")
+            _tf.keras().utils.set_random_seed(p.seed)
             model = load_keras_model(Path(p.model))
             input_shapes, heads = _model_io(model)
             data = load_npz(
@@ -85,7 +94,7 @@ class Build(Stage):
                 test_size=p.test_size,
                 calibration_samples=p.calibration_samples,
             )
-            model_name = Path(p.model).stem
+            model_name, loader = Path(p.model).stem, None
         if p.train_samples is not None and p.train_samples < count(data.x_train):
             keep = np.random.default_rng(p.seed).permutation(count(data.x_train))
             keep = np.sort(keep[: p.train_samples])
@@ -94,21 +103,15 @@ class Build(Stage):
                 x_train=pick(data.x_train, keep),
                 y_train={h: y[keep] for h, y in data.y_train.items()},
             )
-        info = {"parameters": int(model.count_params()), "dataset": data.name}
-        return state.replace(model_name=model_name, model=model, data=data).with_info("build", info)
+        state = state.replace(model_name=model_name, model=model, model_loader=loader, data=data)
+        return state.with_info("build", {"model": model_name, "dataset": data.name})
 
-    def _reference(self) -> tuple[str, Any, Dataset]:
-        p = self.params
-        spec = models.get(p.model)
-        model = spec.build()
-        data = load_digits(
-            spec.layout,
-            spec.targets,
-            seed=p.seed,
-            test_size=p.test_size,
-            calibration_samples=p.calibration_samples,
-        )
-        missing = set(data.heads) - set(model.output_names)
-        if missing:
-            raise StageError(f"model {spec.name!r} has no output named {sorted(missing)}")
-        return spec.name, model, data
+
+def build_reference(spec: models.ModelSpec, heads: list[str], seed: int) -> Any:
+    """A reference model, untrained, its weights initialized from `seed`."""
+    _tf.keras().utils.set_random_seed(seed)
+    model = spec.build()
+    missing = set(heads) - set(model.output_names)
+    if missing:
+        raise StageError(f"model {spec.name!r} has no output named {sorted(missing)}")
+    return model

@@ -70,4 +70,4 @@ class Cluster(Stage):
         }
         knobs = {"clusters": p.clusters, "layers": done, "preserve_sparsity": preserve}
         saved = save_artifact(state.workdir, "model_clustered.keras", stripped, "clustered", knobs)
-        return state.add((saved,)).replace(model=stripped).with_info("cluster", info)
+        return state.add((saved,)).with_model(stripped).with_info("cluster", info)

@@ -104,4 +104,4 @@ class Prune(Stage):
         }
         knobs = {"sparsity": p.sparsity, "layers": done, "epochs": p.epochs}
         saved = save_artifact(state.workdir, "model_pruned.keras", stripped, "pruned", knobs)
-        return state.add((saved,)).replace(model=stripped).with_info("prune", info)
+        return state.add((saved,)).with_model(stripped).with_info("prune", info)

@@ -52,4 +52,5 @@ class Train(Stage):
             history = {k: float(v[-1]) for k, v in hist.history.items()}
         knobs = {"epochs": p.epochs, "learning_rate": p.learning_rate}
         artifact = save_artifact(state.workdir, KERAS_FILE, model, "trained", knobs)
-        return state.add((artifact,)).with_info("train", {"epochs": p.epochs, "final": history})
+        info = {"epochs": p.epochs, "final": history}
+        return state.add((artifact,)).with_model(model).with_info("train", info)

@@ -18,7 +18,7 @@ from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
 from compress.errors import StageError
 from compress.keras_io import load_model
-from compress.stages.base import Stage, StageParams
+from compress.stages.base import Stage, StageParams, materialize
 from compress.state import RunState
 from compress.timing import MIN_CALLS, TIMING_BUDGET_S, measure_interleaved
 from compress.weights import float_weight_bytes
@@ -62,25 +62,37 @@ class Verify(Stage):
     Params = VerifyParams
     cacheable = False  # its numbers are measured in the run that reports them
 
+    needs_model = False  # the reference outputs usually come with the state (see pipeline)
+
     def run(self, state: RunState) -> RunState:
         p = self.params
-        model, data = self.model(state), self.data(state)
+        data = self.data(state)
         heads = data.heads
-        reference = _match_outputs("keras model", KerasRunner(model).predict(data.x_test), heads)
+        keras_files = [a for a in state.artifacts if a.runtime == "keras"]
+        in_hand = keras_files[-1] if keras_files else None  # the last Keras file is the model
+        if state.reference_outputs is None or (in_hand and not in_hand.facts):
+            state = materialize(state)
+        outputs = state.reference_outputs
+        if outputs is None:
+            outputs = KerasRunner(self.model(state)).predict(data.x_test)
+        reference = _match_outputs("keras model", outputs, heads)
         ref_acc = {
             h: float((reference[h].argmax(-1) == data.y_test[h]).mean() * 100) for h in heads
         }
         baseline = state.info.get("baseline_accuracy")  # before prune/cluster, if any
-        float_bytes = float_weight_bytes(model)
+        float_bytes = (
+            in_hand.facts["float_weight_bytes"]
+            if in_hand and "float_weight_bytes" in in_hand.facts
+            else float_weight_bytes(self.model(state))
+        )
         rows: list[dict[str, Any]] = []
         runners = {}
-        keras_files = [a for a in state.artifacts if a.runtime == "keras"]
         for art in state.artifacts:
-            # The last Keras file is the model in hand (the reference); earlier ones (the
-            # float model before prune/cluster) are loaded and measured like any artifact.
+            # The model in hand is the reference; earlier Keras files (the float model before
+            # prune/cluster) are loaded and measured like any artifact.
             kmodel = None
             if art.runtime == "keras":
-                kmodel = model if art is keras_files[-1] else load_model(art.path)
+                kmodel = state.model if art is in_hand else load_model(art.path)
             facts = art.facts or BACKENDS[art.runtime].facts(art.path, kmodel)
             weights, gz = facts["weights"], facts["size_gzip_bytes"]
             row: dict[str, Any] = {
@@ -97,7 +109,7 @@ class Verify(Stage):
                 "left_float": list(art.left_float),
                 "options": dict(art.options),
             }
-            if art.runtime == "keras" and kmodel is not model:
+            if art.runtime == "keras" and art is not in_hand:
                 outputs = _match_outputs(art.name, KerasRunner(kmodel).predict(data.x_test), heads)
                 row["heads"] = {
                     h: head_metrics(reference[h], outputs[h], data.y_test[h]) for h in heads
