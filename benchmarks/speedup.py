@@ -14,6 +14,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from compress.report import recipe_note
+
 TARGETS = {  # (runtime, batch): speedup goal from the issue
     ("litert", "b1"): 2.7,
     ("litert", "b32"): 2.8,
@@ -37,8 +39,9 @@ def main() -> None:
         result = json.loads(compress("bench", str(run_dir), "--threads", "1", "--json"))
     print(f"CPU: {result['cpu']}; 1 thread; warm p50, artifacts interleaved")
     for a in report["verification"]["artifacts"]:
-        if " chosen: " in a["recipe"]:
-            print(f"  {a['name']}: {a['recipe'].split('; ')[-1]}")
+        note = recipe_note(a["name"], a["recipe"])
+        if note:
+            print(f"  {note}")
     for e in result["artifacts"]:
         if e["precision"] != "int8":
             continue

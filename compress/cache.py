@@ -56,6 +56,7 @@ def _module_file(name: str) -> Path | None:
     return None
 
 
+@cache
 def _imports(path: Path) -> set[str]:
     """compress modules a file imports anywhere (module level or inside functions)."""
     found: set[str] = set()
@@ -147,8 +148,12 @@ class StageCache:
             new = after.artifacts[len(before.artifacts) :]
             for art in new:
                 shutil.copyfile(art.path, tmp / art.name)
+            model_file = None
             if stage.produces_model:
-                save_model(after.model, tmp / MODEL_FILE)
+                model_file = stage.model_artifact
+                if model_file not in {a.name for a in new}:  # not saved by the stage: save it
+                    model_file = MODEL_FILE
+                    save_model(after.model, tmp / MODEL_FILE)
             if after.reference_outputs is not None:
                 _save_outputs(after.reference_outputs, tmp / OUTPUTS_FILE)
             files = {p.name: sha256_file(p) for p in sorted(tmp.iterdir())}
@@ -158,7 +163,7 @@ class StageCache:
                 "artifacts": [a.record() for a in new],
                 "skipped": [asdict(s) for s in after.skipped[len(before.skipped) :]],
                 "info": {k: v for k, v in after.info.items() if before.info.get(k) != v},
-                "model": MODEL_FILE if stage.produces_model else None,
+                "model": model_file,
                 "reference_outputs": OUTPUTS_FILE if after.reference_outputs is not None else None,
                 "files": files,
             }

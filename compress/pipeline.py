@@ -107,7 +107,7 @@ class Pipeline:
                     if progress:
                         progress(f"{name}: {stage.name} ...")
                     with native_output_to(tmp / LOG_FILE):
-                        before = materialize(state) if stage.needs_model else state
+                        before = state
                         state = _run_stage(stage, before)
                         if stage.produces_model and stage.cacheable:
                             state = with_reference_outputs(state)
@@ -157,7 +157,7 @@ def native_output_to(path: Path) -> Iterator[None]:
 
 def _run_stage(stage: Stage, state: RunState) -> RunState:
     try:
-        return stage.run(state)
+        return stage.run(materialize(state) if stage.needs_model else state)
     except CompressError:
         raise
     except OSError as exc:

@@ -92,13 +92,15 @@ def test_no_cache_flag_runs_everything_and_cache_clear_empties(first, tmp_path, 
     assert not cache.root.exists()
 
 
-def test_rerun_with_every_stage_cached_verifies_without_keras(first):
+def test_rerun_with_every_stage_cached_verifies_without_keras(tmp_path):
     """The float model's reference outputs are cached with it: a rerun of cached stages checks
     every artifact in its runtime without importing TensorFlow, and reports the same accuracy."""
     import subprocess
     import sys
 
-    tmp, cache, result = first
+    tmp = tmp_path
+    cache = StageCache(tmp / "cache")  # its own: other tests here clear theirs
+    result = run(_config(tmp), cache=cache)
     argv = [
         "run",
         "multitask",

@@ -8,6 +8,7 @@ executes the file, and counting the weights the file stores. Stages only loop ov
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -126,7 +127,11 @@ class Backend:
         """Properties of the file's bytes, deterministic in its content (a cached artifact
         keeps them): gzip size and weight statistics. `model`: the Keras model the file holds,
         when in hand (saves loading it again)."""
-        return {"size_gzip_bytes": gzip_size(path), "weights": self.count_weights(path, model)}
+        # zlib releases the GIL: the file is compressed while its weights are counted.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            gzipped = pool.submit(gzip_size, path)
+            weights = self.count_weights(path, model)
+            return {"size_gzip_bytes": gzipped.result(), "weights": weights}
 
     def make(
         self,

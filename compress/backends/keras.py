@@ -45,8 +45,9 @@ class KerasBackend(Backend):
 
     def count_weights(self, path: Path, model: Any = None) -> dict[str, Any]:
         model = model if model is not None else _load(path)
+        # Keras kernels keep the output channel last (Dense: in x out; Conv2D: h x w x in x out).
         return summarize(
-            [tensor_stats(w.name, w.numpy()) for w in model.weights if len(w.shape) >= 2]
+            [tensor_stats(w.name, w.numpy(), -1) for w in model.weights if len(w.shape) >= 2]
         )
 
 

@@ -28,6 +28,9 @@ class Stage:
     Params: ClassVar[type[StageParams]] = StageParams
     cacheable: ClassVar[bool] = True  # its output may be reused by a later run (see cache.py)
     produces_model: ClassVar[bool] = False  # it changes the Keras model (cache stores it)
+    # The Keras artifact this stage saves the model it returns into, if any: the cache keeps
+    # the model as that file instead of saving it twice.
+    model_artifact: ClassVar[str | None] = None
     needs_model: ClassVar[bool] = True  # the pipeline loads the model before it runs
     optional: ClassVar[bool] = False  # in a model's standard pipeline only when asked for
 

@@ -17,7 +17,7 @@ from pydantic import Field
 from compress import _tf, models
 from compress.arrays import count, pick
 from compress.data import load_digits, load_npz
-from compress.errors import InputError, StageError, UsageError
+from compress.errors import InputError, StageError, UsageError, one_line
 from compress.keras_io import load_keras_model
 from compress.stages.base import Stage, StageParams
 from compress.state import RunState
@@ -110,7 +110,10 @@ class Build(Stage):
 def build_reference(spec: models.ModelSpec, heads: list[str], seed: int) -> Any:
     """A reference model, untrained, its weights initialized from `seed`."""
     _tf.keras().utils.set_random_seed(seed)
-    model = spec.build()
+    try:
+        model = spec.build()
+    except Exception as exc:  # built lazily, by a later stage: name the stage it belongs to
+        raise StageError(f"stage 'build' failed: {one_line(exc)}") from exc
     missing = set(heads) - set(model.output_names)
     if missing:
         raise StageError(f"model {spec.name!r} has no output named {sorted(missing)}")

@@ -43,6 +43,7 @@ class Cluster(Stage):
     name = "cluster"
     Params = ClusterParams
     produces_model = True
+    model_artifact = "model_clustered.keras"
     optional = True
 
     def run(self, state: RunState) -> RunState:
@@ -69,5 +70,5 @@ class Cluster(Stage):
             "not_clustered": skipped,
         }
         knobs = {"clusters": p.clusters, "layers": done, "preserve_sparsity": preserve}
-        saved = save_artifact(state.workdir, "model_clustered.keras", stripped, "clustered", knobs)
+        saved = save_artifact(state.workdir, self.model_artifact, stripped, "clustered", knobs)
         return state.add((saved,)).with_model(stripped).with_info("cluster", info)

@@ -70,6 +70,7 @@ class Prune(Stage):
     name = "prune"
     Params = PruneParams
     produces_model = True
+    model_artifact = "model_pruned.keras"
     optional = True
 
     def run(self, state: RunState) -> RunState:
@@ -103,5 +104,5 @@ class Prune(Stage):
             "steps": total,
         }
         knobs = {"sparsity": p.sparsity, "layers": done, "epochs": p.epochs}
-        saved = save_artifact(state.workdir, "model_pruned.keras", stripped, "pruned", knobs)
+        saved = save_artifact(state.workdir, self.model_artifact, stripped, "pruned", knobs)
         return state.add((saved,)).with_model(stripped).with_info("prune", info)

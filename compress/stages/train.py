@@ -33,6 +33,7 @@ class Train(Stage):
     name = "train"
     Params = TrainParams
     produces_model = True
+    model_artifact = KERAS_FILE
 
     def run(self, state: RunState) -> RunState:
         p = self.params
