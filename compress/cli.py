@@ -223,12 +223,16 @@ def _spell_flag(message: str, key: str | None, args: argparse.Namespace) -> str:
     if key is None or not message.startswith(key):
         return message
     rest = message[len(key) :]
-    for flag, (stage, param) in FLAG_KEYS.items():
-        if (f"{stage}.{param}" if stage else param) == key and getattr(args, flag) is not None:
-            spelled = "--" + flag.replace("_", "-")
-            return f"{spelled} ({key}){rest}" if stage else spelled + rest
+    flags = {(f"{stage}.{param}" if stage else param): flag for flag, (stage, param) in
+             FLAG_KEYS.items()}  # fmt: skip
+    flag = flags.get(key)
+    spelled = "--" + flag.replace("_", "-") if flag else None
+    if flag and getattr(args, flag) is not None:  # a flag's value wins over --set's
+        return f"{spelled} ({key}){rest}" if "." in key else spelled + rest
     if any(item.partition("=")[0].strip() == key for item in args.overrides):
         return f"--set {message}"
+    if spelled and "." not in key:  # a missing top-level value: its flag (`data`: --data)
+        return spelled + rest
     return message
 
 

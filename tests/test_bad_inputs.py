@@ -113,7 +113,9 @@ CLI = [
     (["run", "cnn", "--set", "quantize.mode"], "--set expects KEY=VALUE"),
     (["run", "cnn", "--set", "distill.t=2"], "the pipeline has no stage 'distill'"),
     (["run", "cnn", "--set", "colour=red"], "--set colour: unknown key"),
-    (["run", "cnn", "--set", "train.epochs=many"], "train.epochs must be an integer"),
+    (["run", "cnn", "--set", "train.epochs=many"], "--set train.epochs must be an integer"),
+    (["run", "cnn", "--set", "seed=-1"], "--set seed must be >= 0. Got -1 instead."),
+    (["run", "cnn", "--set", "threads=0"], "--set threads must be >= 1. Got 0 instead."),
     (["run", "cnn", "--bogus"], "unrecognized arguments: --bogus"),
     (["run"], "the following arguments are required: TARGET"),
     (["run", "cnn", "--data", "x.npz"], "--data is for Keras model files"),
@@ -199,6 +201,13 @@ MODELS = [
     ("model.onnx", "is a ONNX model; compress compresses Keras models"),
     ("regression.keras", "each output must be (batch, classes)"),
 ]
+
+
+def test_model_file_without_data_names_the_flag(files, tmp_path, capsys):
+    d, _ = files
+    out = tmp_path / "out"
+    _check(["run", str(d / "good.keras"), "--out", str(out)],
+           f"--data is required: model file '{d / 'good.keras'}' needs an .npz", out, capsys)  # fmt: skip
 
 
 @pytest.mark.parametrize(("name", "message"), MODELS, ids=[n for n, _ in MODELS])
