@@ -206,8 +206,8 @@ MODELS = [
 def test_model_file_without_data_names_the_flag(files, tmp_path, capsys):
     d, _ = files
     out = tmp_path / "out"
-    _check(["run", str(d / "good.keras"), "--out", str(out)],
-           f"--data is required: model file '{d / 'good.keras'}' needs an .npz", out, capsys)  # fmt: skip
+    expected = f"--data is required: model file '{d / 'good.keras'}' needs an .npz"
+    _check(["run", str(d / "good.keras"), "--out", str(out)], expected, out, capsys)
 
 
 @pytest.mark.parametrize(("name", "message"), MODELS, ids=[n for n, _ in MODELS])
