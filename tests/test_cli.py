@@ -134,3 +134,18 @@ def test_run_all_finishes_the_others_when_one_model_crashes(monkeypatch, tmp_pat
     assert "multitask  model_int8.tflite  pair" in summary
     assert list((tmp_path / "broken").iterdir()) == []  # no partial run directory
     assert len(list((tmp_path / "multitask").iterdir())) == 1
+
+
+def test_threads_flag_sets_every_timing(tmp_path, capsys):
+    """--threads reaches verify and the recipe search alike (one name, one fact)."""
+    import json
+
+    code = main(["run", "multitask", "--epochs", "1", "--threads", "2", "--set",
+                 "build.train_samples=300", "--set", "verify.timing_budget_s=0.01",
+                 "--out", str(tmp_path), "--max-drift", "100", "--json", "--quiet"])  # fmt: skip
+    report = json.loads(capsys.readouterr().out)
+    assert code == 0
+    params = {s["stage"]: s["params"] for s in report["pipeline"]}
+    assert params["quantize"]["threads"] == params["verify"]["threads"] == 2
+    assert report["verification"]["threads"] == 2
+    assert report["config"]["threads"] == 2
