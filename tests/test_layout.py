@@ -153,7 +153,7 @@ def test_stage_cache_key_covers_the_code_a_stage_runs(tmp_path, monkeypatch):
         f.write("\n# a quantizer changed\n")
     assert key("compress.stages.train") == train
     assert key("compress.stages.quantize") != quantize
-    with open(copy / "stages" / "tune.py", "a") as f:
+    with open(copy / "stages" / "finetune.py", "a") as f:
         f.write("\n# fine-tuning changed\n")
     assert key("compress.stages.quantize") != quantize
     with open(copy / "backends" / "keras.py", "a") as f:

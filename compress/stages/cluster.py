@@ -12,8 +12,8 @@ from pydantic import Field
 from compress import _tf
 from compress.backends.keras import save_artifact
 from compress.stages.base import Stage
-from compress.stages.tune import (
-    TuneParams,
+from compress.stages.finetune import (
+    FineTuneParams,
     begin,
     fine_tune,
     wrap_layers,
@@ -21,7 +21,7 @@ from compress.stages.tune import (
 from compress.state import RunState
 
 
-class ClusterParams(TuneParams):
+class ClusterParams(FineTuneParams):
     clusters: int = Field(ge=2, le=256, description="distinct values per weight tensor")
     preserve_sparsity: bool | None = Field(
         None, description="keep zeros at zero; None: when the model was pruned"

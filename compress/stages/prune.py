@@ -15,8 +15,8 @@ from compress import _tf
 from compress.backends.keras import save_artifact
 from compress.errors import StageError
 from compress.stages.base import Stage
-from compress.stages.tune import (
-    TuneParams,
+from compress.stages.finetune import (
+    FineTuneParams,
     begin,
     fine_tune,
     steps_per_epoch,
@@ -25,7 +25,7 @@ from compress.stages.tune import (
 from compress.state import RunState
 
 
-class PruneParams(TuneParams):
+class PruneParams(FineTuneParams):
     sparsity: float | str = Field(
         description="target fraction of zero weights in [0, 1), or '2:4' structured sparsity"
     )

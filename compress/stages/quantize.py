@@ -20,7 +20,7 @@ from compress.data import Dataset
 from compress.errors import one_line
 from compress.keras_io import copy_model
 from compress.stages.base import Stage, StageParams
-from compress.stages.tune import TuneParams, fine_tune
+from compress.stages.finetune import FineTuneParams, fine_tune
 from compress.state import Artifact, RunState, Skipped
 
 MODES = ("int8", "dynamic", "float16", "qat", "none")
@@ -91,10 +91,10 @@ def quantization_aware_model(
     with q.quantize_scope(compress_layers.CUSTOM_OBJECTS):
         # Keep layer (and so output) names: the heads are matched by name downstream.
         qmodel = q.quantize_apply(annotated, scheme, quantized_layer_name_prefix="")
-    tune = TuneParams(
+    tuning = FineTuneParams(
         epochs=params.qat_epochs, learning_rate=params.qat_learning_rate, seed=params.seed
     )
-    fine_tune(qmodel, data, tune, model.output_names)
+    fine_tune(qmodel, data, tuning, model.output_names)
     if "cluster" in state.info:
         # CQAT trains centroids and associations beside the original weights; stripping puts
         # the clustered (and, after pruning, sparse) weights back for export.

@@ -15,7 +15,7 @@ from compress.stages.base import StageParams
 from compress.state import RunState
 
 
-class TuneParams(StageParams):
+class FineTuneParams(StageParams):
     """Parameters every fine-tuning compression stage takes."""
 
     layers: list[str] | None = Field(
@@ -38,7 +38,7 @@ def layer_weight_counts(model: Any) -> dict[str, int]:
     }
 
 
-def select_layers(model: Any, params: TuneParams, stage: str) -> list[str]:
+def select_layers(model: Any, params: FineTuneParams, stage: str) -> list[str]:
     from compress.errors import UsageError
 
     counts = layer_weight_counts(model)
@@ -80,7 +80,7 @@ def wrap_layers(
 def fine_tune(
     model: Any,
     data: Dataset,
-    params: TuneParams,
+    params: FineTuneParams,
     heads: list[str],
     callbacks: list | None = None,
 ) -> None:
