@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 
+import numpy as np
+
 from compress.cli import main
 from compress.stages.verify import gate_failures
 
@@ -60,3 +62,74 @@ def test_too_tight_gate_exits_1_and_still_leaves_report(tmp_path, capsys):
     assert report["passed"] is False
     assert len(report["verification"]["failures"]) == 2
     assert {p.name for p in run_dir.iterdir()} >= {"model_dynamic.onnx", "manifest.json"}
+
+
+def test_a_missing_speedup_fails_the_speedup_gate():
+    rows = [_row("model_fp32.onnx", "fp32", 0.0, None), _row("model_int8.onnx", "int8", 0.0, None)]
+    assert gate_failures(rows, max_drift=1.0, min_speedup=2.0) == [
+        "model_int8.onnx: speedup at batch 1 was not measured, so min_speedup 2 is not met"
+    ]
+    assert gate_failures(rows, max_drift=1.0, min_speedup=None) == []
+
+
+def _run_gated(tmp_path, capsys, *extra):
+    argv = ["run", *extra, "--epochs", "2", "--set", "build.train_samples=400", "--set",
+            "verify.timing_budget_s=0.02", "--set", "quantize.select=false",
+            "--out", str(tmp_path), "--quiet"]  # fmt: skip
+    code = main(argv)
+    err = capsys.readouterr().err
+    return code, err
+
+
+def test_drift_gate_fires_end_to_end_when_int8_outputs_are_wrong(tmp_path, capsys, monkeypatch):
+    """int8 outputs scrambled (each sample gets another sample's answer): the drift gate fails
+    the run with exit 1, naming the artifact, the head, the drift and the gate."""
+    from compress.backends.litert import LiteRTRunner
+
+    predict = LiteRTRunner.predict
+
+    def scrambled(self, x):
+        out = predict(self, x)
+        return (
+            {k: np.roll(v, 1, axis=0) for k, v in out.items()} if "int8" in self.path.name else out
+        )
+
+    monkeypatch.setattr(LiteRTRunner, "predict", scrambled)
+    code, err = _run_gated(tmp_path, capsys, "multitask")
+    assert code == 1 and err.count("\n") == 1
+    assert "gate failed: model_int8.tflite (digit): accuracy drift" in err
+    assert "exceeds max_drift 1" in err and "model_int8.onnx" not in err
+    (run_dir,) = (tmp_path / "multitask").iterdir()
+    report = json.loads((run_dir / "report.json").read_text())
+    assert report["passed"] is False
+    assert report["verification"]["failures"][0].startswith("model_int8.tflite (digit)")
+
+
+def test_repeatability_gate_fires_end_to_end_for_a_runner_that_keeps_state(
+    tmp_path, capsys, monkeypatch
+):
+    """The fused LSTM keeps state between invokes: without the reset, verify must fail the run."""
+    from compress.backends.litert import LiteRTBackend
+
+    monkeypatch.setattr(LiteRTBackend, "runner_options", lambda self, model: {"reset_state": False})
+    code, err = _run_gated(tmp_path, capsys, "rnn", "--max-drift", "100")
+    assert code == 1 and err.count("\n") == 1
+    assert "model_fp32.tflite: outputs depend on earlier calls" in err
+    assert "model_int8.tflite: outputs depend on earlier calls" in err
+    assert "onnx" not in err.split("(report:")[0]
+
+
+def test_speedup_gate_fails_when_a_speedup_could_not_be_measured(tmp_path, capsys, monkeypatch):
+    from compress.backends.onnxruntime import OnnxRuntimeRunner
+
+    timed_call = OnnxRuntimeRunner.timed_call
+
+    def untimable(self, x, batch):
+        return None if "int8" in self.path.name else timed_call(self, x, batch)
+
+    monkeypatch.setattr(OnnxRuntimeRunner, "timed_call", untimable)
+    code, err = _run_gated(tmp_path, capsys, "multitask", "--max-drift", "100",
+                           "--min-speedup", "0.01")  # fmt: skip
+    assert code == 1 and err.count("\n") == 1
+    assert "model_int8.onnx: speedup at batch 1 was not measured" in err
+    assert "model_int8.tflite" not in err  # measured, and far above 0.01x

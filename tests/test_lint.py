@@ -14,7 +14,8 @@ ROOT = Path(__file__).parents[1]
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
 def test_ruff_is_clean(args):
     ruff = shutil.which("ruff")
-    if ruff is None:
-        pytest.skip("ruff is not installed (pip install -e '.[test]')")
+    assert ruff is not None, (
+        "ruff is not installed: it is in the [test] extra (pip install -e '.[test]')"
+    )
     out = subprocess.run([ruff, *args], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -17,6 +17,7 @@ from compress.arrays import count, rows
 from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
 from compress.errors import StageError
+from compress.gates import gate_failures
 from compress.keras_io import load_model
 from compress.stages.base import Stage, StageParams, materialize
 from compress.state import RunState
@@ -184,31 +185,3 @@ def is_repeatable(runner: Any, x: np.ndarray) -> bool:
     runner.predict(rows(x, 1, 4))
     again = runner.predict(rows(x, 0, 1))
     return all(np.array_equal(first[k], again[k]) for k in first)
-
-
-def gate_failures(
-    rows: list[dict[str, Any]], max_drift: float, min_speedup: float | None
-) -> list[str]:
-    """One message per artifact x head x gate that failed."""
-    failures = []
-    for r in rows:
-        if r["runtime"] == "keras":
-            continue
-        if r.get("repeatable") is False:
-            failures.append(
-                f"{r['name']}: outputs depend on earlier calls (state kept between invokes)"
-            )
-        for head, m in r["heads"].items():
-            if m["drift"] > max_drift:
-                failures.append(
-                    f"{r['name']} ({head}): accuracy drift {m['drift']:.2f} pts exceeds "
-                    f"max_drift {max_drift:g}"
-                )
-        speedup = r.get("speedup", {}).get("b1")
-        gated = min_speedup is not None and r["precision"] != "fp32" and speedup is not None
-        if gated and speedup < min_speedup:
-            failures.append(
-                f"{r['name']}: speedup {speedup:.2f}x at batch 1 is below "
-                f"min_speedup {min_speedup:g}"
-            )
-    return failures

@@ -1,0 +1,43 @@
+"""The gates a run's artifacts must pass, judged on their report rows: accuracy drift per head,
+repeatability, and (when asked) the batch-1 speedup of a quantized artifact over its runtime's
+fp32 artifact. One place, so the report, the exit code and the JUnit XML agree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def gate_failures(
+    rows: list[dict[str, Any]], max_drift: float, min_speedup: float | None
+) -> list[str]:
+    """One message per artifact x head x gate that failed."""
+    failures = []
+    for r in rows:
+        if r["runtime"] == "keras":
+            continue
+        if r.get("repeatable") is False:
+            failures.append(
+                f"{r['name']}: outputs depend on earlier calls (state kept between invokes)"
+            )
+        for head, m in r["heads"].items():
+            if m["drift"] > max_drift:
+                failures.append(
+                    f"{r['name']} ({head}): accuracy drift {m['drift']:.2f} pts exceeds "
+                    f"max_drift {max_drift:g}"
+                )
+        if min_speedup is not None and r["precision"] != "fp32":
+            message = speedup_gate(r, min_speedup)
+            if message:
+                failures.append(f"{r['name']}: {message}")
+    return failures
+
+
+def speedup_gate(row: dict[str, Any], min_speedup: float) -> str | None:
+    """Why a quantized artifact fails `min_speedup` at batch 1, or None if it passes. A speedup
+    that was not measured fails: the gate cannot show that the artifact pays."""
+    speedup = (row.get("speedup") or {}).get("b1")
+    if speedup is None:
+        return f"speedup at batch 1 was not measured, so min_speedup {min_speedup:g} is not met"
+    if speedup < min_speedup:
+        return f"speedup {speedup:.2f}x at batch 1 is below min_speedup {min_speedup:g}"
+    return None
