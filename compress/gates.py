@@ -32,6 +32,25 @@ def gate_failures(
     return failures
 
 
+def compression_findings(rows: list[dict[str, Any]]) -> list[str]:
+    """Compressed artifacts that do not pay: bigger than, or slower at batch 1 than, the fp32
+    artifact of the same runtime. Shown loudly whatever the gates say (gate them with
+    `min_speedup`)."""
+    fp32 = {r["runtime"]: r for r in rows if r["precision"] == "fp32" and r["runtime"] != "keras"}
+    out = []
+    for r in rows:
+        base = fp32.get(r["runtime"])
+        if base is None or r is base or r["runtime"] == "keras":
+            continue
+        if r["size_bytes"] >= base["size_bytes"]:
+            out.append(f"{r['name']} is not smaller than {base['name']} "
+                       f"({r['size_bytes']:,} B vs {base['size_bytes']:,} B)")  # fmt: skip
+        speedup = (r.get("speedup") or {}).get("b1")
+        if speedup is not None and speedup < 1.0:
+            out.append(f"{r['name']} is slower than {base['name']} at batch 1 ({speedup:.2f}x)")
+    return out
+
+
 def speedup_gate(row: dict[str, Any], min_speedup: float) -> str | None:
     """Why a quantized artifact fails `min_speedup` at batch 1, or None if it passes. A speedup
     that was not measured fails: the gate cannot show that the artifact pays."""

@@ -49,6 +49,8 @@ FIELDS = {
     "distinct values, most distinct values in one channel",
     "repeatable": "the artifact gives a sample the same output before and after other samples ran",
     "left_float": "op types whose weights stayed float32 (e.g. LSTM under onnxruntime static int8)",
+    "findings": "compressed artifacts bigger than, or slower at batch 1 than, their runtime's fp32 "
+    "artifact (verification.findings)",
     "recipe": "how the artifact was made: id and description (a row of its backend's recipe "
     "table), knobs, and what every candidate measured when it was chosen by measurement",
 }
@@ -166,7 +168,8 @@ def recipe_note(name: str, recipe: dict[str, Any]) -> str | None:
 def notes(report: dict[str, Any]) -> list[str]:
     """What the table cannot show: artifacts not produced, recipes chosen by measurement,
     weights a quantizer left float."""
-    out = [f"skipped {s['name']} ({s['runtime']}): {s['reason']}" for s in report["skipped"]]
+    out = [f"FINDING: {f}" for f in report["verification"].get("findings", [])]
+    out += [f"skipped {s['name']} ({s['runtime']}): {s['reason']}" for s in report["skipped"]]
     for a in report["verification"]["artifacts"]:
         line = recipe_note(a["name"], a["recipe"])
         if line:

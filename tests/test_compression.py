@@ -45,12 +45,65 @@ def test_every_combination_runs_for_every_model(model, prune, cluster, mode, cac
     check_combination(model, prune, cluster, mode, cache, tmp_path)
 
 
+# Artifacts a combination may not produce, pinned with the reason the converter gives: any other
+# skip fails the test. (model, prune, cluster, mode, artifact) -> start of the reason.
+EXPECTED_SKIPS: dict[tuple, str] = {}
+
+
+def known_findings(model: str, cluster: bool, mode: str) -> set[str]:
+    """Quantized artifacts known not to pay today (issue 13), each with its cause; any other
+    finding fails the test. The product prints each as a FINDING line and lists it in
+    `verification.findings`."""
+    known = set()
+    if model in ("rnn", "attention") and mode == "int8":
+        # onnxruntime static int8 leaves the LSTM float and adds Q/DQ nodes around it
+        known.add("model_int8.onnx: not smaller than fp32")
+    if model in ("rnn", "attention") and mode == "qat":
+        # the QAT LSTM converts to TFLite with float weights plus fake-quant parameters
+        known.add("model_qat.tflite: not smaller than fp32")
+    if mode == "qat" and (model == "rnn" or cluster):
+        # tf2onnx folds fake-quant into float weights; after clustering (and for the LSTM) they
+        # are not found on an int8 grid, so they stay float32
+        known |= {"model_qat.onnx: not smaller than fp32", "model_qat.onnx: no int8 weights"}
+    return known
+
+
+def _int8_weights(path) -> int:
+    """Weight tensors (rank >= 2) stored as int8 in the file, counted by the runtime's own
+    reader, not by compress."""
+    if str(path).endswith(".onnx"):
+        import onnx
+        from onnx import TensorProto
+
+        graph = onnx.load(str(path)).graph
+        assert any(n.op_type in ("DequantizeLinear", "DynamicQuantizeLinear") for n in graph.node)
+        return sum(1 for i in graph.initializer
+                   if i.data_type == TensorProto.INT8 and len(i.dims) >= 2)  # fmt: skip
+    return sum(1 for a in _tflite_constants(path).values() if a.dtype == np.int8)
+
+
 def check_combination(model, prune, cluster, mode, cache, tmp_path):
     result = run(_config(model, prune, cluster, mode, tmp_path), cache=cache)
     rows = {a["name"]: a for a in result.report["verification"]["artifacts"]}
+    for s in result.report["skipped"]:
+        expected = EXPECTED_SKIPS.get((model, prune, cluster, mode, s["name"]))
+        assert expected is not None and s["reason"].startswith(expected), s
     made = set(rows) | {s["name"] for s in result.report["skipped"]}
     assert {f"model_{mode}.tflite", f"model_{mode}.onnx"} <= made
     assert f"model_{mode}.tflite" in rows  # TFLite can do every mode for every model
+    findings = set()  # what a quantized artifact fails to deliver, read from the files
+    for name in (f"model_{mode}.tflite", f"model_{mode}.onnx"):
+        if name not in rows:
+            continue
+        if _int8_weights(result.run_dir / name) == 0:
+            findings.add(f"{name}: no int8 weights")
+        if rows[name]["size_bytes"] >= rows[name.replace(mode, "fp32")]["size_bytes"]:
+            findings.add(f"{name}: not smaller than fp32")
+    assert findings <= known_findings(model, cluster, mode), sorted(findings)
+    reported = " ".join(result.report["verification"]["findings"])
+    for finding in findings:
+        if "not smaller" in finding:  # the product shows it too
+            assert f"{finding.split(':')[0]} is not smaller than" in reported
     stages = result.report["stages"]
     if prune:
         assert min(stages["prune"]["layers"].values()) >= 0.45, stages["prune"]

@@ -17,7 +17,7 @@ from compress.arrays import count, rows
 from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
 from compress.errors import StageError
-from compress.gates import gate_failures
+from compress.gates import compression_findings, gate_failures
 from compress.keras_io import load_model
 from compress.stages.base import Stage, StageParams, materialize
 from compress.state import RunState
@@ -139,6 +139,7 @@ class Verify(Stage):
             rows.append(row)
         self._time(rows, runners, state.artifacts, data.x_test)
         failures = gate_failures(rows, p.max_drift, p.min_speedup)
+        findings = compression_findings(rows)
         verification = {
             "threads": p.threads,
             "batch_sizes": list(p.batch_sizes),
@@ -150,6 +151,7 @@ class Verify(Stage):
             "min_speedup": p.min_speedup,
             "artifacts": rows,
             "failures": failures,
+            "findings": findings,
         }
         return state.replace(verification=verification)
 
