@@ -95,12 +95,18 @@ def files(tmp_path_factory, request):
 
 
 CLI = [
-    (["run", "resnet"], "unknown model 'resnet'"),
+    (["run", "resnet"], "unknown model 'resnet'. Expected one of: cnn, rnn, attention"),
     (["run", "cnn", "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
     (["run", "cnn", "--epochs", "-1"], "--epochs (train.epochs) must be >= 0. Got -1"),
     (["run", "cnn", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
-    (["run", "cnn", "--max-drift", "-0.5"], "--max-drift (verify.max_drift) must be >= 0.0"),
-    (["run", "cnn", "--max-drift", "nan"], "must be a finite number"),
+    (
+        ["run", "cnn", "--max-drift", "-0.5"],
+        "--max-drift (verify.max_drift) must be >= 0.0. Got -0.5",
+    ),
+    (
+        ["run", "cnn", "--max-drift", "nan"],
+        "--max-drift (verify.max_drift) must be a finite number",
+    ),
     (["run", "cnn", "--min-speedup", "0"], "--min-speedup (verify.min_speedup) must be > 0.0"),
     (["run", "cnn", "--threads", "0"], "--threads must be >= 1"),
     (["run", "cnn", "--seed", "-3"], "--seed must be >= 0. Got -3 instead."),
@@ -119,6 +125,8 @@ CLI = [
     (["run", "cnn", "--bogus"], "unrecognized arguments: --bogus"),
     (["run"], "the following arguments are required: TARGET"),
     (["run", "cnn", "--data", "x.npz"], "--data is for Keras model files"),
+    (["run", "missing.keras", "--data", "x.npz"], "model file 'missing.keras' does not exist"),
+    (["run", "missing.toml"], "pipeline file 'missing.toml' does not exist"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
     (["verify-artifacts", "/nonexistent/run"], "has no manifest.json"),
 ]

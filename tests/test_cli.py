@@ -47,54 +47,6 @@ def test_no_command_prints_help_and_exits_2(capsys):
     assert "usage: compress" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (["run", "resnet"], "unknown model 'resnet'. Expected one of: cnn, rnn, attention"),
-        (["run", "cnn", "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
-        (["run", "cnn", "--epochs", "-1"], "--epochs (train.epochs) must be >= 0. Got -1 instead."),
-        (["run", "cnn", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
-        (
-            ["run", "cnn", "--max-drift", "-0.5"],
-            "--max-drift (verify.max_drift) must be >= 0.0. Got -0.5 instead.",
-        ),
-        (
-            ["run", "cnn", "--min-speedup", "0"],
-            "--min-speedup (verify.min_speedup) must be > 0.0. Got 0.0 instead.",
-        ),
-        (
-            ["run", "cnn", "--threads", "0"],
-            "--threads must be >= 1. Got 0 instead.",
-        ),
-        (["run", "cnn", "--seed", "-3"], "--seed must be >= 0. Got -3 instead."),
-        (
-            ["run", "cnn", "--opset", "19"],
-            "--opset (export_onnx.opset) must be <= 18. Got 19 instead.",
-        ),
-        (
-            ["run", "cnn", "--max-drift", "nan"],
-            "--max-drift (verify.max_drift) must be a finite number",
-        ),
-        (["run"], "the following arguments are required: TARGET"),
-        (["run", "cnn", "--set", "quantize.mode"], "--set expects KEY=VALUE"),
-        (["run", "cnn", "--set", "distill.t=2"], "the pipeline has no stage 'distill'"),
-        (["run", "cnn", "--set", "train.epochs=many"], "train.epochs must be an integer"),
-        (["run", "cnn", "--set", "colour=red"], "--set colour: unknown key"),
-        (["run", "cnn", "--data", "x.npz"], "--data is for Keras model files"),
-        (["run", "missing.keras", "--data", "x.npz"], "model file 'missing.keras' does not exist"),
-        (["run", "missing.toml"], "pipeline file 'missing.toml' does not exist"),
-        (["run", "cnn", "--bogus"], "unrecognized arguments: --bogus"),
-    ],
-)
-def test_usage_errors_exit_2_with_one_line(args, message, capsys, tmp_path):
-    assert main([*args, "--out", str(tmp_path / "out")] if len(args) > 1 else args) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1, err
-    assert err.startswith("compress: error: ")
-    assert message in err
-    assert not (tmp_path / "out").exists()
-
-
 def test_unwritable_out_is_a_usage_error_and_writes_nothing(tmp_path, capsys):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
