@@ -53,4 +53,3 @@ def row():
 def run_dirs(out: Path, model: str) -> list[Path]:
     parent = out / model
     return sorted(parent.iterdir()) if parent.exists() else []
-
