@@ -81,9 +81,12 @@ def test_corrupt_entry_is_detected_and_rebuilt(first):
 def test_no_cache_flag_runs_everything_and_cache_clear_empties(first, tmp_path, capsys):
     _, cache, _ = first
     out = tmp_path / "o"
+    entries = sorted(p.name for p in cache.root.glob("*/*"))
+    assert entries  # the first run stored its stages
     code = main(["run", "multitask", "--epochs", "1", "--out", str(out), "--no-cache",
                  "--max-drift", "100", "--quiet", "--cache-dir", str(cache.root)])  # fmt: skip
     assert code == 0
+    assert sorted(p.name for p in cache.root.glob("*/*")) == entries  # --no-cache stored nothing
     (run_dir,) = (out / "multitask").iterdir()
     report = json.loads((run_dir / "report.json").read_text())
     assert report["cache"]["train"] == "off"

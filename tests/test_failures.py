@@ -50,9 +50,17 @@ def test_signal_mid_run_leaves_nothing_partial_and_next_run_works(sig, code, sta
     assert err.strip().splitlines()[-1].startswith("compress: ")
     assert list((out / "cnn").iterdir()) == []  # no run directory, complete or partial
     assert not [p for p in cache.rglob(".tmp-*")]  # no half-written cache entry
-    again = _start(["multitask", "--epochs", "1", "--out", str(out), "--quiet",
-                    "--max-drift", "100"], cache)  # fmt: skip
-    assert again.wait(timeout=300) == 0
+    # The same command again: what finished before the signal is reused intact, the rest runs.
+    again = _start(["cnn", "--epochs", "1", "--out", str(out), "--quiet", "--max-drift", "100",
+                    "--json"], cache)  # fmt: skip
+    stdout, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr
+    cached = json.loads(stdout)["cache"]
+    finished = {"export_onnx": ["train", "export_tflite"], "train": []}[stage]
+    assert [s for s, state in cached.items() if state == "hit"] == finished
+    assert cached[stage] == "stored"
+    (run_dir,) = (out / "cnn").iterdir()
+    assert main(["verify-artifacts", str(run_dir)]) == 0
 
 
 def test_verify_artifacts_finds_tampered_truncated_and_extra_files(cnn_run, tmp_path, capsys):
