@@ -34,12 +34,13 @@ def test_int8_recipe_is_chosen_by_measurement_per_runtime(cnn_run, row):
 
 def test_int8_cnn_artifacts_are_smaller_and_faster_than_fp32(cnn_run, row):
     """Compression must pay: on the CNN (a 3.9 M-weight Dense), each runtime's int8 file is a
-    quarter of its fp32 twin and faster at batch 1 (measured 1.6-3.7x across machines)."""
+    quarter of its fp32 twin and faster at batch 1 at all (measured 1.6-3.7x across machines;
+    the speed goals themselves live in benchmarks/speedup.py)."""
     report = cnn_run["report"]
     for fp32, int8 in [("model_fp32.tflite", "model_int8.tflite"),
                        ("model_fp32.onnx", "model_int8.onnx")]:  # fmt: skip
         assert row(report, int8)["size_bytes"] < row(report, fp32)["size_bytes"] / 3.5
-        assert row(report, int8)["speedup"]["b1"] > 1.2, row(report, int8)["speedup"]
+        assert row(report, int8)["speedup"]["b1"] > 1.0, row(report, int8)["speedup"]
 
 
 def test_bench_measures_every_artifact_and_writes_bench_json(cnn_run, tmp_path, capsys):
