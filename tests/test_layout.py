@@ -123,8 +123,14 @@ def test_backend_contract(runtime):
 
 
 def test_exported_backends_cover_the_quantize_modes():
+    from typing import get_args
+
     from compress.backends import exported
-    from compress.stages.quantize import MODES
+    from compress.cli import QUANTIZE_MODES
+    from compress.stages.quantize import QuantizeParams
+
+    MODES = get_args(QuantizeParams.model_fields["mode"].annotation)
+    assert MODES == QUANTIZE_MODES  # the CLI's choices are the stage's modes
 
     for backend in exported():
         assert backend.default("fp32") is not None

@@ -23,8 +23,6 @@ from compress.stages.base import Stage, StageParams
 from compress.stages.finetune import FineTuneParams, fine_tune
 from compress.state import Artifact, RunState, Skipped
 
-MODES = ("int8", "dynamic", "float16", "qat", "none")
-
 
 class QuantizeParams(StageParams):
     mode: Literal["int8", "dynamic", "float16", "qat", "none"] = "int8"
