@@ -166,27 +166,42 @@ def test_junit_under_a_file(tmp_path, capsys):
 
 PIPELINE_FILES = [
     ('model = "cnn"\ncolour = "red"\n[stages.verify]\n', "colour is not a known setting"),
-    ('model = "cnn"\n[stages.distill]\nt = 2\n', "unknown stage 'distill'"),
-    ('model = "cnn"\n[stages.train]\nepochs = "five"\n', "train.epochs must be an integer"),
-    ('model = "cnn"\n[stages.build]\ntest_size = 1.5\n', "build.test_size must be < 1.0"),
-    ('model = "cnn"\n[stages.prune]\nsparsity = 1.5\n', "prune.sparsity must be in [0, 1)"),
-    ('model = "cnn"\n[stages.quantize]\nmode = "int4"\n', "quantize.mode must be one of"),
+    ('model = "cnn"\n[stages.distill]\nt = 2\n', "unknown stage 'distill'. Expected one of"),
+    ('model = "cnn"\n[stages.prune]\nsparsity = 1.5\n',
+     "prune.sparsity must be in [0, 1). Got 1.5 instead."),
+    ('model = "cnn"\n[stages.cluster]\nclusters = 1\n', "cluster.clusters must be >= 2"),
+    ('model = "cnn"\n[stages.train]\nepochs = "five"\n',
+     "train.epochs must be an integer. Got 'five' instead."),
+    ('model = "cnn"\n[stages.build]\ntest_size = 1.5\n',
+     "build.test_size must be < 1.0. Got 1.5 instead."),
+    ('model = "cnn"\n[stages.quantize]\nmode = "int4"\n',
+     "quantize.mode must be one of 'int8', 'dynamic', 'float16', 'qat' or 'none'. Got 'int4'"),
+    ('model = "cnn"\n[stages.verify]\nmax_drift = -1\n', "verify.max_drift must be >= 0.0"),
     ('model = "cnn"\n[stages.build]\nmodel = "rnn"\n', "build.model is set by the top-level"),
     ('model = "cnn"\nstages = 3\n', "stages must be a table"),
     ('model = "cnn"\n', "stages must list at least one stage"),
-    ("[stages.train]\n", "model is required"),
+    ("[stages.train]\n", "model is required."),
     ('model = "cnn"\n[stages.train\n', "not valid TOML"),
-    ('model = "cnn"\nseed = -1\n[stages.train]\n', "seed must be >= 0"),
-]
+    ('model = "vgg"\n[stages.train]\n', "unknown model 'vgg'"),
+    ('model = "cnn"\nseed = -1\n[stages.train]\n', "seed must be >= 0. Got -1 instead."),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("text", "message"), PIPELINE_FILES, ids=[m for _, m in PIPELINE_FILES])
 def test_bad_pipeline_file(text, message, tmp_path, capsys):
+    """From the library (UsageError), `validate` and `run` alike: the file, the key, exit 2."""
+    from compress.config import load_pipeline_file
+    from compress.errors import UsageError
+
     path = tmp_path / "p.toml"
     path.write_text(text)
-    err = _check(["run", str(path), "--out", str(tmp_path / "out")], message, tmp_path / "out",
-                 capsys)  # fmt: skip
-    assert f"{path}: " in err
+    with pytest.raises(UsageError) as exc:
+        load_pipeline_file(path)
+    assert str(exc.value).startswith(f"{path}: ") and message in str(exc.value)
+    for argv in (["validate", str(path)], ["run", str(path), "--out", str(tmp_path / "out")]):
+        err = _check(argv, message, tmp_path / "out", capsys)
+        assert f"{path}: " in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_pipeline_file_that_is_binary(tmp_path, capsys):
@@ -258,6 +273,7 @@ def test_bad_data_file(name, message, files, tmp_path, capsys):
 def test_h5_model_without_code_runs(files, tmp_path, capsys):
     """Content decides, not the extension: a plain HDF5 Keras model is accepted."""
     d, _ = files
+    # --max-drift 100: a 1-epoch model's int8 drift is noise; this test is about loading .h5
     code = main(["run", str(d / "good.h5"), "--data", str(d / "good.npz"), "--epochs", "1",
                  "--out", str(tmp_path), "--quiet", "--no-cache",
                  "--max-drift", "100"])  # fmt: skip

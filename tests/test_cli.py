@@ -92,6 +92,7 @@ def test_threads_flag_sets_every_timing(tmp_path, capsys):
     """--threads reaches verify and the recipe search alike (one name, one fact)."""
     import json
 
+    # --max-drift 100: one epoch on 300 samples leaves int8 drift as noise; this is about --threads
     code = main(["run", "multitask", "--epochs", "1", "--threads", "2", "--set",
                  "build.train_samples=300", "--set", "verify.timing_budget_s=0.01",
                  "--out", str(tmp_path), "--max-drift", "100", "--json", "--quiet"])  # fmt: skip

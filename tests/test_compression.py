@@ -1,6 +1,9 @@
-"""Prune, cluster and QAT: every combination with int8/QAT for every model (tiny epochs, one
-shared stage cache so combinations reuse their common prefix), and the reported sparsity and
-distinct-value counts checked against an independent count of the exported weights."""
+"""Prune, cluster and QAT: every combination with int8/QAT for every model, and the reported
+sparsity and distinct-value counts checked against an independent count of the exported weights.
+
+Each model is trained once to a real accuracy (full digits split, 5 epochs: 83-92% held out) in
+a stage cache the combinations share, so the product's own drift gate (1 point) means something:
+an int8 artifact that scrambles its outputs fails it, where a model near chance would not."""
 
 from __future__ import annotations
 
@@ -24,11 +27,11 @@ def cache(tmp_path_factory):
 
 
 def _config(model, prune, cluster, mode, out):
-    overrides = {"build.train_samples": 128, "train.epochs": 1, "quantize.mode": mode,
-                 "quantize.select": False,
+    # verify.max_drift is left at the shipped default
+    overrides = {"train.epochs": TRAIN_EPOCHS, "quantize.mode": mode, "quantize.select": False,
                  "quantize.qat_epochs": 1,
                  "verify.timing_budget_s": 0.01, "verify.batch_sizes": [1],
-                 "verify.max_drift": 100.0, "out": str(out)}  # fmt: skip
+                 "out": str(out)}  # fmt: skip
     if prune:
         overrides.update({"prune.sparsity": 0.5, "prune.epochs": 1})
     if cluster:
@@ -36,6 +39,12 @@ def _config(model, prune, cluster, mode, out):
     return PipelineConfig.for_model(model, overrides)
 
 
+TRAIN_EPOCHS = 5
+ACCURACY_FLOOR = 80.0  # held-out accuracy each model reaches in TRAIN_EPOCHS (chance: 10%)
+# Top-1 agreement with the float Keras model, held-out split. Post-training int8 measured 98.0-100%.
+# QAT fine-tunes the model it is compared with (measured 93.9-99.7%, while its accuracy rose by
+# up to 2.2 points), so its floor is lower; its drift is held to the same 1-point gate.
+AGREEMENT_FLOOR = {"int8": 97.0, "qat": 90.0}
 SMALL_MODELS = [m for m in models.REGISTRY if m != "cnn"]  # the CNN's: test_compression_cnn.py
 
 
@@ -84,7 +93,15 @@ def _int8_weights(path) -> int:
 
 def check_combination(model, prune, cluster, mode, cache, tmp_path):
     result = run(_config(model, prune, cluster, mode, tmp_path), cache=cache)
-    rows = {a["name"]: a for a in result.report["verification"]["artifacts"]}
+    verification = result.report["verification"]
+    rows = {a["name"]: a for a in verification["artifacts"]}
+    assert verification["max_drift"] == 1.0  # the gate the product ships with
+    assert verification["failures"] == [] and result.passed, verification["failures"]
+    for head, accuracy in verification["reference_accuracy"].items():
+        assert accuracy >= ACCURACY_FLOOR, (head, accuracy)
+    for name in (f"model_{mode}.tflite", f"model_{mode}.onnx"):
+        for head, m in rows.get(name, {}).get("heads", {}).items():
+            assert m["drift"] <= 1.0 and m["agreement"] >= AGREEMENT_FLOOR[mode], (name, head, m)
     for s in result.report["skipped"]:
         expected = EXPECTED_SKIPS.get((model, prune, cluster, mode, s["name"]))
         assert expected is not None and s["reason"].startswith(expected), s
@@ -171,24 +188,25 @@ def test_reported_sparsity_and_clusters_match_an_independent_count(cache, tmp_pa
 
 def test_prune_2_of_4_reports_what_each_layer_reached(cache, tmp_path):
     cfg = PipelineConfig.for_model("multitask", {
-        "build.train_samples": 128, "train.epochs": 1, "prune.sparsity": "2:4", "prune.epochs": 1,
-        "verify.timing_budget_s": 0.01, "verify.batch_sizes": [1], "verify.max_drift": 100.0,
-        "out": str(tmp_path),
+        "train.epochs": TRAIN_EPOCHS, "prune.sparsity": "2:4", "prune.epochs": 1,
+        "verify.timing_budget_s": 0.01, "verify.batch_sizes": [1], "out": str(tmp_path),
     })  # fmt: skip
     result = run(cfg, cache=cache)
+    assert result.passed, result.report["verification"]["failures"]
     reached = result.report["stages"]["prune"]["layers"]
     assert reached and all(abs(s - 0.5) < 0.01 for s in reached.values()), reached
 
 
 def test_attention_layer_is_pruned_and_clustered_not_skipped(cache, tmp_path):
     cfg = PipelineConfig.for_model("attention", {
-        "build.train_samples": 128, "train.epochs": 1, "prune.sparsity": 0.5,
+        "train.epochs": TRAIN_EPOCHS, "prune.sparsity": 0.5,
         "prune.layers": ["attention", "lstm"],
         "prune.epochs": 1, "cluster.clusters": 4, "cluster.layers": ["attention"],
         "cluster.epochs": 1, "verify.timing_budget_s": 0.01, "verify.batch_sizes": [1],
-        "verify.max_drift": 100.0, "out": str(tmp_path),
+        "out": str(tmp_path),
     })  # fmt: skip
     result = run(cfg, cache=cache)
+    assert result.passed, result.report["verification"]["failures"]
     stages = result.report["stages"]
     assert stages["prune"]["not_pruned"] == {} and stages["prune"]["layers"]["attention"] > 0.4
     assert stages["cluster"]["not_clustered"] == {}

@@ -40,6 +40,7 @@ def _pipeline(*exports: stages.Stage) -> Pipeline:
     return Pipeline([
         stages.Build(model="multitask", train_samples=300), stages.Train(epochs=1),
         stages.ExportTFLite(), *exports, stages.Quantize(mode="int8"),
+        # max_drift 100: 1 epoch on 300 samples; these tests are about what gets measured
         stages.Verify(max_drift=100, timing_budget_s=0.01, batch_sizes=(1,)),
     ])  # fmt: skip
 

@@ -24,6 +24,8 @@ def quick_runs(tmp_path_factory) -> dict:
         pipe = Pipeline([
             stages.Build(model=name), stages.Train(epochs=1), stages.ExportTFLite(),
             stages.ExportONNX(), stages.Quantize(mode="int8", select=False),
+            # max_drift 100: one epoch leaves int8 drift as noise; these runs check the exports
+            # and each model's hazards (int8 at the shipped gate: test_compression.py)
             stages.Verify(batch_sizes=(1,), timing_budget_s=0.02, max_drift=100.0),
         ])  # fmt: skip
         results[name] = pipe.run(out, name)
@@ -52,7 +54,9 @@ def test_multitask_reports_and_gates_every_head(quick_runs):
     report = quick_runs["multitask"].report
     int8 = next(a for a in report["verification"]["artifacts"] if a["name"] == "model_int8.tflite")
     assert set(int8["heads"]) == {"digit", "pair"}
-    assert report["verification"]["reference_accuracy"]["pair"] > 50.0
+    # one epoch reaches 81% (digit, chance 10%) and 72% (pair, chance 50%)
+    assert report["verification"]["reference_accuracy"]["digit"] > 70.0
+    assert report["verification"]["reference_accuracy"]["pair"] > 65.0
     from compress.stages.verify import gate_failures
 
     failures = gate_failures([int8], max_drift=-100.0, min_speedup=None)

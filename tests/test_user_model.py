@@ -1,4 +1,5 @@
-"""The user's own .keras model with .npz data: end to end, safe loading, and data checks."""
+"""The user's own .keras model with .npz data, end to end, held to the shipped drift gate.
+(Refused models and bad data files: test_bad_inputs.py.)"""
 
 from __future__ import annotations
 
@@ -46,72 +47,9 @@ def test_user_model_runs_end_to_end(user_files, tmp_path, capsys):
     names = {a["name"] for a in report["verification"]["artifacts"]}
     assert {"model_int8.tflite", "model_int8.onnx", "model_fp32.onnx"} <= names
     assert report["data"]["test_samples"] == 359
-    assert report["verification"]["reference_accuracy"]["label"] > 30.0
+    # 3 epochs reach 88.9% held out (chance 10%): a broken training or data path falls far below
+    assert report["verification"]["reference_accuracy"]["label"] > 80.0
     assert (out / "mine" / report["run_id"] / "manifest.json").is_file()
-
-
-def test_lambda_model_is_refused_and_its_code_never_runs(tmp_path, digits8, capsys):
-    keras = _tf.keras()
-    marker = tmp_path / "marker"
-
-    def touch(x, path=str(marker)):
-        open(path, "w").close()
-        return x
-
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Lambda(touch)(inputs)
-    outputs = keras.layers.Dense(10, activation="softmax")(keras.layers.Flatten()(x))
-    keras.Model(inputs, outputs).save(tmp_path / "lambda.keras")
-    marker.unlink()  # building the model ran the function once, here in the test
-    np.savez(tmp_path / "d.npz", x=digits8[0][:50], y=digits8[1][:50])
-    code = main(["run", str(tmp_path / "lambda.keras"), "--data", str(tmp_path / "d.npz"),
-                 "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
-    err = capsys.readouterr().err
-    assert code == 2
-    assert err.count("\n") == 1 and "holds a Lambda layer" in err
-    assert not marker.exists()
-    assert not (tmp_path / "out").exists()  # refused before any work
-
-
-def _bad(tmp_path, **arrays):
-    path = tmp_path / "bad.npz"
-    np.savez(path, **arrays)
-    return path
-
-
-@pytest.mark.parametrize(
-    ("make", "message"),
-    [
-        (lambda x, y: {"inputs": x, "targets": y}, "must hold x_train, y_train, x_test, y_test"),
-        (lambda x, y: {"x": x[:, :4], "y": y}, "x has shape (1797, 4, 8, 1), the model expects"),
-        (lambda x, y: {"x": x, "y": y + 5}, "labels in [5, 14], but output 'label' has 10"),
-        (lambda x, y: {"x": np.where(x > 0.5, np.nan, x), "y": y}, "x contains NaN or Inf"),
-        (lambda x, y: {"x": x, "y": y[:10]}, "labels for 'label' have 10 rows but x has 1797"),
-        (lambda x, y: {"x": x, "y": y.astype(np.float32) + 0.5}, "must be integer class labels"),
-        (lambda x, y: {"x": x.astype(str), "y": y}, "x must be numeric"),
-        (lambda x, y: {"x_train": x[:0], "y_train": y[:0], "x_test": x, "y_test": y},
-         "x_train is empty"),
-    ],
-)  # fmt: skip
-def test_bad_data_is_one_line_naming_the_array(
-    user_files, tmp_path, digits8, make, message, capsys
-):
-    path = _bad(tmp_path, **make(*digits8))
-    code = main(["run", str(user_files / "mine.keras"), "--data", str(path),
-                 "--out", str(tmp_path / "out"), "--quiet", "--no-cache"])  # fmt: skip
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.count("\n") == 1 and message in err, err
-    assert list((tmp_path / "out" / "mine").iterdir()) == []
-
-
-def test_pickled_data_is_refused(user_files, tmp_path, capsys):
-    path = tmp_path / "obj.npz"
-    np.savez(path, x=np.array([object()] * 3, dtype=object), y=np.arange(3))
-    code = main(["run", str(user_files / "mine.keras"), "--data", str(path),
-                 "--out", str(tmp_path / "out"), "--quiet"])  # fmt: skip
-    assert code == 2
-    assert "pickle is refused" in capsys.readouterr().err
 
 
 def test_multi_input_multi_output_user_model(tmp_path, digits8, capsys):
@@ -128,10 +66,10 @@ def test_multi_input_multi_output_user_model(tmp_path, digits8, capsys):
     np.savez(tmp_path / "two.npz", x_image=x8, x_rowsum=x8[..., 0].sum(axis=2) / 8,
              y_digit=y, y_parity=y % 2)  # fmt: skip
     code = main(["run", str(tmp_path / "two.keras"), "--data", str(tmp_path / "two.npz"),
-                 "--epochs", "3", "--out", str(tmp_path / "out"), "--max-drift", "100",
+                 "--epochs", "3", "--out", str(tmp_path / "out"),
                  "--json", "--quiet"])  # fmt: skip
     report = json.loads(capsys.readouterr().out)
-    assert code == 0
+    assert code == 0, report["verification"]["failures"]  # the shipped 1-point drift gate
     rows = {a["name"]: a for a in report["verification"]["artifacts"]}
     assert {"model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx", "model_int8.onnx"} <= set(
         rows
@@ -140,4 +78,9 @@ def test_multi_input_multi_output_user_model(tmp_path, digits8, capsys):
         assert set(rows[name]["heads"]) == {"digit", "parity"}
         for m in rows[name]["heads"].values():
             assert m["agreement"] == 100.0
-    assert rows["model.keras"]["heads"]["parity"]["accuracy"] > 60.0
+    # 3 epochs reach 78% (digit, chance 10%) and 87% (parity, chance 50%)
+    assert rows["model.keras"]["heads"]["digit"]["accuracy"] > 70.0
+    assert rows["model.keras"]["heads"]["parity"]["accuracy"] > 80.0
+    for name in ("model_int8.tflite", "model_int8.onnx"):
+        for head, m in rows[name]["heads"].items():
+            assert m["drift"] <= 1.0 and m["agreement"] >= 97.0, (name, head, m)
