@@ -29,7 +29,7 @@ EXIT_CODES = {
     EXIT_INTERRUPTED: "interrupted by SIGINT (Ctrl-C); nothing partial is left",
     EXIT_TERMINATED: "terminated by SIGTERM; nothing partial is left",
 }
-QUANTIZE_MODES = ("int8", "dynamic", "float16", "qat", "none")
+QUANTIZE_MODES = ("int8", "auto", "dynamic", "float16", "qat", "none")
 
 
 def version() -> str:
@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--quantize", choices=QUANTIZE_MODES, metavar="MODE",
         help=f"quantize.mode: {', '.join(QUANTIZE_MODES)} (default: int8)",
+    )  # fmt: skip
+    run.add_argument(
+        "--objective", choices=("latency", "size"),
+        help="quantize.objective for int8/auto: the fastest recipe (ties to the smaller), or the "
+        "smallest not slower than fp32 (default: latency)",
     )  # fmt: skip
     run.add_argument(
         "--prune", type=_sparsity, metavar="SPARSITY",

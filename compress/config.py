@@ -31,10 +31,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compress.errors import UsageError, validation_error
+from compress.gates import DEFAULT_MAX_DRIFT
 
 # CLI flag -> (stage, parameter); `None` stage means a top-level key.
 FLAG_KEYS: dict[str, tuple[str | None, str]] = {
     "quantize": ("quantize", "mode"),
+    "objective": ("quantize", "objective"),
     "prune": ("prune", "sparsity"),
     "cluster": ("cluster", "clusters"),
     "epochs": ("train", "epochs"),
@@ -208,6 +210,10 @@ def resolve_stages(config: PipelineConfig) -> list[tuple[str, dict[str, Any]]]:
         for shared in ("seed", "threads"):  # top-level keys every stage that has them takes
             if shared in cls.Params.model_fields:
                 params.setdefault(shared, getattr(config, shared))
+        if name == "quantize" and "verify" in config.stages:
+            # one budget: the fallback keeps artifacts within the drift verify gates
+            verify = config.stages["verify"] or {}
+            params.setdefault("max_drift", verify.get("max_drift", DEFAULT_MAX_DRIFT))
         cls.validate_params(params)
         resolved.append((name, params))
     return resolved

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+DEFAULT_MAX_DRIFT = 1.0  # points of accuracy an artifact may lose against the float model
+
 
 def gate_failures(
     rows: list[dict[str, Any]], max_drift: float, min_speedup: float | None
@@ -32,23 +34,39 @@ def gate_failures(
     return failures
 
 
-def compression_findings(rows: list[dict[str, Any]]) -> list[str]:
+def compression_warnings(rows: list[dict[str, Any]]) -> list[str]:
     """Compressed artifacts that do not pay: bigger than, or slower at batch 1 than, the fp32
-    artifact of the same runtime. Shown loudly whatever the gates say (gate them with
-    `min_speedup`)."""
+    artifact of the same runtime, each with the best alternative its recipe search measured.
+    Shown loudly whatever the gates say (gate speed with `min_speedup`)."""
     fp32 = {r["runtime"]: r for r in rows if r["precision"] == "fp32" and r["runtime"] != "keras"}
     out = []
     for r in rows:
         base = fp32.get(r["runtime"])
         if base is None or r is base or r["runtime"] == "keras":
             continue
+        problems = []
         if r["size_bytes"] >= base["size_bytes"]:
-            out.append(f"{r['name']} is not smaller than {base['name']} "
-                       f"({r['size_bytes']:,} B vs {base['size_bytes']:,} B)")  # fmt: skip
+            problems.append(f"is not smaller than {base['name']} "
+                            f"({r['size_bytes']:,} B vs {base['size_bytes']:,} B)")  # fmt: skip
         speedup = (r.get("speedup") or {}).get("b1")
         if speedup is not None and speedup < 1.0:
-            out.append(f"{r['name']} is slower than {base['name']} at batch 1 ({speedup:.2f}x)")
+            problems.append(f"is slower than {base['name']} at batch 1 ({speedup:.2f}x)")
+        if problems:
+            out.append(f"{r['name']} {' and '.join(problems)}; {_alternative(r, base)}")
     return out
+
+
+def _alternative(row: dict[str, Any], base: dict[str, Any]) -> str:
+    """The fastest other recipe the search measured for this artifact, with its size."""
+    recipe = row.get("recipe") or {}
+    others = [c for c in recipe.get("candidates", [])
+              if not c.get("chosen") and "speedup_b1" in c]  # fmt: skip
+    if not others:
+        return "no alternative recipe was measured (--quantize auto compares them all)"
+    best = max(others, key=lambda c: c["speedup_b1"])
+    size = best["size_bytes"] / base["size_bytes"]
+    return (f"fastest alternative measured: {best['id']} {best['speedup_b1']:.2f}x "
+            f"at {size:.2f}x the fp32 size")  # fmt: skip
 
 
 def speedup_gate(row: dict[str, Any], min_speedup: float) -> str | None:

@@ -11,6 +11,7 @@ import os
 import platform
 from typing import Any
 
+from compress import sensitivity
 from compress.gates import speedup_gate
 from compress.weights import GZIP_LEVEL
 
@@ -49,10 +50,17 @@ FIELDS = {
     "distinct values, most distinct values in one channel",
     "repeatable": "the artifact gives a sample the same output before and after other samples ran",
     "left_float": "op types whose weights stayed float32 (e.g. LSTM under onnxruntime static int8)",
-    "findings": "compressed artifacts bigger than, or slower at batch 1 than, their runtime's fp32 "
-    "artifact (verification.findings)",
+    "warnings": "compressed artifacts bigger than, or slower at batch 1 than, their runtime's fp32 "
+    "artifact, each with the fastest alternative recipe measured (verification.warnings)",
     "recipe": "how the artifact was made: id and description (a row of its backend's recipe "
     "table), knobs, and what every candidate measured when it was chosen by measurement",
+    "recipe.selection": "the search's objective, agreement floor, and winner after each timing "
+    "round (it stops when the winner is the same 3 rounds running)",
+    "recipe.fallback": "when the drift estimated on held-back training samples exceeded max_drift: "
+    "the layers kept float, the drift before and after, each step",
+    "layer_errors": "per layer of a quantized artifact, SQNR (dB) of its output against the same "
+    "tensor in the runtime's fp32 artifact on 16 training samples, worst first (or why it could "
+    "not be measured)",
 }
 
 
@@ -168,12 +176,24 @@ def recipe_note(name: str, recipe: dict[str, Any]) -> str | None:
 def notes(report: dict[str, Any]) -> list[str]:
     """What the table cannot show: artifacts not produced, recipes chosen by measurement,
     weights a quantizer left float."""
-    out = [f"FINDING: {f}" for f in report["verification"].get("findings", [])]
+    out = [f"WARNING: {w}" for w in report["verification"].get("warnings", [])]
     out += [f"skipped {s['name']} ({s['runtime']}): {s['reason']}" for s in report["skipped"]]
     for a in report["verification"]["artifacts"]:
         line = recipe_note(a["name"], a["recipe"])
         if line:
             out.append(line)
+        fallback = a["recipe"].get("fallback")
+        if fallback:
+            kept = ", ".join(fallback["kept_float"]) or "nothing"
+            out.append(
+                f"fallback {a['name']}: drift {fallback['drift_before']:.2f} pts > max_drift "
+                f"{fallback['max_drift']:g} on {fallback['samples']} training samples; kept float: "
+                f"{kept}; drift after: {fallback['drift_after']:.2f} pts"
+                + (f" ({fallback['note']})" if fallback.get("note") else "")
+            )
+        worst = sensitivity.summary((a.get("layer_errors") or {}).get("layers"))
+        if worst:
+            out.append(f"layers {a['name']}: worst SQNR vs fp32 (dB, higher is better): {worst}")
         if a.get("left_float"):
             out.append(
                 f"note {a['name']}: weights left float32 in {', '.join(a['left_float'])} "

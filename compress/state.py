@@ -18,20 +18,30 @@ class Recipe:
     """How an artifact was made: a row of its backend's recipe table (`id`, `description`,
     the `knobs` the builder read) and, when it was chosen by measurement, what every candidate
     measured (`candidates`: dicts with `id`, `chosen`, and `p50_ms_b1`, `speedup_b1`,
-    `agreement`, `size_bytes` or `error`)."""
+    `agreement`, `size_bytes` or `error`), and how the choice was made (`selection`: the
+    objective, the agreement floor, the winner after each timing round) and corrected
+    (`fallback`: the layers kept float to meet the drift budget, with the drift before and
+    after)."""
 
     id: str
     description: str
     knobs: dict[str, Any] = field(default_factory=dict)
     candidates: tuple[dict[str, Any], ...] = ()
+    selection: dict[str, Any] = field(default_factory=dict)
+    fallback: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "id": self.id,
             "description": self.description,
             "knobs": dict(self.knobs),
             "candidates": [dict(c) for c in self.candidates],
         }
+        if self.selection:
+            out["selection"] = dict(self.selection)
+        if self.fallback:
+            out["fallback"] = dict(self.fallback)
+        return out
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> Recipe:
@@ -40,6 +50,8 @@ class Recipe:
             description=record["description"],
             knobs=dict(record.get("knobs", {})),
             candidates=tuple(record.get("candidates", ())),
+            selection=dict(record.get("selection", {})),
+            fallback=dict(record.get("fallback", {})),
         )
 
 

@@ -25,6 +25,62 @@ class Timing:
         return {"p50_ms": self.p50_ms, "p90_ms": self.p90_ms, "calls": self.calls}
 
 
+def _warm(calls: dict[str, Callable[[], object]], warmup: int) -> dict[str, float]:
+    """Untimed calls of each callable; returns a per-call time estimate (seconds)."""
+    per_call: dict[str, float] = {}
+    for name, fn in calls.items():
+        start = time.perf_counter()
+        for _ in range(warmup):
+            fn()
+        per_call[name] = max((time.perf_counter() - start) / max(warmup, 1), 1e-6)
+    return per_call
+
+
+def _interleave(
+    calls: dict[str, Callable[[], object]],
+    samples: dict[str, list[float]],
+    per_call: dict[str, float],
+    *,
+    budget_s: float,
+    min_calls: int,
+    max_calls: int,
+    chunk_s: float,
+) -> None:
+    """One measurement: chunks of about `chunk_s` seconds, the callables taking turns, until
+    each has run `budget_s` seconds and at least `min_calls` times (or `max_calls`); appends
+    per-call seconds to `samples`."""
+    spent = dict.fromkeys(calls, 0.0)
+    taken = dict.fromkeys(calls, 0)
+
+    def pending(name: str) -> bool:
+        n = taken[name]
+        return n < max_calls and (n < min_calls or spent[name] < budget_s)
+
+    while any(pending(name) for name in calls):
+        for name, fn in calls.items():
+            if not pending(name):
+                continue
+            chunk = max(1, min(int(chunk_s / per_call[name]), max_calls - taken[name]))
+            for _ in range(chunk):
+                t0 = time.perf_counter()
+                fn()
+                dt = time.perf_counter() - t0
+                samples[name].append(dt)
+                spent[name] += dt
+                taken[name] += 1
+
+
+def _timings(samples: dict[str, list[float]]) -> dict[str, Timing]:
+    return {
+        name: Timing(
+            p50_ms=float(np.percentile(ts, 50) * 1e3),
+            p90_ms=float(np.percentile(ts, 90) * 1e3),
+            calls=len(ts),
+        )
+        for name, ts in samples.items()
+    }
+
+
 def measure_interleaved(
     calls: dict[str, Callable[[], object]],
     *,
@@ -40,35 +96,36 @@ def measure_interleaved(
     callables taking turns, until each has run for `budget_s` and at least `min_calls` times
     (or `max_calls`).
     """
-    per_call: dict[str, float] = {}
-    for name, fn in calls.items():
-        start = time.perf_counter()
-        for _ in range(warmup):
-            fn()
-        per_call[name] = max((time.perf_counter() - start) / max(warmup, 1), 1e-6)
+    per_call = _warm(calls, warmup)
     samples: dict[str, list[float]] = {name: [] for name in calls}
-    spent: dict[str, float] = dict.fromkeys(calls, 0.0)
+    _interleave(calls, samples, per_call, budget_s=budget_s, min_calls=min_calls,
+                max_calls=max_calls, chunk_s=chunk_s)  # fmt: skip
+    return _timings(samples)
 
-    def pending(name: str) -> bool:
-        n = len(samples[name])
-        return n < max_calls and (n < min_calls or spent[name] < budget_s)
 
-    while any(pending(name) for name in calls):
-        for name, fn in calls.items():
-            if not pending(name):
-                continue
-            chunk = max(1, min(int(chunk_s / per_call[name]), max_calls - len(samples[name])))
-            for _ in range(chunk):
-                t0 = time.perf_counter()
-                fn()
-                dt = time.perf_counter() - t0
-                samples[name].append(dt)
-                spent[name] += dt
-    return {
-        name: Timing(
-            p50_ms=float(np.percentile(ts, 50) * 1e3),
-            p90_ms=float(np.percentile(ts, 90) * 1e3),
-            calls=len(ts),
-        )
-        for name, ts in samples.items()
-    }
+def measure_until_stable(
+    calls: dict[str, Callable[[], object]],
+    decide: Callable[[dict[str, Timing]], str],
+    *,
+    agree: int = 3,
+    max_rounds: int = 8,
+    round_budget_s: float = 0.06,
+    warmup: int = 10,
+    min_calls: int = 10,
+    chunk_s: float = 0.01,
+) -> tuple[dict[str, Timing], list[str]]:
+    """Interleaved rounds whose samples are pooled, until the decision taken on the pooled
+    timings (`decide`: e.g. the winning recipe) has been the same after `agree` rounds in a row,
+    or `max_rounds` rounds ran. A decision that flips between rounds is noise, so the search
+    keeps measuring instead of trusting one round. Returns the pooled timings and the decision
+    after each round."""
+    per_call = _warm(calls, warmup)
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    decisions: list[str] = []
+    while len(decisions) < max_rounds:
+        _interleave(calls, samples, per_call, budget_s=round_budget_s, min_calls=min_calls,
+                    max_calls=10_000, chunk_s=chunk_s)  # fmt: skip
+        decisions.append(decide(_timings(samples)))
+        if len(decisions) >= agree and len(set(decisions[-agree:])) == 1:
+            break
+    return _timings(samples), decisions

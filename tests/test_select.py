@@ -1,50 +1,81 @@
-"""The recipe chooser's rule with controlled timings: the fastest candidate that agrees with fp32
-wins, unless it is within 5% of the default or nothing beats fp32; one that disagrees never wins."""
+"""The recipe chooser's rule with controlled numbers: only candidates that agree with fp32 compete,
+and of those the ones smaller than fp32; latency picks the fastest (ties within 5% go to the
+smaller, then the more accurate); size picks the smallest that is not slower than fp32."""
 
 from __future__ import annotations
 
 import pytest
 
 from compress.backends.select import TIE, choose
+from compress.timing import measure_until_stable
+
+FP32_SIZE = 1000
 
 
-def _entry(recipe_id, p50, fp32_p50=1.0, agreement=100.0):
-    return {"id": recipe_id, "p50_ms_b1": p50, "speedup_b1": fp32_p50 / p50, "agreement": agreement}
+def _entry(recipe_id, p50, size=250, fp32_p50=1.0, agreement=100.0):
+    return {"id": recipe_id, "p50_ms_b1": p50, "speedup_b1": fp32_p50 / p50,
+            "agreement": agreement, "size_bytes": size}  # fmt: skip
+
+
+def _choose(entries, objective="latency"):
+    return choose(entries, 99.0, objective, FP32_SIZE)["id"]
 
 
 def test_fastest_agreeing_candidate_wins_when_clearly_faster():
     entries = [_entry("default", 0.5), _entry("b", 0.3), _entry("c", 0.4)]
-    assert choose(entries, 99.0)["id"] == "b"
+    assert _choose(entries) == "b"
 
 
-def test_default_keeps_its_place_within_the_tie_margin():
-    entries = [_entry("default", 0.5), _entry("b", 0.5 / TIE + 0.001)]
-    assert choose(entries, 99.0)["id"] == "default"
-    entries = [_entry("default", 0.5), _entry("b", 0.5 / TIE - 0.01)]
-    assert choose(entries, 99.0)["id"] == "b"
+def test_a_tie_goes_to_the_smaller_then_the_more_accurate():
+    just_inside = 0.5 / TIE + 0.001
+    entries = [_entry("default", 0.5, size=300), _entry("b", just_inside, size=400)]
+    assert _choose(entries) == "default"  # b is faster, but within the noise, and bigger
+    entries = [_entry("default", 0.5, size=300), _entry("b", 0.5 / TIE - 0.01, size=400)]
+    assert _choose(entries) == "b"  # clearly faster
+    entries = [_entry("a", 0.5, agreement=99.5), _entry("b", just_inside, agreement=100.0)]
+    assert _choose(entries) == "b"  # same size, tied: the more accurate
 
 
-def test_default_is_kept_when_no_candidate_beats_fp32():
-    entries = [_entry("default", 1.2), _entry("b", 1.0)]  # b is fastest but only 1.0x fp32
-    assert choose(entries, 99.0)["id"] == "default"
+def test_a_candidate_not_smaller_than_fp32_loses_to_one_that_is():
+    entries = [_entry("static", 0.9, size=1200), _entry("dynamic", 1.3, size=400)]
+    assert _choose(entries) == "dynamic"
+    only_big = [_entry("static", 0.9, size=1200), _entry("other", 1.0, size=1100)]
+    assert _choose(only_big) == "static"  # none is smaller: the fastest (and a warning follows)
 
 
 def test_a_candidate_that_disagrees_never_wins():
     entries = [_entry("default", 0.5), _entry("fast-wrong", 0.1, agreement=90.0)]
-    assert choose(entries, 99.0)["id"] == "default"
+    assert _choose(entries) == "default"
 
 
-def test_a_failed_default_lets_the_fastest_agreeing_win():
+def test_size_objective_takes_the_smallest_not_slower_than_fp32():
+    entries = [_entry("int8", 0.4, size=250), _entry("small-slow", 1.5, size=120),
+               _entry("small-ok", 0.99, size=150)]  # fmt: skip
+    assert _choose(entries, "size") == "small-ok"
+    all_slow = [_entry("a", 1.5, size=300), _entry("b", 2.0, size=200)]
+    assert _choose(all_slow, "size") == "b"  # every one is slower: the smallest
+
+
+def test_a_failed_candidate_lets_the_others_compete():
     entries = [{"id": "default", "error": "ValueError: no"}, _entry("b", 0.6), _entry("c", 0.4)]
-    assert choose(entries, 99.0)["id"] == "c"
+    assert _choose(entries) == "c"
 
 
 def test_when_none_agrees_enough_the_best_agreeing_wins():
     entries = [_entry("a", 0.5, agreement=95.0), _entry("b", 0.3, agreement=97.0)]
-    assert choose(entries, 99.0)["id"] == "b"
+    assert _choose(entries) == "b"
 
 
 def test_no_measured_candidate_is_an_error_naming_each():
     entries = [{"id": "a", "error": "ValueError: x"}, {"id": "b", "error": "OSError: y"}]
     with pytest.raises(RuntimeError, match="a: ValueError: x; b: OSError: y"):
         choose(entries, 99.0)
+
+
+def test_timing_rounds_stop_when_the_decision_is_stable_and_cap_when_it_is_not():
+    calls = {"a": lambda: None, "b": lambda: None}
+    _, steady = measure_until_stable(calls, lambda t: "a", round_budget_s=0.001)
+    assert steady == ["a", "a", "a"]
+    flips = iter(["a", "b"] * 10)
+    _, noisy = measure_until_stable(calls, lambda t: next(flips), round_budget_s=0.001)
+    assert len(noisy) == 8  # never stable: capped

@@ -20,22 +20,35 @@ from compress.fileio import write_atomic
 from compress.state import Artifact, Recipe
 from compress.weights import gzip_size
 
+# The quantize modes whose recipes are chosen by measurement, and which rows each may choose:
+# `int8` among the rows that store weights in int8 (full-integer, dynamic-range, mixed with some
+# ops kept float), `auto` among every quantized row (float16 included).
+SEARCHED_MODES = ("int8", "auto")
+
 
 @dataclass(frozen=True)
 class RecipeSpec:
     """One row of a backend's recipe table. `mode` is the quantize mode (or `fp32` for the
-    export) the row serves; the first row of a mode is its default; `searched` rows are the
-    candidates measured against each other when the quantize stage selects by measurement.
-    `knobs` are everything the backend's builder reads: a new recipe is a new row."""
+    export) the row serves; the first row of a mode is its default. `search` names the modes in
+    which the row is a candidate measured against the others (see SEARCHED_MODES); `needs` a
+    property of the model the row only applies to (e.g. "recurrent": a recurrent layer to keep
+    float), checked by the backend's `applicable`. `knobs` are everything the backend's builder
+    reads: a new recipe is a new row."""
 
     id: str
     mode: str
     description: str
     knobs: dict[str, Any] = field(default_factory=dict)
-    searched: bool = False
+    search: tuple[str, ...] = ()
+    needs: str | None = None
 
-    def recipe(self, extra: dict[str, Any] | None = None, candidates=()) -> Recipe:
-        return Recipe(self.id, self.description, {**self.knobs, **(extra or {})}, candidates)
+    def recipe(
+        self, extra: dict[str, Any] | None = None, candidates=(), **how: dict[str, Any]
+    ) -> Recipe:
+        """The record of this row as built: `extra` knobs decided for the model, the measured
+        `candidates`, and `selection` / `fallback` (see Recipe)."""
+        return Recipe(self.id, self.description, {**self.knobs, **(extra or {})}, candidates,
+                      **how)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,12 +104,22 @@ class Backend:
         raise ValueError(f"{self.runtime} has no recipe {recipe_id!r}. Expected one of: {known}")
 
     def default(self, mode: str) -> RecipeSpec | None:
-        """The recipe a mode uses when nothing is measured: the mode's first row."""
+        """The recipe a mode uses when nothing is measured: the mode's first row (`auto`: the
+        int8 default)."""
+        mode = "int8" if mode == "auto" else mode
         return next((s for s in self.recipes if s.mode == mode), None)
 
-    def candidates(self, mode: str) -> list[RecipeSpec]:
-        """The rows of a mode that a measured selection compares (default first)."""
-        return [s for s in self.recipes if s.mode == mode and s.searched]
+    def candidates(self, mode: str, src: Sources | None = None) -> list[RecipeSpec]:
+        """The rows a measured selection compares for `mode` (its default first), keeping only
+        those that apply to the model of `src` when given."""
+        rows = [s for s in self.recipes if mode in s.search]
+        default = self.default(mode)
+        rows.sort(key=lambda s: s is not default)
+        return [s for s in rows if src is None or self.applicable(s, src)]
+
+    def applicable(self, spec: RecipeSpec, src: Sources) -> bool:
+        """Whether a row's `needs` holds for the model (rows without `needs` always apply)."""
+        return spec.needs is None
 
     # -- per format --------------------------------------------------------------------------
     def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any] | None:
@@ -119,9 +142,23 @@ class Backend:
         """Op or layer types whose weights the recipe left in float32."""
         return []
 
+    def layer_errors(
+        self, path: Path, fp32_path: Path, x: Inputs, **options: bool
+    ) -> list[dict[str, Any]] | None:
+        """Per-layer quantization error of `path` against this runtime's fp32 file on samples
+        `x` (see sensitivity.py), worst first: dicts with `layer`, `op`, `sqnr_db`. None when
+        the runtime cannot show intermediate tensors."""
+        return None
+
+    def keep_float(self, spec: RecipeSpec, layers: list[dict[str, Any]]) -> RecipeSpec | None:
+        """`spec` with these layers (rows of layer_errors) left float, or None when the recipe
+        cannot leave single layers float."""
+        return None
+
     # -- shared ------------------------------------------------------------------------------
-    def file_name(self, spec: RecipeSpec) -> str:
-        return f"model_{spec.mode}{self.suffix}"
+    def file_name(self, mode: str) -> str:
+        """The artifact's file name for a quantize mode (or `fp32`)."""
+        return f"model_{mode}{self.suffix}"
 
     def facts(self, path: Path, model: Any = None) -> dict[str, Any]:
         """Properties of the file's bytes, deterministic in its content (a cached artifact
@@ -140,13 +177,16 @@ class Backend:
         src: Sources,
         *,
         name: str | None = None,
+        precision: str | None = None,
         candidates: tuple[dict[str, Any], ...] = (),
+        selection: dict[str, Any] | None = None,
+        fallback: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         write: Callable[[Path], None] | None = None,
     ) -> Artifact:
         """Build `spec` into WORKDIR/NAME atomically (or `write` it, e.g. a searched candidate's
         bytes) and describe it as an Artifact with its facts counted from the file."""
-        name = name or self.file_name(spec)
+        name = name or self.file_name(spec.mode)
         decided: dict[str, Any] = dict(extra or {})
 
         def build(tmp: Path) -> None:
@@ -161,8 +201,10 @@ class Backend:
             path=path,
             format=self.format,
             runtime=self.runtime,
-            precision=spec.mode,
-            recipe=spec.recipe(decided, candidates),
+            precision=precision or spec.mode,
+            recipe=spec.recipe(
+                decided, candidates, selection=selection or {}, fallback=fallback or {}
+            ),
             options=self.runner_options(src.model),
             left_float=tuple(self.left_float(path, spec, src)),
             facts=self.facts(path, src.model),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -18,37 +19,71 @@ import numpy as np
 from compress import _tf
 from compress.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.sensitivity import compare, sqnr_db
 from compress.weights import summarize, tensor_stats
 
 CALIBRATED = "calibrated on the training split"
 
+# TFLite's fused recurrent ops. Their integer kernels are far slower than float (measured 0.11x
+# for the LSTM at batch 1; XNNPACK takes only the float ones), so a mixed recipe keeps them float.
+RECURRENT_OPS = (
+    "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
+    "BIDIRECTIONAL_SEQUENCE_RNN",
+)  # fmt: skip
+INT8_AND_AUTO = ("int8", "auto")
+KERNELS_AGREE_DB = 40.0  # reference vs XNNPACK outputs of one file: closer is the same math
+
 # Knobs the converter reads: optimize (Optimize.DEFAULT), int8_ops (TFLITE_BUILTINS_INT8 with a
 # representative data set), per_channel (per-channel int8 weights), float16 (float16 weights),
-# source ("qat": convert the quantization-aware-trained model).
+# source ("qat": convert the quantization-aware-trained model), denylisted_ops / denylisted_nodes
+# (op types / tensor names the int8 quantizer leaves float), legacy_dynamic_range (the converter's
+# first dynamic-range quantizer).
 RECIPES = (
     RecipeSpec("fp32", "fp32", "TFLite converter, float32"),
     RecipeSpec(
         "full-int8-per-channel", "int8",
         f"full-integer int8 (TFLITE_BUILTINS_INT8), per-channel weights, float I/O, {CALIBRATED}",
-        {"optimize": True, "int8_ops": True, "per_channel": True}, searched=True,
+        {"optimize": True, "int8_ops": True, "per_channel": True}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
         "full-int8-per-tensor", "int8",
         f"full-integer int8 (TFLITE_BUILTINS_INT8), per-tensor weights, float I/O, {CALIBRATED}",
-        {"optimize": True, "int8_ops": True, "per_channel": False}, searched=True,
+        {"optimize": True, "int8_ops": True, "per_channel": False}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
-        "dynamic-range-int8", "dynamic", "dynamic-range int8 weights, float activations",
-        {"optimize": True},
+        "int8-float-recurrent", "int8",
+        f"int8 with the recurrent ops kept float (mixed precision), per-channel weights, "
+        f"{CALIBRATED}",
+        {"optimize": True, "int8_ops": True, "per_channel": True,
+         "denylisted_ops": list(RECURRENT_OPS)},
+        search=INT8_AND_AUTO, needs="recurrent",
+    ),
+    RecipeSpec(
+        "dynamic-range-int8", "dynamic",
+        "dynamic-range int8 weights, activations quantized at run time (hybrid kernels)",
+        {"optimize": True}, search=INT8_AND_AUTO,
+    ),
+    RecipeSpec(
+        "dynamic-range-int8-recurrent", "dynamic",
+        "dynamic-range int8 by the converter's first quantizer, which also stores the fused "
+        "recurrent ops' weights in int8 (hybrid kernels; the newer one leaves them float)",
+        {"optimize": True, "legacy_dynamic_range": True}, search=INT8_AND_AUTO, needs="recurrent",
     ),
     RecipeSpec(
         "float16", "float16", "float16 weights, float32 compute",
-        {"optimize": True, "float16": True},
+        {"optimize": True, "float16": True}, search=("auto",),
     ),
     RecipeSpec(
         "qat-int8", "qat",
         "quantization-aware trained (tfmot), int8 weights and activations, float I/O",
-        {"optimize": True, "source": "qat"},
+        {"optimize": True, "source": "qat"}, search=("qat",),
+    ),
+    RecipeSpec(
+        "qat-dynamic-range-recurrent", "qat",
+        "quantization-aware trained (tfmot), converted by the converter's first dynamic-range "
+        "quantizer: the fused recurrent ops' weights (on the QAT grid) stored in int8",
+        {"optimize": True, "source": "qat", "legacy_dynamic_range": True}, search=("qat",),
+        needs="recurrent",
     ),
 )  # fmt: skip
 
@@ -96,7 +131,12 @@ def quantize_calibrated(calibrated: bytes, knobs: dict[str, Any]) -> bytes:
     from tensorflow.lite.python.convert import mlir_quantize
     from tensorflow.lite.python.lite import _deduplicate_readonly_buffers
 
-    quantized = mlir_quantize(calibrated, disable_per_channel=not knobs.get("per_channel", True))
+    quantized = mlir_quantize(
+        calibrated,
+        disable_per_channel=not knobs.get("per_channel", True),
+        denylisted_ops=list(knobs.get("denylisted_ops") or []) or None,
+        denylisted_nodes=list(knobs.get("denylisted_nodes") or []) or None,
+    )
     return _deduplicate_readonly_buffers(quantized)
 
 
@@ -104,6 +144,10 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
     """Convert a tf_keras model with a recipe's knobs. Models with recurrent layers are
     converted at a fixed batch of 1 (see _batch1_converter)."""
     tf = _tf.tf()
+    if knobs.get("int8_ops") and (knobs.get("denylisted_ops") or knobs.get("denylisted_nodes")):
+        # ops kept float: the converter's own calibration, then its MLIR quantizer told what to
+        # leave alone (what tf.lite.experimental.QuantizationDebugger does for a denylist)
+        return quantize_calibrated(calibrate(model, x_calib), knobs)
     if has_recurrent_layer(model):
         converter = _batch1_converter(model)
     else:
@@ -123,6 +167,8 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter._experimental_disable_per_channel = not knobs.get("per_channel", True)
         converter._experimental_calibrate_only = bool(knobs.get("calibrate_only"))
+    if knobs.get("legacy_dynamic_range"):
+        converter.experimental_new_dynamic_range_quantizer = False
     if knobs.get("float16"):
         converter.target_spec.supported_types = [tf.float16]
     with warnings.catch_warnings():
@@ -150,6 +196,37 @@ class LiteRTBackend(Backend):
         else:
             path.write_bytes(convert(model, spec.knobs, src.x_calib))
         return {"fixed_batch": 1} if has_recurrent_layer(model) else {}
+
+    def layer_errors(
+        self, path: Path, fp32_path: Path, x: Inputs, **options: bool
+    ) -> list[dict[str, Any]]:
+        # Intermediate tensors exist only under the reference kernels (XNNPACK fuses them away):
+        # the comparison holds only if those kernels compute what the deployed ones do.
+        deployed = LiteRTRunner(path, **options).predict(x)
+        inspected = LiteRTRunner(path, inspect=True, **options)
+        reference = inspected.predict(x)
+        worst = min(sqnr_db(deployed[k], reference[k]) for k in deployed)
+        if worst < KERNELS_AGREE_DB:
+            raise ValueError(
+                "LiteRT's reference kernels, which per-layer inspection needs, compute this "
+                f"file's outputs differently from the deployed XNNPACK kernels ({worst:.1f} dB "
+                "apart)"
+            )
+        ref = LiteRTRunner(fp32_path, inspect=True, **options).intermediates(x)
+        return compare(ref, inspected.intermediates(x))
+
+    def keep_float(self, spec: RecipeSpec, layers: list[dict[str, Any]]) -> RecipeSpec | None:
+        if not spec.knobs.get("int8_ops") or spec.knobs.get("source") == "qat":
+            return None  # only the calibrated quantizer takes a denylist
+        names = [r["layer"] for r in layers]
+        knobs = {**spec.knobs, "denylisted_nodes": [*spec.knobs.get("denylisted_nodes", []),
+                                                    *names]}  # fmt: skip
+        return replace(spec, knobs=knobs)
+
+    def applicable(self, spec: RecipeSpec, src: Sources) -> bool:
+        if spec.needs == "recurrent":
+            return has_recurrent_layer(src.model)
+        return super().applicable(spec, src)
 
     def runner_options(self, model: Any) -> dict[str, bool]:
         # The fused LSTM keeps its state in variables between invokes: reset before each call.
@@ -191,9 +268,14 @@ class LiteRTBackend(Backend):
 class LiteRTRunner:
     runtime = "litert"
 
-    def __init__(self, path: Path, threads: int = 1, reset_state: bool = False) -> None:
+    def __init__(
+        self, path: Path, threads: int = 1, reset_state: bool = False, inspect: bool = False
+    ) -> None:
         self.path = Path(path)
         self.threads = threads
+        # inspect: keep every intermediate tensor readable (no delegate, nothing freed), for
+        # per-layer comparison; slower, never timed.
+        self.inspect = inspect
         # A model with variables (e.g. a fused LSTM's state) keeps them between invokes; reset
         # them before every call so each sample is independent.
         self.reset_state = reset_state
@@ -207,9 +289,16 @@ class LiteRTRunner:
         self._base_batch = int(next(iter(inputs.values()))["shape"][0])
 
     def _open(self, batch: int | None) -> tuple[Any, dict, dict]:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-        interp = Interpreter(model_path=str(self.path), num_threads=self.threads)
+        if self.inspect:
+            interp = Interpreter(
+                model_path=str(self.path), num_threads=self.threads,
+                experimental_preserve_all_tensors=True,
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            )  # fmt: skip
+        else:
+            interp = Interpreter(model_path=str(self.path), num_threads=self.threads)
         if interp.get_signature_list():
             sig = interp.get_signature_runner()
             inputs, outputs = sig.get_input_details(), sig.get_output_details()
@@ -255,6 +344,29 @@ class LiteRTRunner:
             for name, arr in out.items():
                 parts[name].append(arr[:n].copy())
         return {name: np.concatenate(chunks) for name, chunks in parts.items()}
+
+    def intermediates(self, x: Inputs) -> dict[str, tuple[str, list[np.ndarray]]]:
+        """Every op's output tensor, per sample of `x` (one invoke each, batch 1 where the file
+        allows it): tensor name -> (op type, arrays), quantized tensors dequantized."""
+        batch = _PREDICT_BATCH if self._session(_PREDICT_BATCH) is not None else self._base_batch
+        sess = self._session(batch)
+        interp = sess[0]
+        details = {d["index"]: d for d in interp.get_tensor_details()}
+        produced = [(op["op_name"], i) for op in interp._get_ops_details()
+                    for i in op["outputs"] if op["op_name"] != "DELEGATE"]  # fmt: skip
+        out: dict[str, tuple[str, list[np.ndarray]]] = {}
+        for xb in batched(x, batch):
+            self._invoke(sess, take_batch(xb, batch) if count(xb) < batch else xb)
+            for op, index in produced:
+                det = details[index]
+                if np.issubdtype(det["dtype"], np.integer) and not det["quantization"][0]:
+                    continue  # an integer tensor (indices, shapes), not a quantized activation
+                try:
+                    value = interp.get_tensor(index)
+                except ValueError:
+                    continue
+                out.setdefault(det["name"], (op, []))[1].append(_from_tensor(value, det).copy())
+        return out
 
     def timed_call(self, x: Inputs, batch: int) -> Callable[[], object] | None:
         sess = self._session(batch)

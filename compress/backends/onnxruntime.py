@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ from compress import _tf
 from compress.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.fileio import working_directory
+from compress.sensitivity import compare
 from compress.weights import summarize, tensor_stats
 
 DEFAULT_OPSET = 17
@@ -23,36 +25,46 @@ MATMUL = ["MatMul", "Gemm"]
 STATIC = "onnxruntime static QDQ, per-channel int8 weights, uint8 activations, MinMax " \
          "calibration on the training split, quant_pre_process first"  # fmt: skip
 
+INT8_AND_AUTO = ("int8", "auto")
+
 # Knobs the builder reads: method (export | static | dynamic | float16 | qat), op_types (the op
-# types to quantize; None: every op the quantizer supports), per_channel (static only).
+# types to quantize; None: every op the quantizer supports, LSTM included for dynamic),
+# per_channel (static only), nodes_to_exclude (node names kept float).
 RECIPES = (
     RecipeSpec("fp32", "fp32", "tf2onnx, checked by onnx.checker", {"method": "export"}),
     RecipeSpec(
         "static-qdq-all-ops", "int8", STATIC,
-        {"method": "static", "op_types": None, "per_channel": True}, searched=True,
+        {"method": "static", "op_types": None, "per_channel": True}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
         "static-qdq-matmul-only", "int8", f"{STATIC}; MatMul/Gemm only (other ops stay fp32)",
-        {"method": "static", "op_types": MATMUL, "per_channel": True}, searched=True,
+        {"method": "static", "op_types": MATMUL, "per_channel": True}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
         "dynamic-matmul-only", "int8",
         "onnxruntime dynamic int8 weights on MatMul/Gemm, activations quantized at run time",
-        {"method": "dynamic", "op_types": MATMUL}, searched=True,
+        {"method": "dynamic", "op_types": MATMUL}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
         "dynamic-int8", "dynamic",
-        "onnxruntime dynamic int8 weights, activations quantized at run time",
-        {"method": "dynamic", "op_types": None},
+        "onnxruntime dynamic int8 weights on every op it supports (Conv, MatMul, LSTM as "
+        "DynamicQuantizeLSTM, ...), activations quantized at run time",
+        {"method": "dynamic", "op_types": None}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
         "float16", "float16", "float16 weights cast to float32 at load, float32 compute",
-        {"method": "float16"},
+        {"method": "float16"}, search=("auto",),
     ),
     RecipeSpec(
         "qat-int8", "qat",
         "tf2onnx of the quantization-aware-trained model, fake-quantized weights stored as int8 "
-        "+ DequantizeLinear", {"method": "qat"},
+        "+ DequantizeLinear", {"method": "qat"}, search=("qat",),
+    ),
+    RecipeSpec(
+        "qat-dynamic-int8", "qat",
+        "tf2onnx of the quantization-aware-trained model, then onnxruntime dynamic int8 on every "
+        "op it supports (LSTM included): for weights tf2onnx leaves off the int8 grid",
+        {"method": "qat", "then": "dynamic"}, search=("qat",),
     ),
 )  # fmt: skip
 
@@ -146,8 +158,9 @@ def quantize(
             pre.write_bytes(memo["preprocessed"])
         if method == "dynamic":
             quantize_dynamic(
-                str(pre), str(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types
-            )
+                str(pre), str(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
+                nodes_to_exclude=list(knobs.get("nodes_to_exclude") or []) or None,
+            )  # fmt: skip
         elif method == "static":
             graph = onnx.load(str(pre), load_external_data=False).graph
             initializers = {i.name for i in graph.initializer}
@@ -162,6 +175,7 @@ def quantize(
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
                 op_types_to_quantize=op_types,
+                nodes_to_exclude=list(knobs.get("nodes_to_exclude") or []) or None,
             )
         else:
             raise ValueError(f"onnxruntime quantization method {method!r} is not known")
@@ -294,6 +308,32 @@ def float16_weights(proto: Any) -> Any:
     return out
 
 
+def intermediates(path: Path, x: Inputs) -> dict[str, tuple[str, list[np.ndarray]]]:
+    """Every node's float output, per sample of `x`: tensor name -> (op type, arrays). The graph
+    is copied with every node output made a graph output (as onnxruntime's qdq_loss_debug
+    does), in memory."""
+    import onnx
+    import onnxruntime as ort
+
+    proto = onnx.load(str(path))
+    graph = proto.graph
+    present = {o.name for o in graph.output}
+    producers = {out: n.op_type for n in graph.node for out in n.output if out}
+    graph.output.extend(onnx.ValueInfoProto(name=t) for t in producers if t not in present)
+    session = ort.InferenceSession(
+        proto.SerializeToString(), session_options(1), providers=["CPUExecutionProvider"]
+    )
+    names = [o.name for o in session.get_outputs()]
+    inputs = [i.name for i in session.get_inputs()]
+    out: dict[str, tuple[str, list[np.ndarray]]] = {}
+    for xb in batched(x, 1):
+        for name, value in zip(names, session.run(names, as_feed(xb, inputs)), strict=True):
+            value = np.asarray(value)
+            if name in producers and value.dtype.kind == "f":
+                out.setdefault(name, (producers[name], []))[1].append(value.astype(np.float32))
+    return out
+
+
 class OnnxRuntimeBackend(Backend):
     runtime = "onnxruntime"
     format = "onnx"
@@ -309,12 +349,40 @@ class OnnxRuntimeBackend(Backend):
         if method == "qat":
             if src.qat_model is None:
                 raise ValueError(f"recipe {spec.id} needs a quantization-aware-trained model")
-            save(weights_to_int8(convert(src.qat_model, opset)), path)
+            proto = convert(src.qat_model, opset)
+            if spec.knobs.get("then") == "dynamic":
+                with tempfile.TemporaryDirectory(prefix="compress-qat-") as tmp:
+                    exported = Path(tmp) / "qat.onnx"
+                    save(proto, exported)
+                    quantize(exported, path, {"method": "dynamic", "op_types": None}, None)
+            else:
+                save(weights_to_int8(proto), path)
             return {"opset": opset}
         if src.fp32 is None:
             raise ValueError(f"recipe {spec.id} quantizes the fp32 ONNX export; there is none")
         quantize(src.fp32.path, path, spec.knobs, src.x_calib, src.memo)
         return {}
+
+    def layer_errors(
+        self, path: Path, fp32_path: Path, x: Inputs, **options: bool
+    ) -> list[dict[str, Any]]:
+        import onnx
+
+        rows = compare(intermediates(fp32_path, x), intermediates(path, x))
+        # the node that computes the tensor in the quantized file: its name is the quantizer's
+        # (from the pre-processed graph, where e.g. MatMul + Add became one Gemm)
+        nodes = {out: n.name for n in onnx.load(str(path)).graph.node for out in n.output}
+        for r in rows:
+            r["node"] = nodes.get(r["layer"])
+        return rows
+
+    def keep_float(self, spec: RecipeSpec, layers: list[dict[str, Any]]) -> RecipeSpec | None:
+        if spec.knobs["method"] not in ("static", "dynamic"):
+            return None
+        nodes = [r["node"] for r in layers if r.get("node")]
+        knobs = {**spec.knobs,
+                 "nodes_to_exclude": [*spec.knobs.get("nodes_to_exclude", []), *nodes]}  # fmt: skip
+        return replace(spec, knobs=knobs)
 
     def left_float(self, path: Path, spec: RecipeSpec, src: Sources) -> list[str]:
         quantizing = spec.knobs["method"] in ("static", "dynamic", "qat")

@@ -1,11 +1,13 @@
 """Choose a recipe per runtime by measuring the candidates on the user's model.
 
 What wins depends on the layers and the CPU (onnxruntime's int8 conv on 3 input channels is
-slower than its fp32 conv, so for the CNN leaving the conv in fp32 wins), so nothing is assumed:
-each candidate is built, its batch-1 latency measured side by side with the others and the fp32
-artifact, and its top-1 agreement with the fp32 artifact checked on training-split samples (the
-held-out split stays untouched). The fastest candidate that agrees on at least `min_agreement`
-percent of them wins; every candidate's numbers go into the report with the chosen recipe.
+slower than its fp32 conv; TFLite's integer LSTM kernel is ~9x slower than its float one; on one
+Xeon dynamic-range int8 beats full int8 for the CNN, on an EPYC the reverse), so nothing is
+assumed: each candidate is built, its batch-1 latency measured side by side with the others and
+the fp32 artifact in interleaved rounds until the choice stops changing, and its top-1 agreement
+with the fp32 artifact checked on training-split samples (the held-out split stays untouched).
+The rule (`choose`) is a pure function of those numbers; every candidate's numbers go into the
+report with the chosen recipe.
 """
 
 from __future__ import annotations
@@ -13,17 +15,18 @@ from __future__ import annotations
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from compress.arrays import rows
 from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.errors import one_line
-from compress.timing import measure_interleaved
+from compress.timing import Timing, measure_until_stable
 
 SELECTION_SAMPLES = 200
-TIE = 1.05  # a candidate must be 5% faster than the default recipe to replace it
+TIE = 1.05  # latencies within 5% are a tie (the noise of one measurement on a busy CPU)
+Objective = Literal["latency", "size"]
 
 
 def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> float:
@@ -35,24 +38,37 @@ def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) 
     return min(scores)
 
 
-def choose(entries: list[dict[str, Any]], min_agreement: float) -> dict[str, Any]:
-    """The winning entry among measured candidates (default first): the fastest that agrees on
-    >= min_agreement %. Timing noise is a few percent, so the default keeps its place unless
-    another is more than TIE faster, or when nothing is faster than fp32 at all (then the
-    default int8 is kept for its size). When none agrees enough, the best-agreeing wins."""
+def choose(
+    entries: list[dict[str, Any]],
+    min_agreement: float,
+    objective: Objective = "latency",
+    fp32_size: int | None = None,
+) -> dict[str, Any]:
+    """The winning entry among measured candidates.
+
+    Only candidates that agree with fp32 on >= `min_agreement` % compete (when none does, the
+    best-agreeing wins), and of those only the ones smaller than the fp32 file (`fp32_size`),
+    when any is: a quantized artifact exists to be smaller.
+    - latency: the fastest; candidates within TIE of it are a tie, won by the smaller, then the
+      more accurate.
+    - size: the smallest that is not slower than fp32 (within TIE); when every one is slower,
+      the smallest. Equal sizes go to the more accurate, then the faster.
+    """
     usable = [e for e in entries if "p50_ms_b1" in e]
     if not usable:
         raise RuntimeError("; ".join(f"{e['id']}: {e.get('error')}" for e in entries))
     good = [e for e in usable if e["agreement"] >= min_agreement]
     if not good:
         return max(usable, key=lambda e: (e["agreement"], -e["p50_ms_b1"]))
-    winner = min(good, key=lambda e: e["p50_ms_b1"])
-    default = entries[0] if any(e is entries[0] for e in good) else None
-    if default is not None and (
-        default["p50_ms_b1"] <= winner["p50_ms_b1"] * TIE or winner["speedup_b1"] < TIE
-    ):
-        return default
-    return winner
+    smaller = [e for e in good if fp32_size is None or e["size_bytes"] < fp32_size]
+    pool = smaller or good
+    if objective == "size":
+        not_slower = [e for e in pool if e["speedup_b1"] * TIE >= 1.0]
+        return min(not_slower or pool,
+                   key=lambda e: (e["size_bytes"], -e["agreement"], e["p50_ms_b1"]))  # fmt: skip
+    fastest = min(e["p50_ms_b1"] for e in pool)
+    tied = [e for e in pool if e["p50_ms_b1"] <= fastest * TIE]
+    return min(tied, key=lambda e: (e["size_bytes"], -e["agreement"], e["p50_ms_b1"]))
 
 
 @dataclass
@@ -61,6 +77,7 @@ class Selection:
     blob: bytes  # its file
     decided: dict[str, Any]  # knobs its build decided for this model
     candidates: tuple[dict[str, Any], ...]  # what every candidate measured
+    rounds: list[str]  # the winner after each timing round (the search stops when it is stable)
 
 
 def search(
@@ -70,16 +87,18 @@ def search(
     *,
     threads: int,
     min_agreement: float,
+    objective: Objective = "latency",
     options: dict[str, bool] | None = None,
 ) -> Selection:
     """Build each candidate recipe, measure them side by side against the fp32 artifact
-    (`src.fp32`) at `threads` threads, and return the winner."""
+    (`src.fp32`) at `threads` threads until the choice is stable, and return the winner."""
     if src.fp32 is None or src.x_calib is None:
         raise ValueError("a recipe search needs the fp32 artifact and calibration samples")
     options = options or {}
     sample = rows(src.x_calib, 0, SELECTION_SAMPLES)
     reference = backend.open_runner(src.fp32.path, threads, **options)
     ref_out = reference.predict(sample)
+    fp32_size = src.fp32.path.stat().st_size
     entries: list[dict[str, Any]] = []
     runners, paths, decided = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="compress-recipes-") as tmp:
@@ -97,15 +116,24 @@ def search(
             entries.append(entry)
         calls = {n: r.timed_call(sample, 1) for n, r in runners.items()}
         calls["fp32"] = reference.timed_call(sample, 1)
-        timings = measure_interleaved({n: c for n, c in calls.items() if c})
-        for entry in entries:
-            t = timings.get(entry["id"])
-            if t and "fp32" in timings:
-                entry["p50_ms_b1"] = t.p50_ms
-                entry["speedup_b1"] = timings["fp32"].p50_ms / t.p50_ms
-        winner = choose(entries, min_agreement)
+        calls = {n: c for n, c in calls.items() if c}
+
+        def record(timings: dict[str, Timing]) -> None:
+            for entry in entries:
+                t = timings.get(entry["id"])
+                if t and "fp32" in timings:
+                    entry["p50_ms_b1"] = t.p50_ms
+                    entry["speedup_b1"] = timings["fp32"].p50_ms / t.p50_ms
+
+        def decide(timings: dict[str, Timing]) -> str:
+            record(timings)
+            return choose(entries, min_agreement, objective, fp32_size)["id"]
+
+        timings, rounds = measure_until_stable(calls, decide)
+        record(timings)
+        winner = choose(entries, min_agreement, objective, fp32_size)
         for entry in entries:
             entry["chosen"] = entry is winner
         blob = paths[winner["id"]].read_bytes()
     spec = next(s for s in specs if s.id == winner["id"])
-    return Selection(spec, blob, decided[spec.id], tuple(entries))
+    return Selection(spec, blob, decided[spec.id], tuple(entries), rounds)

@@ -8,29 +8,55 @@ samples of the training split only.
 
 from __future__ import annotations
 
+import math
+import shutil
+import tempfile
+from dataclasses import replace
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 
-from compress import _tf
+from compress import _tf, sensitivity
 from compress.backends import Sources, exported
 from compress.backends.select import search
 from compress.data import Dataset
 from compress.errors import one_line
+from compress.gates import DEFAULT_MAX_DRIFT
 from compress.keras_io import copy_model
 from compress.stages.base import Stage, StageParams
 from compress.stages.finetune import FineTuneParams, fine_tune
 from compress.state import Artifact, RunState, Skipped
 
+CHECK_SAMPLES = 300  # held-back training samples the fallback estimates drift on
+
 
 class QuantizeParams(StageParams):
-    mode: Literal["int8", "dynamic", "float16", "qat", "none"] = "int8"
+    mode: Literal["int8", "auto", "dynamic", "float16", "qat", "none"] = Field(
+        "int8", description="int8: the best recipe storing weights in int8 (full-integer, "
+        "dynamic-range or mixed), chosen per runtime; auto: the best of every recipe (float16 "
+        "too); dynamic, float16, qat: that recipe; none: no quantized artifact"
+    )  # fmt: skip
     select: bool = Field(
-        True, description="measure the mode's candidate recipes per runtime, keep the fastest "
-        "that agrees with fp32 on >= min_agreement % of training-split samples"
+        True, description="int8/auto: measure the candidate recipes per runtime and keep the "
+        "best for the objective among those agreeing with fp32 on >= min_agreement % of "
+        "training-split samples (off: the mode's default recipe)"
+    )  # fmt: skip
+    objective: Literal["latency", "size"] = Field(
+        "latency", description="latency: the fastest candidate (ties within 5% to the smaller); "
+        "size: the smallest that is not slower than fp32"
     )  # fmt: skip
     min_agreement: float = Field(99.0, ge=0.0, le=100.0)
+    fallback: bool = Field(
+        True, description="when an artifact's accuracy drift, estimated on held-back "
+        "training-split samples, exceeds max_drift: keep its most sensitive layers float, a "
+        "group at a time, until it fits"
+    )  # fmt: skip
+    max_drift: float = Field(
+        DEFAULT_MAX_DRIFT, ge=0.0,
+        description="the fallback's drift budget, points (a pipeline gives it verify.max_drift)",
+    )  # fmt: skip
     threads: int = Field(1, ge=1, description="threads when timing candidates (as verify's)")
     qat_epochs: int = Field(
         1, ge=1, le=1000, description="QAT fine-tuning epochs (untrained QAT exports garbage)"
@@ -132,27 +158,169 @@ class Quantize(Stage):
         opset = state.info.get("export_onnx", {}).get("opset")
         made: list[Artifact] = []
         skipped: list[Skipped] = []
+        check = _CheckSet(model, data)
         for backend in exported():
             fp32 = state.artifact(backend.runtime, "fp32")
             default = backend.default(p.mode)
             if fp32 is None or default is None:
                 continue  # this format was not exported, or has no recipe for the mode
             src = Sources(model, data.x_calib, fp32, qat_model, tuple(qat_float), opset)
-            candidates = backend.candidates(p.mode) if p.select else []
+            name = backend.file_name(p.mode)
             try:
-                if len(candidates) > 1:
-                    chosen = search(
-                        backend, candidates, src, threads=p.threads,
-                        min_agreement=p.min_agreement, options=fp32.options,
-                    )  # fmt: skip
-                    made.append(backend.make(
-                        state.workdir, chosen.spec, src, candidates=chosen.candidates,
-                        extra=chosen.decided, write=lambda tmp, c=chosen: tmp.write_bytes(c.blob),
-                    ))  # fmt: skip
-                else:
-                    made.append(backend.make(state.workdir, default, src))
+                made.append(self._make(backend, default, src, name, check, state.workdir))
             except Exception as exc:  # the converter or quantizer cannot do this for this model
                 reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
-                skipped.append(Skipped(backend.file_name(default), backend.runtime, reason))
+                skipped.append(Skipped(name, backend.runtime, reason))
         info = {"mode": p.mode, "recipes": {a.name: a.recipe.id for a in made}}
         return state.add(tuple(made), tuple(skipped)).with_info("quantize", info)
+
+    def _make(
+        self, backend: Any, default: Any, src: Sources, name: str, check: _CheckSet, workdir: Any
+    ) -> Artifact:
+        """The mode's artifact for one backend: the measured choice among the candidates (or
+        the default recipe), corrected by the fallback when its drift exceeds the budget, with
+        its per-layer errors."""
+        p = self.params
+        candidates = backend.candidates(p.mode, src) if p.select else []
+        with tempfile.TemporaryDirectory(prefix="compress-quantize-") as tmp:
+            path = Path(tmp) / name
+            how: dict[str, Any] = {}
+            if len(candidates) > 1:
+                chosen = search(
+                    backend, candidates, src, threads=p.threads,
+                    # QAT candidates are one fine-tuned model stored two ways: agreement with
+                    # the float fp32 file does not rank them (verify's drift gate does)
+                    min_agreement=0.0 if p.mode == "qat" else p.min_agreement,
+                    objective=p.objective, options=src.fp32.options,
+                )  # fmt: skip
+                spec, decided = chosen.spec, chosen.decided
+                path.write_bytes(chosen.blob)
+                how["candidates"] = chosen.candidates
+                how["selection"] = {"objective": p.objective, "min_agreement": p.min_agreement,
+                                    "rounds": chosen.rounds}  # fmt: skip
+            else:
+                spec = default
+                decided = backend.build(spec, src, path) or {}
+            errors = _layer_errors(backend, path, src)
+            if p.fallback and p.mode != "qat":
+                spec, how["fallback"] = _fallback(backend, spec, src, path, errors, check, p)
+                if how["fallback"].get("kept_float"):
+                    errors = _layer_errors(backend, path, src)
+            if not how.get("fallback"):
+                how.pop("fallback", None)
+            art = backend.make(
+                workdir, spec, src, name=name, precision=_precision(p.mode, spec), extra=decided,
+                write=lambda target: shutil.copyfile(path, target), **how,
+            )  # fmt: skip
+        return replace(art, facts={**art.facts, "layer_errors": errors})
+
+
+class _CheckSet:
+    """Held-back training-split samples (the last CHECK_SAMPLES) with labels, and the float
+    model's accuracy on them: the fallback's drift estimate. The held-out split stays verify's."""
+
+    def __init__(self, model: Any, data: Dataset) -> None:
+        self.model, self.data = model, data
+        self._ready = False
+
+    def _prepare(self) -> None:
+        from compress.arrays import count, rows
+        from compress.backends.keras import KerasRunner
+
+        n = count(self.data.x_train)
+        start = max(0, n - CHECK_SAMPLES)
+        self.x = rows(self.data.x_train, start, n)
+        self.y = {h: y[start:n] for h, y in self.data.y_train.items()}
+        outputs = _by_head(KerasRunner(self.model).predict(self.x), list(self.y))
+        self.reference = {h: float((outputs[h].argmax(-1) == self.y[h]).mean() * 100)
+                          for h in self.y}  # fmt: skip
+        self._ready = True
+
+    def drift(self, backend: Any, path: Path, options: dict[str, bool]) -> float:
+        """Worst head's accuracy drop (points) of the file against the float model."""
+        if not self._ready:
+            self._prepare()
+        outputs = _by_head(backend.open_runner(path, 1, **options).predict(self.x), list(self.y))
+        return max(
+            self.reference[h] - float((outputs[h].argmax(-1) == self.y[h]).mean() * 100)
+            for h in self.y
+        )
+
+    @property
+    def samples(self) -> int:
+        from compress.arrays import count
+
+        return count(self.x)
+
+
+def _by_head(outputs: dict[str, np.ndarray], heads: list[str]) -> dict[str, np.ndarray]:
+    if set(heads) <= set(outputs):
+        return {h: outputs[h] for h in heads}
+    return dict(zip(heads, outputs.values(), strict=True))  # single head, or the model's order
+
+
+def _layer_errors(backend: Any, path: Path, src: Sources) -> dict[str, Any]:
+    """Per-layer error of the file against its runtime's fp32 artifact (sensitivity.py), or why
+    it could not be measured."""
+    from compress.arrays import count, rows
+
+    x = rows(src.x_calib, 0, sensitivity.SAMPLES)
+    try:
+        found = backend.layer_errors(path, src.fp32.path, x, **src.fp32.options)
+    except Exception as exc:
+        return {"unavailable": one_line(exc)}
+    if found is None:
+        return {"unavailable": f"{backend.runtime} does not expose intermediate tensors"}
+    return {"samples": count(x), "metric": "sqnr_db", "layers": found}
+
+
+def _fallback(
+    backend: Any,
+    spec: Any,
+    src: Sources,
+    path: Path,
+    errors: dict[str, Any],
+    check: _CheckSet,
+    p: QuantizeParams,
+) -> tuple[Any, dict[str, Any]]:
+    """When the file's drift (estimated on the check set) exceeds `max_drift`: rebuild it with
+    the most sensitive layers kept float, a group at a time (a quarter of the quantized layers),
+    until the drift fits or nothing is left; keep the best. NNCF's accuracy-controlled
+    quantization does the same on its own models. Returns the spec used and what happened."""
+    options = src.fp32.options
+    before = check.drift(backend, path, options)
+    if before <= p.max_drift:
+        return spec, {}
+    info: dict[str, Any] = {"max_drift": p.max_drift, "drift_before": before,
+                            "samples": check.samples, "kept_float": [], "steps": []}  # fmt: skip
+    ranked = [r for r in errors.get("layers", []) if r["sqnr_db"] is None or r["sqnr_db"] < 999]
+    if not ranked or backend.keep_float(spec, ranked[:1]) is None:
+        info["drift_after"] = before
+        info["note"] = errors.get("unavailable") or (
+            f"recipe {spec.id} cannot keep single layers float"
+        )
+        return spec, info
+    group = max(1, math.ceil(len(ranked) / 4))
+    best = (before, spec, path.read_bytes(), [])
+    trial = path.with_name("fallback-" + path.name)
+    for k in range(group, len(ranked) + group, group):
+        layers = ranked[:k]
+        candidate = backend.keep_float(spec, layers)
+        backend.build(candidate, src, trial)
+        drift = check.drift(backend, trial, options)
+        names = [r["layer"] for r in layers]
+        info["steps"].append({"kept_float": len(names), "drift": drift})
+        if drift < best[0]:
+            best = (drift, candidate, trial.read_bytes(), names)
+        if drift <= p.max_drift:
+            break
+    drift, chosen, blob, names = best
+    path.write_bytes(blob)
+    info.update(drift_after=drift, kept_float=names)
+    return chosen, info
+
+
+def _precision(mode: str, spec: Any) -> str:
+    """The artifact's precision: the mode asked for (`int8` whichever int8 recipe won), or for
+    `auto` the winning recipe's own mode (int8, dynamic, float16)."""
+    return spec.mode if mode == "auto" else mode

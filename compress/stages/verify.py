@@ -17,7 +17,7 @@ from compress.arrays import count, rows
 from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
 from compress.errors import StageError
-from compress.gates import compression_findings, gate_failures
+from compress.gates import DEFAULT_MAX_DRIFT, compression_warnings, gate_failures
 from compress.keras_io import load_model
 from compress.stages.base import Stage, StageParams, materialize
 from compress.state import RunState
@@ -27,7 +27,7 @@ from compress.weights import float_weight_bytes
 
 class VerifyParams(StageParams):
     threads: int = Field(1, ge=1)
-    max_drift: float = Field(1.0, ge=0.0)
+    max_drift: float = Field(DEFAULT_MAX_DRIFT, ge=0.0)
     min_speedup: float | None = Field(None, gt=0.0)
     batch_sizes: tuple[int, ...] = (1, 32)
     timing_budget_s: float = Field(
@@ -110,6 +110,8 @@ class Verify(Stage):
                 "left_float": list(art.left_float),
                 "options": dict(art.options),
             }
+            if "layer_errors" in facts:  # quantized artifacts: per-layer error vs fp32
+                row["layer_errors"] = facts["layer_errors"]
             if art.runtime == "keras" and art is not in_hand:
                 outputs = _match_outputs(art.name, KerasRunner(kmodel).predict(data.x_test), heads)
                 row["heads"] = {
@@ -139,7 +141,7 @@ class Verify(Stage):
             rows.append(row)
         self._time(rows, runners, state.artifacts, data.x_test)
         failures = gate_failures(rows, p.max_drift, p.min_speedup)
-        findings = compression_findings(rows)
+        warnings = compression_warnings(rows)
         verification = {
             "threads": p.threads,
             "batch_sizes": list(p.batch_sizes),
@@ -151,7 +153,7 @@ class Verify(Stage):
             "min_speedup": p.min_speedup,
             "artifacts": rows,
             "failures": failures,
-            "findings": findings,
+            "warnings": warnings,
         }
         return state.replace(verification=verification)
 
