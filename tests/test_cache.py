@@ -62,9 +62,13 @@ def test_rerun_reuses_every_stage_and_gives_identical_artifacts(first):
 
 def test_changing_a_gate_retrains_nothing(first):
     tmp, cache, _ = first
-    again = run(_config(tmp, **{"verify.max_drift": 0.5}), cache=cache)
+    again = run(_config(tmp, **{"verify.min_speedup": 0.01}), cache=cache)
     assert again.report["cache"]["train"] == "hit"
     assert again.report["cache"]["quantize"] == "hit"
+    # the drift budget is also the quantize fallback's: quantize reruns, training does not
+    again = run(_config(tmp, **{"verify.max_drift": 0.5}), cache=cache)
+    c = again.report["cache"]
+    assert (c["train"], c["export_tflite"], c["quantize"]) == ("hit", "hit", "stored")
 
 
 def test_changing_quantize_mode_reruns_only_quantize(first):
