@@ -9,13 +9,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from compress import interrupt
 from compress.errors import CompressError, GateFailed, StageError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
@@ -375,20 +375,9 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class Terminated(BaseException):
-    """SIGTERM, raised like KeyboardInterrupt so every `finally` and cleanup runs."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise Terminated()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
+    with interrupt.handled():
         return _main(argv)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -418,7 +407,7 @@ def _main(argv: Sequence[str] | None) -> int:
     except KeyboardInterrupt:
         print("compress: interrupted (SIGINT): nothing partial was left", file=sys.stderr)
         return EXIT_INTERRUPTED
-    except Terminated:
+    except interrupt.Terminated:
         print("compress: terminated (SIGTERM): nothing partial was left", file=sys.stderr)
         return EXIT_TERMINATED
     except Exception as exc:  # never a traceback to the user; COMPRESS_DEBUG=1 shows it

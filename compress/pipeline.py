@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compress import models
+from compress import interrupt, models
 from compress import report as reports
 from compress.arrays import count
 from compress.cache import StageCache, code_fingerprint, input_fingerprint, stage_key
@@ -109,6 +109,7 @@ class Pipeline:
                     with native_output_to(tmp / LOG_FILE):
                         before = state
                         state = _run_stage(stage, before)
+                        interrupt.check()  # a signal a framework swallowed: not cached, not used
                         if stage.produces_model and stage.cacheable:
                             state = with_reference_outputs(state)
                         if cache and stage.cacheable:

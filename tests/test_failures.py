@@ -64,6 +64,35 @@ def test_signal_mid_run_leaves_nothing_partial_and_next_run_works(sig, code, sta
     assert main(["verify-artifacts", str(run_dir)]) == 0
 
 
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_a_framework_swallows_still_stops_the_run(
+    sig, code, tmp_path, monkeypatch, capsys
+):
+    """tf2onnx wraps per-node helpers in bare `except: pass`: a Ctrl-C landing there is caught
+    by tf2onnx, not by compress. The run must still stop, after that stage, leaving nothing."""
+    from compress.stages.export_onnx import ExportONNX
+
+    run_export = ExportONNX.run
+
+    def swallowing(self, state):
+        try:
+            os.kill(os.getpid(), sig)
+            time.sleep(1.0)  # the handler raises in here
+        except BaseException:  # noqa: BLE001 - what the framework does
+            pass
+        return run_export(self, state)
+
+    monkeypatch.setattr(ExportONNX, "run", swallowing)
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    argv = ["run", "multitask", "--epochs", "1", "--quiet", "--out", str(out),
+            "--cache-dir", str(cache)]  # fmt: skip
+    assert main(argv) == code
+    assert capsys.readouterr().err.startswith("compress: ")
+    assert list((out / "multitask").iterdir()) == []  # no run directory, complete or partial
+    stored = {json.loads(p.read_text())["stage"] for p in cache.rglob("entry.json")}
+    assert "export_onnx" not in stored  # the interrupted stage's result is not cached
+
+
 def test_verify_artifacts_finds_tampered_truncated_and_extra_files(cnn_run, tmp_path, capsys):
     run_dir = tmp_path / "run"
     shutil.copytree(cnn_run["run_dir"], run_dir)
