@@ -210,10 +210,12 @@ def resolve_stages(config: PipelineConfig) -> list[tuple[str, dict[str, Any]]]:
         for shared in ("seed", "threads"):  # top-level keys every stage that has them takes
             if shared in cls.Params.model_fields:
                 params.setdefault(shared, getattr(config, shared))
-        if name == "quantize" and "verify" in config.stages:
-            # one budget: the fallback keeps artifacts within the drift verify gates
-            verify = config.stages["verify"] or {}
-            params.setdefault("max_drift", verify.get("max_drift", DEFAULT_MAX_DRIFT))
         cls.validate_params(params)
         resolved.append((name, params))
+    by_name = dict(resolved)
+    if "quantize" in by_name and "verify" in by_name:
+        # One budget: the fallback keeps artifacts within the drift verify gates. Set after
+        # validation, so a bad value is reported under the key the user wrote.
+        budget = by_name["verify"].get("max_drift", DEFAULT_MAX_DRIFT)
+        by_name["quantize"].setdefault("max_drift", budget)
     return resolved

@@ -175,7 +175,8 @@ PIPELINE_FILES = [
     ('model = "cnn"\n[stages.build]\ntest_size = 1.5\n',
      "build.test_size must be < 1.0. Got 1.5 instead."),
     ('model = "cnn"\n[stages.quantize]\nmode = "int4"\n',
-     "quantize.mode must be one of 'int8', 'dynamic', 'float16', 'qat' or 'none'. Got 'int4'"),
+     "quantize.mode must be one of 'int8', 'auto', 'dynamic', 'float16', 'qat' or 'none'. "
+     "Got 'int4'"),
     ('model = "cnn"\n[stages.verify]\nmax_drift = -1\n', "verify.max_drift must be >= 0.0"),
     ('model = "cnn"\n[stages.build]\nmodel = "rnn"\n', "build.model is set by the top-level"),
     ('model = "cnn"\nstages = 3\n', "stages must be a table"),

@@ -62,9 +62,12 @@ EXPECTED_SKIPS: dict[tuple, str] = {}
 def known_findings(model: str, cluster: bool, mode: str) -> set[str]:
     """Quantized artifacts known not to be stored smaller or in int8, each with its cause; any
     other finding fails the test. The product prints each as a WARNING line and lists it in
-    `verification.warnings`. Post-training int8 has none since the search prefers files smaller
-    than fp32 (issue 13); QAT of the LSTM models is still stored as float (left open)."""
+    `verification.warnings`. These runs take each mode's default recipe (`quantize.select`
+    off); the measured choice is test_searched_int8_of_recurrent_models_is_smaller_than_fp32."""
     known = set()
+    if model in ("rnn", "attention") and mode == "int8":
+        # the default onnxruntime recipe (static QDQ) leaves the LSTM float and adds Q/DQ nodes
+        known.add("model_int8.onnx: not smaller than fp32")
     if model in ("rnn", "attention") and mode == "qat":
         # the QAT LSTM converts to TFLite with float weights plus fake-quant parameters
         known.add("model_qat.tflite: not smaller than fp32")
@@ -209,3 +212,24 @@ def test_attention_layer_is_pruned_and_clustered_not_skipped(cache, tmp_path):
     assert stages["prune"]["not_pruned"] == {} and stages["prune"]["layers"]["attention"] > 0.4
     assert stages["cluster"]["not_clustered"] == {}
     assert stages["cluster"]["unique_values"]["attention"] <= 4 + 1
+
+
+@pytest.mark.parametrize("model", ["rnn", "attention"])
+def test_searched_int8_of_recurrent_models_is_smaller_than_fp32(model, cache, tmp_path):
+    """With the recipe search on (the default), each runtime's int8 file of an LSTM model is
+    smaller than its fp32 file and stores int8 weights: the search prefers candidates smaller
+    than fp32 (static QDQ leaves the LSTM float and is bigger; DynamicQuantizeLSTM and the
+    recurrent-weight TFLite recipes are not). Its speed is a benchmark's, not a test's."""
+    cfg = PipelineConfig.for_model(model, {
+        "train.epochs": TRAIN_EPOCHS, "verify.timing_budget_s": 0.01, "verify.batch_sizes": [1],
+        "out": str(tmp_path),
+    })  # fmt: skip
+    result = run(cfg, cache=cache)
+    assert result.passed, result.report["verification"]["failures"]
+    rows = {a["name"]: a for a in result.report["verification"]["artifacts"]}
+    for runtime_file in ("model_int8.tflite", "model_int8.onnx"):
+        row, fp32 = rows[runtime_file], rows[runtime_file.replace("int8", "fp32")]
+        assert row["size_bytes"] < fp32["size_bytes"], (runtime_file, row["recipe"]["candidates"])
+        assert _int8_weights(result.run_dir / runtime_file) > 0
+        assert len(row["recipe"]["candidates"]) >= 4
+        assert not any("not smaller" in w for w in result.report["verification"]["warnings"])
