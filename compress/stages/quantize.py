@@ -12,6 +12,7 @@ import math
 import shutil
 import tempfile
 from dataclasses import replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,11 +20,13 @@ import numpy as np
 from pydantic import Field
 
 from compress import _tf, sensitivity
+from compress.arrays import count, rows
 from compress.backends import Sources, exported
 from compress.backends.select import search
 from compress.data import Dataset
 from compress.errors import one_line
 from compress.gates import DEFAULT_MAX_DRIFT
+from compress.heads import head_metrics, match_heads
 from compress.keras_io import copy_model
 from compress.stages.base import Stage, StageParams
 from compress.stages.finetune import FineTuneParams, fine_tune
@@ -203,11 +206,11 @@ class Quantize(Stage):
                 decided = backend.build(spec, src, path) or {}
             errors = _layer_errors(backend, path, src)
             if p.fallback and p.mode != "qat":
-                spec, how["fallback"] = _fallback(backend, spec, src, path, errors, check, p)
-                if how["fallback"].get("kept_float"):
+                spec, fallback = _fallback(backend, spec, src, path, errors, check, p)
+                if fallback:
+                    how["fallback"] = fallback
+                if fallback.get("kept_float"):
                     errors = _layer_errors(backend, path, src)
-            if not how.get("fallback"):
-                how.pop("fallback", None)
             art = backend.make(
                 workdir, spec, src, name=name, precision=_precision(p.mode, spec), extra=decided,
                 write=lambda target: shutil.copyfile(path, target), **how,
@@ -217,53 +220,33 @@ class Quantize(Stage):
 
 class _CheckSet:
     """Held-back training-split samples (the last CHECK_SAMPLES) with labels, and the float
-    model's accuracy on them: the fallback's drift estimate. The held-out split stays verify's."""
+    model's outputs on them (computed when first needed): the fallback's drift estimate. The
+    held-out split stays verify's."""
 
     def __init__(self, model: Any, data: Dataset) -> None:
-        self.model, self.data = model, data
-        self._ready = False
+        n = count(data.x_train)
+        start = max(0, n - CHECK_SAMPLES)
+        self.model = model
+        self.x = rows(data.x_train, start, n)
+        self.y = {h: y[start:n] for h, y in data.y_train.items()}
+        self.samples = count(self.x)
 
-    def _prepare(self) -> None:
-        from compress.arrays import count, rows
+    @cached_property
+    def reference(self) -> dict[str, np.ndarray]:
         from compress.backends.keras import KerasRunner
 
-        n = count(self.data.x_train)
-        start = max(0, n - CHECK_SAMPLES)
-        self.x = rows(self.data.x_train, start, n)
-        self.y = {h: y[start:n] for h, y in self.data.y_train.items()}
-        outputs = _by_head(KerasRunner(self.model).predict(self.x), list(self.y))
-        self.reference = {h: float((outputs[h].argmax(-1) == self.y[h]).mean() * 100)
-                          for h in self.y}  # fmt: skip
-        self._ready = True
+        return match_heads("keras model", KerasRunner(self.model).predict(self.x), list(self.y))
 
     def drift(self, backend: Any, path: Path, options: dict[str, bool]) -> float:
         """Worst head's accuracy drop (points) of the file against the float model."""
-        if not self._ready:
-            self._prepare()
-        outputs = _by_head(backend.open_runner(path, 1, **options).predict(self.x), list(self.y))
-        return max(
-            self.reference[h] - float((outputs[h].argmax(-1) == self.y[h]).mean() * 100)
-            for h in self.y
-        )
-
-    @property
-    def samples(self) -> int:
-        from compress.arrays import count
-
-        return count(self.x)
-
-
-def _by_head(outputs: dict[str, np.ndarray], heads: list[str]) -> dict[str, np.ndarray]:
-    if set(heads) <= set(outputs):
-        return {h: outputs[h] for h in heads}
-    return dict(zip(heads, outputs.values(), strict=True))  # single head, or the model's order
+        runner = backend.open_runner(path, 1, **options)
+        outputs = match_heads(path.name, runner.predict(self.x), list(self.y))
+        return max(head_metrics(self.reference[h], outputs[h], self.y[h])["drift"] for h in self.y)
 
 
 def _layer_errors(backend: Any, path: Path, src: Sources) -> dict[str, Any]:
     """Per-layer error of the file against its runtime's fp32 artifact (sensitivity.py), or why
     it could not be measured."""
-    from compress.arrays import count, rows
-
     x = rows(src.x_calib, 0, sensitivity.SAMPLES)
     try:
         found = backend.layer_errors(path, src.fp32.path, x, **src.fp32.options)

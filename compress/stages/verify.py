@@ -16,8 +16,8 @@ from pydantic import Field
 from compress.arrays import count, rows
 from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
-from compress.errors import StageError
 from compress.gates import DEFAULT_MAX_DRIFT, compression_warnings, gate_failures
+from compress.heads import head_metrics, match_heads
 from compress.keras_io import load_model
 from compress.stages.base import Stage, StageParams, materialize
 from compress.state import RunState
@@ -34,28 +34,6 @@ class VerifyParams(StageParams):
         TIMING_BUDGET_S, gt=0.0,
         description=f"timed seconds per artifact and batch size (at least {MIN_CALLS} calls)",
     )  # fmt: skip
-
-
-def head_metrics(ref: np.ndarray, out: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    ref_top, out_top = ref.argmax(axis=-1), out.argmax(axis=-1)
-    ref_acc = float((ref_top == labels).mean() * 100)
-    acc = float((out_top == labels).mean() * 100)
-    return {
-        "accuracy": acc,
-        "drift": ref_acc - acc,
-        "agreement": float((out_top == ref_top).mean() * 100),
-        "max_abs_diff": float(np.abs(out - ref).max()),
-    }
-
-
-def _match_outputs(
-    source: str, outputs: dict[str, np.ndarray], heads: list[str]
-) -> dict[str, np.ndarray]:
-    if set(heads) <= set(outputs):
-        return {h: outputs[h] for h in heads}
-    if len(heads) == 1 and len(outputs) == 1:
-        return {heads[0]: next(iter(outputs.values()))}
-    raise StageError(f"{source}: outputs {sorted(outputs)} do not match the model's heads {heads}")
 
 
 class Verify(Stage):
@@ -76,7 +54,7 @@ class Verify(Stage):
         outputs = state.reference_outputs
         if outputs is None:
             outputs = KerasRunner(self.model(state)).predict(data.x_test)
-        reference = _match_outputs("keras model", outputs, heads)
+        reference = match_heads("keras model", outputs, heads)
         ref_acc = {
             h: float((reference[h].argmax(-1) == data.y_test[h]).mean() * 100) for h in heads
         }
@@ -113,7 +91,7 @@ class Verify(Stage):
             if "layer_errors" in facts:  # quantized artifacts: per-layer error vs fp32
                 row["layer_errors"] = facts["layer_errors"]
             if art.runtime == "keras" and art is not in_hand:
-                outputs = _match_outputs(art.name, KerasRunner(kmodel).predict(data.x_test), heads)
+                outputs = match_heads(art.name, KerasRunner(kmodel).predict(data.x_test), heads)
                 row["heads"] = {
                     h: head_metrics(reference[h], outputs[h], data.y_test[h]) for h in heads
                 }
@@ -130,7 +108,7 @@ class Verify(Stage):
             else:
                 runner = BACKENDS[art.runtime].open_runner(art.path, p.threads, **art.options)
                 runners[art.name] = runner
-                outputs = _match_outputs(art.name, runner.predict(data.x_test), heads)
+                outputs = match_heads(art.name, runner.predict(data.x_test), heads)
                 row["repeatable"] = is_repeatable(runner, data.x_test)
                 row["heads"] = {
                     h: head_metrics(reference[h], outputs[h], data.y_test[h]) for h in heads
