@@ -145,6 +145,7 @@ def quantize(
     )
 
     method, op_types = knobs["method"], knobs.get("op_types")
+    exclude = list(knobs.get("nodes_to_exclude") or []) or None
     if method == "float16":
         save(float16_weights(onnx.load(str(fp32_path))), out_path)
         return
@@ -159,7 +160,7 @@ def quantize(
         if method == "dynamic":
             quantize_dynamic(
                 str(pre), str(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
-                nodes_to_exclude=list(knobs.get("nodes_to_exclude") or []) or None,
+                nodes_to_exclude=exclude,
             )  # fmt: skip
         elif method == "static":
             graph = onnx.load(str(pre), load_external_data=False).graph
@@ -175,7 +176,7 @@ def quantize(
                 weight_type=QuantType.QInt8,
                 calibrate_method=CalibrationMethod.MinMax,
                 op_types_to_quantize=op_types,
-                nodes_to_exclude=list(knobs.get("nodes_to_exclude") or []) or None,
+                nodes_to_exclude=exclude,
             )
         else:
             raise ValueError(f"onnxruntime quantization method {method!r} is not known")
@@ -354,7 +355,7 @@ class OnnxRuntimeBackend(Backend):
                 with tempfile.TemporaryDirectory(prefix="compress-qat-") as tmp:
                     exported = Path(tmp) / "qat.onnx"
                     save(proto, exported)
-                    quantize(exported, path, {"method": "dynamic", "op_types": None}, None)
+                    quantize(exported, path, self.recipe("dynamic-int8").knobs, None)
             else:
                 save(weights_to_int8(proto), path)
             return {"opset": opset}
