@@ -204,6 +204,32 @@ def copy_model(model: Any) -> Any:
     return fresh
 
 
+def wrapped_weight(wrapper: Any, weight: Any) -> Any | None:
+    """The variable of a tfmot wrapper (QAT, pruning, clustering keep the layer's name) that
+    holds `weight` of the unwrapped layer: same last name part (`kernel:0`), same shape."""
+    suffix, shape = weight.name.split("/")[-1], tuple(weight.shape)
+    return next(
+        (t for t in wrapper.weights if t.name.split("/")[-1] == suffix and tuple(t.shape) == shape),
+        None,
+    )
+
+
+def trained_weights_into(model: Any, trained: Any) -> Any:
+    """A copy of the float `model` with the weights `trained` (its tfmot-wrapped twin, e.g.
+    after quantization-aware training) ended with: the float graph, the fine-tuned values."""
+    fresh = copy_model(model)
+    for layer in fresh.layers:
+        if not layer.weights:
+            continue
+        wrapper = trained.get_layer(layer.name)
+        found = [wrapped_weight(wrapper, w) for w in layer.weights]
+        if any(f is None for f in found):
+            missing = [w.name for w, f in zip(layer.weights, found, strict=True) if f is None]
+            raise ValueError(f"layer {layer.name!r}: no trained value for {', '.join(missing)}")
+        layer.set_weights([f.numpy() for f in found])
+    return fresh
+
+
 def save_model(model: Any, path: str | Path) -> None:
     """Save architecture and weights without the optimizer state (which triples an
     Adam-trained file)."""

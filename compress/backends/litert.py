@@ -19,6 +19,7 @@ import numpy as np
 from compress import _tf
 from compress.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.keras_io import trained_weights_into
 from compress.sensitivity import compare, sqnr_db
 from compress.weights import summarize, tensor_stats
 
@@ -35,7 +36,8 @@ KERNELS_AGREE_DB = 40.0  # reference vs XNNPACK outputs of one file: closer is t
 
 # Knobs the converter reads: optimize (Optimize.DEFAULT), int8_ops (TFLITE_BUILTINS_INT8 with a
 # representative data set), per_channel (per-channel int8 weights), float16 (float16 weights),
-# source ("qat": convert the quantization-aware-trained model), denylisted_ops / denylisted_nodes
+# source ("qat": convert the quantization-aware-trained model; "qat-weights": the float graph
+# with its trained weights), denylisted_ops / denylisted_nodes
 # (op types / tensor names the int8 quantizer leaves float), legacy_dynamic_range (the converter's
 # first dynamic-range quantizer).
 RECIPES = (
@@ -79,11 +81,12 @@ RECIPES = (
         {"optimize": True, "source": "qat"}, search=("qat",),
     ),
     RecipeSpec(
-        "qat-dynamic-range-recurrent", "qat",
-        "quantization-aware trained (tfmot), converted by the converter's first dynamic-range "
-        "quantizer: the fused recurrent ops' weights (on the QAT grid) stored in int8",
-        {"optimize": True, "source": "qat", "legacy_dynamic_range": True}, search=("qat",),
-        needs="recurrent",
+        "qat-weights-dynamic-range-recurrent", "qat",
+        "the float graph with the quantization-aware-trained weights, converted by the "
+        "converter's first dynamic-range quantizer, which stores the fused recurrent ops' "
+        "weights in int8 (the QAT graph's fake-quantized LSTM stays float in every converter)",
+        {"optimize": True, "source": "qat-weights", "legacy_dynamic_range": True},
+        search=("qat",), needs="recurrent",
     ),
 )  # fmt: skip
 
@@ -186,9 +189,15 @@ class LiteRTBackend(Backend):
     recipes = RECIPES
 
     def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
-        model = src.qat_model if spec.knobs.get("source") == "qat" else src.model
-        if model is None:
+        source = spec.knobs.get("source")
+        if source in ("qat", "qat-weights") and src.qat_model is None:
             raise ValueError(f"recipe {spec.id} needs a quantization-aware-trained model")
+        if source == "qat":
+            model = src.qat_model
+        elif source == "qat-weights":
+            model = trained_weights_into(src.model, src.qat_model)
+        else:
+            model = src.model
         if spec.knobs.get("int8_ops") and model is src.model:
             if "calibrated" not in src.memo:
                 src.memo["calibrated"] = calibrate(model, src.x_calib)

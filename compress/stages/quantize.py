@@ -27,7 +27,7 @@ from compress.data import Dataset
 from compress.errors import one_line
 from compress.gates import DEFAULT_MAX_DRIFT
 from compress.heads import head_metrics, match_heads
-from compress.keras_io import copy_model
+from compress.keras_io import copy_model, wrapped_weight
 from compress.stages.base import Stage, StageParams
 from compress.stages.finetune import FineTuneParams, fine_tune
 from compress.state import Artifact, RunState, Skipped
@@ -138,12 +138,10 @@ def keep_pruned_zeros(model: Any, qmodel: Any, layer_names: list[str]) -> None:
         source = [w for w in model.get_layer(name).weights if len(w.shape) >= 2]
         target = qmodel.get_layer(name)  # the QAT wrapper owns the wrapped layer's weights
         for w in source:
-            suffix = w.name.split("/")[-1]
-            match = [t for t in target.weights if t.name.split("/")[-1] == suffix
-                     and tuple(t.shape) == tuple(w.shape)]  # fmt: skip
-            if match:
+            match = wrapped_weight(target, w)
+            if match is not None:
                 mask = w.numpy() == 0
-                match[0].assign(np.where(mask, 0.0, match[0].numpy()).astype(np.float32))
+                match.assign(np.where(mask, 0.0, match.numpy()).astype(np.float32))
 
 
 class Quantize(Stage):
