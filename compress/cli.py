@@ -104,6 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
         "percentage points below the Keras float model, on any head (default: 1.0)",
     )  # fmt: skip
     run.add_argument(
+        "--max-error", type=float, metavar="FRACTION",
+        help="verify.max_error: fail (exit 1) if a numeric (regression, embedding) head's "
+        "relative error against the Keras float model exceeds FRACTION (default: 0.05)",
+    )  # fmt: skip
+    run.add_argument(
+        "--task", choices=("auto", "classify", "regress"),
+        help="verify.task for every head: classify (top-1 accuracy) or regress (numeric "
+        "error); auto infers it per head from the output and its labels (default: auto)",
+    )  # fmt: skip
+    run.add_argument(
         "--min-speedup", type=float, metavar="X",
         help="verify.min_speedup: fail (exit 1) if a quantized artifact is less than X times "
         "faster than its runtime's fp32 artifact at batch 1",

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compress.errors import UsageError, validation_error
-from compress.gates import DEFAULT_MAX_DRIFT
+from compress.gates import DEFAULT_MAX_DRIFT, DEFAULT_MAX_ERROR
 
 # CLI flag -> (stage, parameter); `None` stage means a top-level key.
 FLAG_KEYS: dict[str, tuple[str | None, str]] = {
@@ -43,6 +43,8 @@ FLAG_KEYS: dict[str, tuple[str | None, str]] = {
     "opset": ("export_onnx", "opset"),
     "threads": (None, "threads"),
     "max_drift": ("verify", "max_drift"),
+    "max_error": ("verify", "max_error"),
+    "task": ("verify", "task"),
     "min_speedup": ("verify", "min_speedup"),
     "seed": (None, "seed"),
     "out": (None, "out"),
@@ -218,4 +220,10 @@ def resolve_stages(config: PipelineConfig) -> list[tuple[str, dict[str, Any]]]:
         # validation, so a bad value is reported under the key the user wrote.
         budget = by_name["verify"].get("max_drift", DEFAULT_MAX_DRIFT)
         by_name["quantize"].setdefault("max_drift", budget)
+        by_name["quantize"].setdefault(
+            "max_error", by_name["verify"].get("max_error", DEFAULT_MAX_ERROR)
+        )
+    if "build" in by_name and "verify" in by_name:
+        # the heads' tasks decide how the data's labels are read, so build needs them too
+        by_name["build"]["task"] = by_name["verify"].get("task", "auto")
     return resolved

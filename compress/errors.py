@@ -53,6 +53,8 @@ class GateFailed(CompressError):
 def one_line(exc: BaseException) -> str:
     """`TypeName: first line of the message`, for one-line reports of a library's failure."""
     text = str(exc).strip()
+    if getattr(exc, "self_describing", False):  # e.g. "TFLite converter crashed (SIGSEGV) ..."
+        return text.splitlines()[0]
     return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
 
 

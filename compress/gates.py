@@ -7,10 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 DEFAULT_MAX_DRIFT = 1.0  # points of accuracy an artifact may lose against the float model
+DEFAULT_MAX_ERROR = 0.05  # relative error a numeric head may have against the float model
 
 
 def gate_failures(
-    rows: list[dict[str, Any]], max_drift: float, min_speedup: float | None
+    rows: list[dict[str, Any]],
+    max_drift: float,
+    min_speedup: float | None,
+    max_error: float = DEFAULT_MAX_ERROR,
 ) -> list[str]:
     """One message per artifact x head x gate that failed."""
     failures = []
@@ -22,16 +26,27 @@ def gate_failures(
                 f"{r['name']}: outputs depend on earlier calls (state kept between invokes)"
             )
         for head, m in r["heads"].items():
-            if m["drift"] > max_drift:
-                failures.append(
-                    f"{r['name']} ({head}): accuracy drift {m['drift']:.2f} pts exceeds "
-                    f"max_drift {max_drift:g}"
-                )
+            message = head_gate(m, max_drift, max_error)
+            if message:
+                failures.append(f"{r['name']} ({head}): {message}")
         if min_speedup is not None and r["precision"] != "fp32":
             message = speedup_gate(r, min_speedup)
             if message:
                 failures.append(f"{r['name']}: {message}")
     return failures
+
+
+def head_gate(m: dict[str, Any], max_drift: float, max_error: float) -> str | None:
+    """Why one head of an artifact fails its accuracy gate, or None: a classifier's drift
+    against max_drift, a numeric head's relative error against max_error."""
+    if m.get("task", "classify") == "regress":
+        if m["relative_error"] > max_error:
+            return (f"relative error {m['relative_error']:.4f} vs the float model exceeds "
+                    f"max_error {max_error:g}")  # fmt: skip
+        return None
+    if m["drift"] > max_drift:
+        return f"accuracy drift {m['drift']:.2f} pts exceeds max_drift {max_drift:g}"
+    return None
 
 
 def compression_warnings(rows: list[dict[str, Any]]) -> list[str]:

@@ -10,6 +10,7 @@ same `load_model`, with compress's custom layers registered.
 from __future__ import annotations
 
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,20 @@ from compress.errors import InputError, one_line
 
 MAX_UNCOMPRESSED = 8 * 1024**3  # bytes a zip may expand to (the machine has 24 GiB)
 MAX_RATIO = 1000  # uncompressed / compressed: beyond this a zip is a bomb, not a model
-CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}  # refused in SavedModel metadata
+# Layers that record a TensorFlow op by its public API name (`x + y` is `__operators__.add`):
+# tf_keras looks the name up in TensorFlow's API registry on loading; no code is deserialized.
+# Allowed in .keras and HDF5 configs once the name is checked (op_symbol_problem, resolve_ops).
+OP_LAYERS = {"TFOpLambda", "SlicingOpLambda"}
+_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Public API symbols that reach outside the graph (files, Python callables, printing, raw ops):
+# a model has no business calling them, so they are refused even though they resolve.
+DENIED_NAMESPACES = {"io", "raw_ops", "compat", "debugging", "summary", "saved_model", "data",
+                     "distribute", "config", "sysconfig", "experimental", "autograph", "lite",
+                     "keras", "estimator", "train", "queue", "tpu", "profiler", "test"}  # fmt: skip
+DENIED_SYMBOLS = {"py_function", "numpy_function", "py_func", "print", "Print", "write_file",
+                  "read_file", "load_op_library", "load_library", "function", "Variable",
+                  "eager_py_func"}  # fmt: skip
 KERAS_FORMATS = ("keras", "h5", "savedmodel")
 
 
@@ -90,7 +104,12 @@ def scan_config(config: Any, where: str) -> None:
         node = stack.pop()
         if isinstance(node, dict):
             cls = node.get("class_name")
-            if cls in CODE_LAYERS:
+            if cls in OP_LAYERS:
+                symbol = (node.get("config") or {}).get("function")
+                problem = op_symbol_problem(symbol)
+                if problem:
+                    raise InputError(f"{where} holds a {cls} layer whose op {problem}: refused")
+            elif cls in CODE_LAYERS:
                 raise InputError(
                     f"{where} holds a {cls} layer, whose code would run on loading: refused"
                 )
@@ -111,6 +130,52 @@ def scan_config(config: Any, where: str) -> None:
             stack.extend(node)
 
 
+def op_symbol_problem(symbol: Any) -> str | None:
+    """Why a TFOpLambda's recorded op name is not allowed (None if it is, as far as can be told
+    without TensorFlow; resolve_ops checks it resolves)."""
+    if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+        return f"name {symbol!r} is not a TensorFlow API name"
+    parts = symbol.split(".")
+    if parts[0] in DENIED_NAMESPACES or parts[-1] in DENIED_SYMBOLS:
+        return f"tf.{symbol} reaches outside the model's graph (files, Python code, printing)"
+    return None
+
+
+def op_symbols(config: Any) -> list[str]:
+    """The op names the config's TFOpLambda / SlicingOpLambda layers record."""
+    found, stack = [], [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if node.get("class_name") in OP_LAYERS:
+                found.append((node.get("config") or {}).get("function"))
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def resolve_ops(config: Any, where: str) -> None:
+    """Every recorded op name resolves in TensorFlow's public API registry (the lookup tf_keras
+    itself makes when it loads the layer) to a TensorFlow function."""
+    symbols = op_symbols(config)
+    if not symbols:
+        return
+    from compress import _tf
+
+    _tf.tf()
+    from tensorflow.python.util import tf_export
+
+    for symbol in symbols:
+        target = tf_export.get_symbol_from_name(symbol)
+        module = getattr(target, "__module__", "") or ""
+        if target is None or not module.startswith("tensorflow"):
+            raise InputError(
+                f"{where} holds a TFOpLambda layer whose op tf.{symbol} is not in TensorFlow's "
+                "public API: refused"
+            )
+
+
 def inspect_model_file(path: Path) -> str:
     """Every check that needs no framework: what the file is, that its archive is sane and that
     its config holds no code. Returns the kind (keras, h5 or savedmodel). Fast: run before any
@@ -128,18 +193,8 @@ def inspect_model_file(path: Path) -> str:
     if kind not in KERAS_FORMATS:
         raise InputError(f"{where} is not a Keras model (.keras zip, HDF5 or SavedModel)")
     try:
-        if kind == "keras":
-            check_zip(path, "model file")
-            with zipfile.ZipFile(path) as zf:
-                scan_config(json.loads(zf.read("config.json")), where)
-        elif kind == "h5":
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                raw = f.attrs.get("model_config")
-            if raw is None:
-                raise InputError(f"{where} is HDF5 without a model config (weights only?)")
-            scan_config(json.loads(raw if isinstance(raw, str) else raw.decode()), where)
+        if kind in ("keras", "h5"):
+            scan_config(model_config(path, kind), where)
         else:
             meta = path / "keras_metadata.pb"
             if not meta.is_file():
@@ -157,12 +212,30 @@ def inspect_model_file(path: Path) -> str:
     return kind
 
 
+def model_config(path: Path, kind: str) -> Any:
+    """The model config (JSON) of a .keras or HDF5 file, read without building anything."""
+    where = f"model file '{path.name}'"
+    if kind == "keras":
+        check_zip(path, "model file")
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read("config.json"))
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get("model_config")
+    if raw is None:
+        raise InputError(f"{where} is HDF5 without a model config (weights only?)")
+    return json.loads(raw if isinstance(raw, str) else raw.decode())
+
+
 def load_keras_model(path: Path) -> Any:
     """A user's Keras model in any of its formats, loaded without running code from the file."""
     from compress import _tf
 
     path = Path(path)
     kind = inspect_model_file(path)
+    if kind in ("keras", "h5"):
+        resolve_ops(model_config(path, kind), f"model file '{path.name}'")
     try:
         if kind == "keras":
             return load_model(path)

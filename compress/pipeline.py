@@ -26,6 +26,7 @@ from compress.cache import StageCache, code_fingerprint, input_fingerprint, stag
 from compress.config import PipelineConfig, resolve_stages
 from compress.errors import CompressError, StageError, UsageError, one_line
 from compress.fileio import sha256_file, write_json_atomic, write_text_atomic
+from compress.isolate import Worker
 from compress.stages.base import Stage, materialize, with_reference_outputs
 from compress.state import RunState
 
@@ -80,16 +81,22 @@ class Pipeline:
         the cache (a user's model and data); `cache` None runs every stage."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         parent = Path(out) / name
-        tmp = parent / f".tmp-{run_id}"
+        # The pid in the name tells a later run whether this one is still alive.
+        tmp = parent / f"{TMP_PREFIX}{run_id}.{os.getpid()}"
         try:
             parent.mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_tmp(parent):
+                if progress:
+                    progress(f"{name}: removed {stale} (left by a run that ended without "
+                             "cleaning up)")  # fmt: skip
             tmp.mkdir()
         except OSError as exc:
             raise UsageError(
                 f"output directory '{out}' is not writable: {exc.strerror or exc}"
             ) from None
+        worker = Worker(log=tmp / LOG_FILE)
         try:
-            state = RunState(workdir=tmp)
+            state = RunState(workdir=tmp, worker=worker)
             seconds: dict[str, float] = {}
             cached: dict[str, str] = {}
             versions = reports.package_versions()
@@ -104,6 +111,8 @@ class Pipeline:
                     state = StageCache.restore(record, state)
                     cached[stage.name] = "hit"
                 else:
+                    if stage.cacheable:  # work to do: the worker imports TensorFlow meanwhile
+                        worker.start()
                     if progress:
                         progress(f"{name}: {stage.name} ...")
                     with native_output_to(tmp / LOG_FILE):
@@ -118,6 +127,8 @@ class Pipeline:
                         else:
                             cached[stage.name] = "off" if stage.cacheable else "never"
                 seconds[stage.name] = round(time.perf_counter() - t0, 3)
+            worker.close()  # before the manifest: it writes to log.txt until it exits
+            state = state.replace(worker=None)
             if state.verification is None:
                 raise StageError("pipeline has no verify stage: nothing to report")
             report = build_report(state, run_id, config or {}, seconds, self.describe())
@@ -133,9 +144,46 @@ class Pipeline:
                     f"cannot write the run directory '{final}': {exc.strerror}"
                 ) from exc
         except BaseException:
+            worker.close()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return RunResult(run_dir=final, report=report)
+
+
+TMP_PREFIX = ".tmp-"
+STALE_UNOWNED_S = 3600  # a temporary directory with no pid in its name is stale after this
+
+
+def remove_stale_tmp(parent: Path) -> list[str]:
+    """Remove the temporary run directories under `parent` whose run is gone (a process killed
+    by a signal nothing can catch, SIGKILL or a native crash, cannot remove its own). Returns
+    their names."""
+    removed = []
+    for entry in sorted(parent.glob(f"{TMP_PREFIX}*")):
+        if not entry.is_dir():
+            continue
+        _, _, pid = entry.name.rpartition(".")
+        if pid.isdigit():
+            if _alive(int(pid)):
+                continue
+        elif time.time() - entry.stat().st_mtime < STALE_UNOWNED_S:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(entry.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 @contextmanager

@@ -12,7 +12,7 @@ import platform
 from typing import Any
 
 from compress import sensitivity
-from compress.gates import speedup_gate
+from compress.gates import DEFAULT_MAX_ERROR, head_gate, speedup_gate
 from compress.weights import GZIP_LEVEL
 
 PACKAGES = (
@@ -103,9 +103,12 @@ def _fmt(value: Any, spec: str) -> str:
 
 
 def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
-    multi = len(report["verification"]["reference_accuracy"]) > 1
+    artifacts = report["verification"]["artifacts"]
+    multi = bool(artifacts) and len(artifacts[0]["heads"]) > 1
+    numeric = any(m.get("task") == "regress" for a in artifacts for m in a["heads"].values())
     header = ["artifact", "runtime"] + (["head"] if multi else []) + [
         "size (B)", "gzip (B)", "ratio", "acc %", "drift pts", "agree %", "max|diff|",
+    ] + (["rel err"] if numeric else []) + [
         "p50 b1 ms", "p50 b32 ms", "speedup b1", "speedup b32",
     ]  # fmt: skip
     rows = []
@@ -120,10 +123,13 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     f"{a['size_bytes']:,}" if first else "",
                     f"{a['size_gzip_bytes']:,}" if first else "",
                     f"{a['compression_ratio']:.1f}x" if first else "",
-                    f"{m['accuracy']:.2f}",
-                    f"{m['drift']:+.2f}",
-                    f"{m['agreement']:.2f}",
+                    _fmt(m.get("accuracy"), ".2f"),
+                    _fmt(m.get("drift"), "+.2f"),
+                    _fmt(m.get("agreement"), ".2f"),
                     f"{m['max_abs_diff']:.4f}",
+                ]
+                + ([_fmt(m.get("relative_error"), ".4f")] if numeric else [])
+                + [
                     _fmt((lat.get("b1") or {}).get("p50_ms"), ".3f") if first else "",
                     _fmt((lat.get("b32") or {}).get("p50_ms"), ".3f") if first else "",
                     _fmt(spd.get("b1"), ".2f") + ("x" if spd.get("b1") else "") if first else "",
@@ -163,7 +169,9 @@ def recipe_note(name: str, recipe: dict[str, Any]) -> str | None:
     if chosen is None:
         return None
     others = ", ".join(
-        f"{c['id']} {c['speedup_b1']:.2f}x" if "speedup_b1" in c else f"{c['id']} failed"
+        f"{c['id']} {c['speedup_b1']:.2f}x"
+        if "speedup_b1" in c
+        else f"{c['id']} skipped: {_short(c.get('error') or 'not measured')}"
         for c in candidates
         if c is not chosen
     )
@@ -171,6 +179,13 @@ def recipe_note(name: str, recipe: dict[str, Any]) -> str | None:
         f"{name}: recipe {chosen['id']} chosen: {chosen['speedup_b1']:.2f}x vs fp32 at batch 1, "
         f"{chosen['agreement']:.1f}% agreement on training samples (others: {others})"
     )
+
+
+def _short(error: str) -> str:
+    """A candidate's error without the exception type and quoted log lines (the report has
+    them in full)."""
+    error = error.split("; its last log lines:")[0]
+    return error.removeprefix("WorkerCrashed: ")
 
 
 def notes(report: dict[str, Any]) -> list[str]:
@@ -212,8 +227,12 @@ def render_summary(reports: list[dict[str, Any]], errors: dict[str, str]) -> str
             for head, m in a["heads"].items():
                 status = "FAIL" if a["name"] in failed else "ok"
                 speedup = (a.get("speedup") or {}).get("b1")
-                rows.append([rep["model"], a["name"], head, f"{m['accuracy']:.2f}",
-                             f"{m['drift']:+.2f}", _fmt(speedup, ".2f"), status])  # fmt: skip
+                if m.get("task") == "regress":
+                    score, change = f"rel err {m['relative_error']:.4f}", "-"
+                else:
+                    score, change = f"{m['accuracy']:.2f}", f"{m['drift']:+.2f}"
+                rows.append([rep["model"], a["name"], head, score, change,
+                             _fmt(speedup, ".2f"), status])  # fmt: skip
         for s in rep.get("skipped", []):
             rows.append([rep["model"], s["name"], "-", "-", "-", "-", "skipped"])
     for model, message in errors.items():
@@ -237,11 +256,12 @@ def render_junit(reports: list[dict[str, Any]], errors: dict[str, str]) -> str:
         for a in v["artifacts"]:
             if a["runtime"] == "keras":
                 continue
-            checks = [
-                (f"max_drift[{head}]", m["drift"] <= v["max_drift"],
-                 f"accuracy drift {m['drift']:.2f} pts exceeds max_drift {v['max_drift']:g}")
-                for head, m in a["heads"].items()
-            ]  # fmt: skip
+            max_error = v.get("max_error", DEFAULT_MAX_ERROR)
+            checks = []
+            for head, m in a["heads"].items():
+                gate = "max_error" if m.get("task") == "regress" else "max_drift"
+                why = head_gate(m, v["max_drift"], max_error)
+                checks.append((f"{gate}[{head}]", why is None, why or ""))
             if v["min_speedup"] is not None and a["precision"] != "fp32":
                 why = speedup_gate(a, v["min_speedup"])
                 checks.append(("min_speedup", why is None, why or ""))
@@ -277,7 +297,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         f"- held-out samples: {v['test_samples']}; threads: {v['threads']}; "
         f"CPU: {report['environment']['cpu']}",
-        f"- gates: max drift {v['max_drift']} pts, min speedup {v['min_speedup']}; "
+        f"- gates: max drift {v['max_drift']} pts, max error {v.get('max_error')}, "
+        f"min speedup {v['min_speedup']}; "
         f"result: **{'passed' if not v['failures'] else 'FAILED'}**",
         "",
         "| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",

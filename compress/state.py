@@ -126,6 +126,9 @@ class RunState:
     skipped: tuple[Skipped, ...] = ()
     verification: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)  # per-stage facts for the report
+    # The run's worker process for framework steps that can crash natively (isolate.Worker);
+    # None: a stage that needs one starts its own.
+    worker: Any = field(default=None, compare=False, repr=False)
 
     def replace(self, **changes: Any) -> RunState:
         return dataclasses.replace(self, **changes)

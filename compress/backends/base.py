@@ -7,6 +7,7 @@ executes the file, and counting the weights the file stores. Stages only loop ov
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from compress import isolate
 from compress.arrays import Inputs
 from compress.fileio import write_atomic
 from compress.state import Artifact, Recipe
@@ -63,9 +65,28 @@ class Sources:
     qat_model: Any = None
     qat_left_float: tuple[str, ...] = ()  # layer types tfmot could not annotate for QAT
     opset: int | None = None
+    # head -> classify | regress (what agreement with fp32 means for it); empty: classifiers
+    tasks: dict[str, str] = field(default_factory=dict, compare=False)
     # Work the recipes built from these sources share (a calibration, a pre-processed graph),
     # kept by the backend that made it; lives as long as these sources (one quantize run).
     memo: dict[str, Any] = field(default_factory=dict, compare=False)
+    # The worker process recipes are built in (see isolate.py); None builds in this process.
+    worker: Any = field(default=None, compare=False)
+    # Names these sources' shared work in the worker (its memo lives there).
+    token: str = field(default_factory=lambda: secrets.token_hex(6), compare=False)
+
+
+@dataclass(frozen=True)
+class SourceFiles:
+    """Sources as files, for the worker process: the models saved, the samples as .npz."""
+
+    model: str
+    x_calib: str | None
+    fp32: Artifact | None
+    qat_model: str | None
+    qat_left_float: tuple[str, ...]
+    opset: int | None
+    token: str
 
 
 class Runner(Protocol):
@@ -94,6 +115,7 @@ class Backend:
     suffix: ClassVar[str]  # file name suffix, e.g. ".tflite"
     recipes: ClassVar[tuple[RecipeSpec, ...]]
     reference: ClassVar[bool] = False  # the float model others are compared with, not exported
+    loader_name: ClassVar[str] = "the runtime"  # what loads and runs the files (crash messages)
 
     # -- the recipe table --------------------------------------------------------------------
     def recipe(self, recipe_id: str) -> RecipeSpec:
@@ -126,6 +148,41 @@ class Backend:
         """Write the artifact of recipe `spec` to `path`. Returns knobs decided for this model
         (e.g. a fixed batch), recorded with the recipe."""
         raise NotImplementedError
+
+    def build_isolated(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
+        """`build` in the sources' worker process, then the file loaded and run there once on
+        two samples: a converter, quantizer or runtime that dies natively raises
+        isolate.WorkerCrashed here instead of ending the run. Without a worker, `build`."""
+        if src.worker is None:
+            return self.build(spec, src, path) or {}
+        worker = src.worker
+        files = SourceFiles(
+            model=str(worker.model_file(src.model)),
+            x_calib=None if src.x_calib is None else str(worker.array_file(src.x_calib)),
+            fp32=src.fp32,
+            qat_model=None if src.qat_model is None else str(
+                worker.model_file(src.qat_model, save=save_qat_model, suffix=".h5")),
+            qat_left_float=src.qat_left_float,
+            opset=src.opset,
+            token=src.token,
+        )  # fmt: skip
+        probe = probe_sample(src)
+        options = self.runner_options(src.model)
+        shared = self.shared_step(spec, src)
+        if shared and f"crashed:{shared}" in src.memo:
+            raise src.memo[f"crashed:{shared}"]  # the same shared work would crash the same way
+        try:
+            return worker.call(build_in_worker, self.runtime, spec, files, str(path), probe,
+                               options)  # fmt: skip
+        except isolate.WorkerCrashed as crash:
+            if shared and crash.phase == shared:
+                src.memo[f"crashed:{shared}"] = crash
+            raise
+
+    def shared_step(self, spec: RecipeSpec, src: Sources) -> str | None:
+        """The step (as named to isolate.step) whose work recipes built from the same sources
+        share, if `spec` needs it: a crash there fails every recipe that needs it."""
+        return None
 
     def open_runner(self, path: Path, threads: int = 1, **options: bool) -> Runner:
         raise NotImplementedError
@@ -193,7 +250,7 @@ class Backend:
             if write is not None:
                 write(tmp)
             else:
-                decided.update(self.build(spec, src, tmp) or {})
+                decided.update(self.build_isolated(spec, src, tmp))
 
         path = write_atomic(Path(workdir) / name, build)
         return Artifact(
@@ -209,3 +266,74 @@ class Backend:
             left_float=tuple(self.left_float(path, spec, src)),
             facts=self.facts(path, src.model),
         )
+
+
+def probe_sample(src: Sources) -> Inputs:
+    """Two samples to run a built file on: calibration samples, else zeros of the model's input
+    shapes and dtypes (an integer input's zeros are valid ids)."""
+    from compress.arrays import rows
+
+    if src.x_calib is not None:
+        return rows(src.x_calib, 0, 2)
+    arrays = {
+        name: np.zeros((2, *(d or 1 for d in t.shape[1:])), dtype=t.dtype.as_numpy_dtype)
+        for name, t in zip(src.model.input_names, src.model.inputs, strict=True)
+    }
+    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
+
+
+def save_qat_model(model: Any, path: Path) -> None:
+    """A quantization-aware-trained model as HDF5 (tfmot's wrappers do not reload from .keras:
+    their variables are restored under other names). Written and read by compress only."""
+    model.save(str(path), include_optimizer=False)
+
+
+def _load_qat_model(path: str) -> Any:
+    from compress import _tf
+    from compress import layers as compress_layers
+
+    q = _tf.tfmot().quantization.keras
+    with q.quantize_scope(compress_layers.CUSTOM_OBJECTS):
+        return _tf.keras().models.load_model(path, compile=False)
+
+
+_WORKER_MODELS: dict[str, Any] = {}  # in the worker: file -> loaded model
+_WORKER_MEMOS: dict[str, dict[str, Any]] = {}  # in the worker: Sources.token -> memo
+
+
+def build_in_worker(
+    runtime: str,
+    spec: RecipeSpec,
+    files: SourceFiles,
+    path: str,
+    probe: Inputs,
+    options: dict[str, bool],
+) -> dict[str, Any]:
+    """Runs in the worker: rebuild the Sources from files, build, then load and run the file."""
+    from compress import isolate
+    from compress.backends import BACKENDS
+    from compress.keras_io import load_model
+
+    def model(file: str | None, loader: Callable[[str], Any]) -> Any:
+        if file is None:
+            return None
+        if file not in _WORKER_MODELS:
+            _WORKER_MODELS[file] = loader(file)
+        return _WORKER_MODELS[file]
+
+    if files.token not in _WORKER_MEMOS and len(_WORKER_MEMOS) >= 4:
+        _WORKER_MEMOS.pop(next(iter(_WORKER_MEMOS)))
+    src = Sources(
+        model=model(files.model, load_model),
+        x_calib=None if files.x_calib is None else isolate.load_arrays(files.x_calib),
+        fp32=files.fp32,
+        qat_model=model(files.qat_model, _load_qat_model),
+        qat_left_float=files.qat_left_float,
+        opset=files.opset,
+        memo=_WORKER_MEMOS.setdefault(files.token, {}),
+    )
+    backend = BACKENDS[runtime]
+    decided = backend.build(spec, src, Path(path)) or {}
+    isolate.step(backend.loader_name, f"loading and running {Path(path).name}")
+    backend.open_runner(Path(path), 1, **options).predict(probe)
+    return decided

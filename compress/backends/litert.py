@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from compress import _tf
+from compress import _tf, isolate
 from compress.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.keras_io import trained_weights_into
@@ -32,6 +32,7 @@ RECURRENT_OPS = (
     "BIDIRECTIONAL_SEQUENCE_RNN",
 )  # fmt: skip
 INT8_AND_AUTO = ("int8", "auto")
+CONVERTER = "TFLite converter"
 KERNELS_AGREE_DB = 40.0  # reference vs XNNPACK outputs of one file: closer is the same math
 
 # Knobs the converter reads: optimize (Optimize.DEFAULT), int8_ops (TFLITE_BUILTINS_INT8 with a
@@ -124,6 +125,7 @@ def _batch1_converter(model: Any) -> Any:
 def calibrate(model: Any, x_calib: Inputs | None) -> bytes:
     """The float model with the activation ranges of the calibration samples recorded: the
     converter's own calibration, done once and shared by every int8 recipe of the model."""
+    isolate.step(CONVERTER, "int8 calibration")
     return convert(model, {"optimize": True, "int8_ops": True, "calibrate_only": True}, x_calib)
 
 
@@ -131,6 +133,7 @@ def quantize_calibrated(calibrated: bytes, knobs: dict[str, Any]) -> bytes:
     """Full-integer int8 from a calibrated model (float I/O), as the converter does after its
     calibration: MLIR quantization, then read-only buffers deduplicated."""
     _tf.tf()
+    isolate.step(CONVERTER, "int8 quantization")
     from tensorflow.lite.python.convert import mlir_quantize
     from tensorflow.lite.python.lite import _deduplicate_readonly_buffers
 
@@ -151,6 +154,8 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
         # ops kept float: the converter's own calibration, then its MLIR quantizer told what to
         # leave alone (what tf.lite.experimental.QuantizationDebugger does for a denylist)
         return quantize_calibrated(calibrate(model, x_calib), knobs)
+    what = "int8 calibration" if knobs.get("int8_ops") else "conversion"
+    isolate.step(CONVERTER, what)
     if has_recurrent_layer(model):
         converter = _batch1_converter(model)
     else:
@@ -187,6 +192,7 @@ class LiteRTBackend(Backend):
     format = "tflite"
     suffix = ".tflite"
     recipes = RECIPES
+    loader_name = "LiteRT interpreter"
 
     def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
         source = spec.knobs.get("source")
@@ -205,6 +211,11 @@ class LiteRTBackend(Backend):
         else:
             path.write_bytes(convert(model, spec.knobs, src.x_calib))
         return {"fixed_batch": 1} if has_recurrent_layer(model) else {}
+
+    def shared_step(self, spec: RecipeSpec, src: Sources) -> str | None:
+        # full-integer recipes of the float model share one calibration
+        needs = spec.knobs.get("int8_ops") and spec.knobs.get("source") not in ("qat",)
+        return "int8 calibration" if needs else None
 
     def layer_errors(
         self, path: Path, fp32_path: Path, x: Inputs, **options: bool
@@ -387,8 +398,8 @@ class LiteRTRunner:
 
 def _to_tensor(x: np.ndarray, det: dict) -> np.ndarray:
     dtype = det["dtype"]
-    if np.issubdtype(dtype, np.integer):
-        scale, zero = det["quantization"]
+    scale, zero = det["quantization"]
+    if np.issubdtype(dtype, np.integer) and scale:  # a quantized input: float in, int8 fed
         info = np.iinfo(dtype)
         q = np.round(x / scale + zero)
         return np.clip(q, info.min, info.max).astype(dtype)
@@ -396,7 +407,7 @@ def _to_tensor(x: np.ndarray, det: dict) -> np.ndarray:
 
 
 def _from_tensor(t: np.ndarray, det: dict) -> np.ndarray:
-    if np.issubdtype(t.dtype, np.integer):
-        scale, zero = det["quantization"]
+    scale, zero = det["quantization"]
+    if np.issubdtype(t.dtype, np.integer) and scale:
         return ((t.astype(np.float32) - zero) * scale).astype(np.float32)
     return t.astype(np.float32, copy=False)

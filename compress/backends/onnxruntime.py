@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from compress import _tf
+from compress import _tf, isolate
 from compress.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.fileio import working_directory
@@ -26,6 +26,7 @@ STATIC = "onnxruntime static QDQ, per-channel int8 weights, uint8 activations, M
          "calibration on the training split, quant_pre_process first"  # fmt: skip
 
 INT8_AND_AUTO = ("int8", "auto")
+QUANTIZER = "onnxruntime quantizer"
 
 # Knobs the builder reads: method (export | static | dynamic | float16 | qat), op_types (the op
 # types to quantize; None: every op the quantizer supports, LSTM included for dynamic),
@@ -76,6 +77,7 @@ _PREDICT_BATCH = 1
 def convert(model: Any, opset: int) -> Any:
     """tf_keras model -> onnx.ModelProto with the Keras input and output names."""
     tf = _tf.tf()
+    isolate.step("tf2onnx", "conversion")
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
     import tf2onnx
 
@@ -118,6 +120,7 @@ def preprocess(fp32_path: Path, out_path: Path) -> None:
     data files into the current directory (and then fails; shapes are then inferred without it)."""
     from onnxruntime.quantization import quant_pre_process
 
+    isolate.step(QUANTIZER, "quant_pre_process")
     source, target = str(Path(fp32_path).resolve()), str(Path(out_path).resolve())
     with working_directory(Path(target).parent):
         try:
@@ -157,6 +160,7 @@ def quantize(
             memo["preprocessed"] = pre.read_bytes()
         else:
             pre.write_bytes(memo["preprocessed"])
+        isolate.step(QUANTIZER, f"{method} quantization")
         if method == "dynamic":
             quantize_dynamic(
                 str(pre), str(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
@@ -340,6 +344,7 @@ class OnnxRuntimeBackend(Backend):
     format = "onnx"
     suffix = ".onnx"
     recipes = RECIPES
+    loader_name = "onnxruntime"
 
     def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
         method = spec.knobs["method"]

@@ -22,6 +22,7 @@ import numpy as np
 from compress.arrays import rows
 from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.errors import one_line
+from compress.heads import agreement_score, match_heads
 from compress.timing import Timing, measure_until_stable
 
 SELECTION_SAMPLES = 200
@@ -29,13 +30,16 @@ TIE = 1.05  # latencies within 5% are a tie (the noise of one measurement on a b
 Objective = Literal["latency", "size"]
 
 
-def agreement(reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray]) -> float:
-    """Lowest top-1 agreement over the heads, percent (heads matched by position)."""
-    scores = [
-        float((r.argmax(-1) == o.argmax(-1)).mean() * 100)
-        for r, o in zip(reference.values(), outputs.values(), strict=True)
-    ]
-    return min(scores)
+def agreement(
+    reference: dict[str, np.ndarray], outputs: dict[str, np.ndarray], tasks: dict[str, str]
+) -> float:
+    """Lowest agreement over the heads, percent: top-1 agreement for classifiers, 100 x (1 -
+    relative error) for numeric heads (heads.agreement_score). Heads are matched by name
+    (`tasks` names them; without it, every output is a classifier head)."""
+    heads = list(tasks) or list(reference)
+    ref = match_heads("fp32 artifact", reference, heads)
+    out = match_heads("candidate", outputs, heads)
+    return min(agreement_score(ref[h], out[h], tasks.get(h, "classify")) for h in heads)
 
 
 def choose(
@@ -106,9 +110,9 @@ def search(
             path = Path(tmp) / f"{spec.id}{backend.suffix}"
             entry: dict[str, Any] = {"id": spec.id}
             try:
-                decided[spec.id] = backend.build(spec, src, path) or {}
+                decided[spec.id] = backend.build_isolated(spec, src, path)
                 runner = backend.open_runner(path, threads, **options)
-                entry["agreement"] = agreement(ref_out, runner.predict(sample))
+                entry["agreement"] = agreement(ref_out, runner.predict(sample), src.tasks)
                 entry["size_bytes"] = path.stat().st_size
                 runners[spec.id], paths[spec.id] = runner, path
             except Exception as exc:  # a recipe this model or runtime cannot take

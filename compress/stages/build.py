@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -18,9 +18,12 @@ from compress import _tf, models
 from compress.arrays import count, pick
 from compress.data import load_digits, load_npz
 from compress.errors import InputError, StageError, UsageError, one_line
+from compress.heads import output_activation
 from compress.keras_io import load_keras_model
 from compress.stages.base import Stage, StageParams
 from compress.state import RunState
+
+TaskChoice = Literal["auto", "classify", "regress"]
 
 
 class BuildParams(StageParams):
@@ -32,26 +35,35 @@ class BuildParams(StageParams):
     train_samples: int | None = Field(
         None, ge=1, description="use only this many training samples (quick trials, tests)"
     )
+    task: TaskChoice | dict[str, TaskChoice] = Field(
+        "auto", description="set from verify.task: each head's task (classify | regress), "
+        "or auto: inferred from the output and its labels"
+    )  # fmt: skip
 
 
 def is_reference(model: str) -> bool:
     return model in models.REGISTRY
 
 
-def _model_io(model: Any) -> tuple[dict[str, tuple[int | None, ...]], dict[str, int]]:
+def _model_io(
+    model: Any,
+) -> tuple[dict[str, tuple[int | None, ...]], dict[str, str], dict[str, dict[str, Any]]]:
+    """Each input's shape and dtype, and each output's shape and activation (what the data file
+    is checked against and a head's task inferred from)."""
     shapes = {
         name: tuple(t.shape[1:]) for name, t in zip(model.input_names, model.inputs, strict=True)
     }
+    dtypes = {name: t.dtype.name for name, t in zip(model.input_names, model.inputs, strict=True)}
     heads = {}
     for name, tensor in zip(model.output_names, model.outputs, strict=True):
-        classes = tensor.shape[-1]
-        if tensor.shape.rank != 2 or classes is None or classes < 2:
+        if tensor.shape.rank is None or tensor.shape.rank < 2:
             raise InputError(
-                f"output {name!r} has shape {tuple(tensor.shape)}; compress verifies "
-                "classifiers: each output must be (batch, classes) with classes >= 2"
+                f"output {name!r} has shape {tuple(tensor.shape)}; compress expects a batch "
+                "axis and at least one more: (batch, classes) or (batch, values...)"
             )
-        heads[name] = int(classes)
-    return shapes, heads
+        heads[name] = {"shape": tuple(tensor.shape[1:]),
+                       "activation": output_activation(model, name)}  # fmt: skip
+    return shapes, dtypes, heads
 
 
 class Build(Stage):
@@ -67,6 +79,15 @@ class Build(Stage):
                 raise UsageError(
                     f"data is for Keras model files; reference model {p.model!r} trains on "
                     "digits", key="data",
+                )  # fmt: skip
+            if (
+                p.task != "auto"
+                and p.task != "classify"
+                and (not isinstance(p.task, dict) or set(p.task.values()) - {"auto", "classify"})
+            ):
+                raise UsageError(
+                    f"verify.task: reference model {p.model!r} is a classifier; regress is for "
+                    "your own models", key="verify.task",
                 )  # fmt: skip
             spec = models.get(p.model)
             data = load_digits(
@@ -85,11 +106,14 @@ class Build(Stage):
                 raise UsageError(message, key="data")
             _tf.keras().utils.set_random_seed(p.seed)
             model = load_keras_model(Path(p.model))
-            input_shapes, heads = _model_io(model)
+            input_shapes, input_dtypes, heads = _model_io(model)
+            tasks = _tasks(p.task, list(heads))
             data = load_npz(
                 p.data,
                 input_shapes=input_shapes,
+                input_dtypes=input_dtypes,
                 heads=heads,
+                tasks=tasks,
                 seed=p.seed,
                 test_size=p.test_size,
                 calibration_samples=p.calibration_samples,
@@ -105,6 +129,19 @@ class Build(Stage):
             )
         state = state.replace(model_name=model_name, model=model, model_loader=loader, data=data)
         return state.with_info("build", {"model": model_name, "dataset": data.name})
+
+
+def _tasks(task: str | dict[str, str], heads: list[str]) -> dict[str, str]:
+    """verify.task as head -> task for the heads it forces ("auto" forces nothing)."""
+    if isinstance(task, str):
+        return {} if task == "auto" else dict.fromkeys(heads, task)
+    unknown = sorted(set(task) - set(heads))
+    if unknown:
+        raise UsageError(
+            f"verify.task names {unknown}, which the model does not output. Expected heads: "
+            f"{', '.join(heads)}", key="verify.task",
+        )  # fmt: skip
+    return {h: t for h, t in task.items() if t != "auto"}
 
 
 def build_reference(spec: models.ModelSpec, heads: list[str], seed: int) -> Any:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
-from compress.backends import BACKENDS, Sources
 from compress.backends.onnxruntime import DEFAULT_OPSET, OPSETS
-from compress.stages.base import Stage, StageParams
+from compress.stages.base import ExportStage, StageParams
 from compress.state import RunState
 
 
@@ -17,12 +18,13 @@ class ExportONNXParams(StageParams):
     )  # fmt: skip
 
 
-class ExportONNX(Stage):
+class ExportONNX(ExportStage):
     name = "export_onnx"
     Params = ExportONNXParams
+    runtime = "onnxruntime"
+
+    def sources(self) -> dict[str, Any]:
+        return {"opset": self.params.opset}
 
     def run(self, state: RunState) -> RunState:
-        ort = BACKENDS["onnxruntime"]
-        src = Sources(self.model(state), opset=self.params.opset)
-        artifact = ort.make(state.workdir, ort.recipe("fp32"), src)
-        return state.add((artifact,)).with_info("export_onnx", {"opset": self.params.opset})
+        return super().run(state).with_info("export_onnx", {"opset": self.params.opset})

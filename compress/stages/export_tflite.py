@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-from compress.backends import BACKENDS, Sources
-from compress.stages.base import Stage, StageParams
-from compress.state import RunState
+from compress.stages.base import ExportStage, StageParams
 
 
-class ExportTFLite(Stage):
+class ExportTFLite(ExportStage):
     name = "export_tflite"
     Params = StageParams
-
-    def run(self, state: RunState) -> RunState:
-        litert = BACKENDS["litert"]
-        return state.add(
-            (litert.make(state.workdir, litert.recipe("fp32"), Sources(self.model(state))),)
-        )
+    runtime = "litert"

@@ -10,6 +10,7 @@ from pydantic import Field
 
 from compress import _tf
 from compress.data import Dataset
+from compress.heads import loss_for
 from compress.keras_io import copy_model
 from compress.stages.base import StageParams
 from compress.state import RunState
@@ -90,7 +91,7 @@ def fine_tune(
     keras.utils.set_random_seed(params.seed)
     model.compile(
         optimizer=keras.optimizers.Adam(params.learning_rate),
-        loss=["sparse_categorical_crossentropy"] * len(heads),
+        loss=[loss_for(data.task(h)) for h in heads],
     )
     labels = [data.y_train[h] for h in heads]
     model.fit(

@@ -25,10 +25,10 @@ from compress.backends import Sources, exported
 from compress.backends.select import search
 from compress.data import Dataset
 from compress.errors import one_line
-from compress.gates import DEFAULT_MAX_DRIFT
+from compress.gates import DEFAULT_MAX_DRIFT, DEFAULT_MAX_ERROR
 from compress.heads import head_metrics, match_heads
 from compress.keras_io import copy_model, wrapped_weight
-from compress.stages.base import Stage, StageParams
+from compress.stages.base import Stage, StageParams, worker_for
 from compress.stages.finetune import FineTuneParams, fine_tune
 from compress.state import Artifact, RunState, Skipped
 
@@ -59,6 +59,11 @@ class QuantizeParams(StageParams):
     max_drift: float = Field(
         DEFAULT_MAX_DRIFT, ge=0.0,
         description="the fallback's drift budget, points (a pipeline gives it verify.max_drift)",
+    )  # fmt: skip
+    max_error: float = Field(
+        DEFAULT_MAX_ERROR, ge=0.0,
+        description="the fallback's budget for numeric heads, relative error (a pipeline gives "
+        "it verify.max_error)",
     )  # fmt: skip
     threads: int = Field(1, ge=1, description="threads when timing candidates (as verify's)")
     qat_epochs: int = Field(
@@ -159,19 +164,22 @@ class Quantize(Stage):
         opset = state.info.get("export_onnx", {}).get("opset")
         made: list[Artifact] = []
         skipped: list[Skipped] = []
-        check = _CheckSet(model, data)
-        for backend in exported():
-            fp32 = state.artifact(backend.runtime, "fp32")
-            default = backend.default(p.mode)
-            if fp32 is None or default is None:
-                continue  # this format was not exported, or has no recipe for the mode
-            src = Sources(model, data.x_calib, fp32, qat_model, tuple(qat_float), opset)
-            name = backend.file_name(p.mode)
-            try:
-                made.append(self._make(backend, default, src, name, check, state.workdir))
-            except Exception as exc:  # the converter or quantizer cannot do this for this model
-                reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
-                skipped.append(Skipped(name, backend.runtime, reason))
+        check = _CheckSet(model, data, p.max_drift / max(p.max_error, 1e-9))
+        with worker_for(state) as worker:
+            for backend in exported():
+                fp32 = state.artifact(backend.runtime, "fp32")
+                default = backend.default(p.mode)
+                if fp32 is None or default is None:
+                    continue  # this format was not exported, or has no recipe for the mode
+                src = Sources(model, data.x_calib, fp32, qat_model, tuple(qat_float), opset,
+                              tasks={h: data.task(h) for h in data.heads},
+                              worker=worker)  # fmt: skip
+                name = backend.file_name(p.mode)
+                try:
+                    made.append(self._make(backend, default, src, name, check, state.workdir))
+                except Exception as exc:  # the converter or quantizer cannot, or crashed
+                    reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
+                    skipped.append(Skipped(name, backend.runtime, reason))
         info = {"mode": p.mode, "recipes": {a.name: a.recipe.id for a in made}}
         return state.add(tuple(made), tuple(skipped)).with_info("quantize", info)
 
@@ -201,7 +209,7 @@ class Quantize(Stage):
                                     "rounds": chosen.rounds}  # fmt: skip
             else:
                 spec = default
-                decided = backend.build(spec, src, path) or {}
+                decided = backend.build_isolated(spec, src, path)
             errors = _layer_errors(backend, path, src)
             if p.fallback and p.mode != "qat":
                 spec, fallback = _fallback(backend, spec, src, path, errors, check, p)
@@ -221,12 +229,14 @@ class _CheckSet:
     model's outputs on them (computed when first needed): the fallback's drift estimate. The
     held-out split stays verify's."""
 
-    def __init__(self, model: Any, data: Dataset) -> None:
+    def __init__(self, model: Any, data: Dataset, error_scale: float) -> None:
         n = count(data.x_train)
         start = max(0, n - CHECK_SAMPLES)
         self.model = model
         self.x = rows(data.x_train, start, n)
         self.y = {h: y[start:n] for h, y in data.y_train.items()}
+        self.tasks = {h: data.task(h) for h in self.y}
+        self.error_scale = error_scale  # points of drift per unit of a numeric head's error
         self.samples = count(self.x)
 
     @cached_property
@@ -236,10 +246,19 @@ class _CheckSet:
         return match_heads("keras model", KerasRunner(self.model).predict(self.x), list(self.y))
 
     def drift(self, backend: Any, path: Path, options: dict[str, bool]) -> float:
-        """Worst head's accuracy drop (points) of the file against the float model."""
+        """How far the file is over budget, in the drift's units (points): the worst
+        classifier head's accuracy drop against the float model, and each numeric head's
+        relative error scaled by max_drift / max_error, so one number is held to max_drift."""
         runner = backend.open_runner(path, 1, **options)
         outputs = match_heads(path.name, runner.predict(self.x), list(self.y))
-        return max(head_metrics(self.reference[h], outputs[h], self.y[h])["drift"] for h in self.y)
+        worst = 0.0
+        for h in self.y:
+            m = head_metrics(self.reference[h], outputs[h], self.y[h], self.tasks[h])
+            if self.tasks[h] == "classify":
+                worst = max(worst, m["drift"])
+            else:
+                worst = max(worst, m["relative_error"] * self.error_scale)
+        return worst
 
 
 def _layer_errors(backend: Any, path: Path, src: Sources) -> dict[str, Any]:
@@ -287,7 +306,11 @@ def _fallback(
     for k in range(group, len(ranked) + group, group):
         layers = ranked[:k]
         candidate = backend.keep_float(spec, layers)
-        backend.build(candidate, src, trial)
+        try:
+            backend.build_isolated(candidate, src, trial)
+        except Exception as exc:  # a crash or refusal of this rebuild: keep the best so far
+            info["steps"].append({"kept_float": len(layers), "error": one_line(exc)})
+            continue
         drift = check.drift(backend, trial, options)
         names = [r["layer"] for r in layers]
         info["steps"].append({"kept_float": len(names), "drift": drift})

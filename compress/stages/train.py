@@ -6,6 +6,8 @@ from pydantic import Field
 
 from compress import _tf
 from compress.backends.keras import save_artifact
+from compress.data import Dataset
+from compress.heads import loss_for
 from compress.stages.base import Stage, StageParams
 from compress.state import RunState
 
@@ -19,13 +21,13 @@ class TrainParams(StageParams):
     seed: int = Field(0, ge=0)
 
 
-def compile_for_heads(model, heads: list[str], learning_rate: float) -> None:
-    """One sparse categorical cross-entropy loss and one accuracy metric per output head."""
+def compile_for_heads(model, data: Dataset, learning_rate: float) -> None:
+    """One loss and one metric per output head, by its task (see loss_for)."""
     keras = _tf.keras()
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
-        loss={h: "sparse_categorical_crossentropy" for h in heads},
-        metrics={h: ["accuracy"] for h in heads},
+        loss={h: loss_for(data.task(h)) for h in data.heads},
+        metrics={h: ["accuracy" if data.task(h) == "classify" else "mae"] for h in data.heads},
     )
 
 
@@ -39,7 +41,7 @@ class Train(Stage):
         p = self.params
         model, data = self.model(state), self.data(state)
         _tf.keras().utils.set_random_seed(p.seed)
-        compile_for_heads(model, data.heads, p.learning_rate)
+        compile_for_heads(model, data, p.learning_rate)
         history = {}
         if p.epochs > 0:
             hist = model.fit(

@@ -8,7 +8,7 @@ fp32 artifact of the same runtime measured in the same rounds.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -16,18 +16,35 @@ from pydantic import Field
 from compress.arrays import count, rows
 from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
-from compress.gates import DEFAULT_MAX_DRIFT, compression_warnings, gate_failures
-from compress.heads import head_metrics, match_heads
+from compress.gates import (
+    DEFAULT_MAX_DRIFT,
+    DEFAULT_MAX_ERROR,
+    compression_warnings,
+    gate_failures,
+)
+from compress.heads import head_metrics, match_heads, reference_metrics
 from compress.keras_io import load_model
 from compress.stages.base import Stage, StageParams, materialize
 from compress.state import RunState
 from compress.timing import MIN_CALLS, TIMING_BUDGET_S, measure_interleaved
 from compress.weights import float_weight_bytes
 
+TaskChoice = Literal["auto", "classify", "regress"]
+
 
 class VerifyParams(StageParams):
     threads: int = Field(1, ge=1)
     max_drift: float = Field(DEFAULT_MAX_DRIFT, ge=0.0)
+    max_error: float = Field(
+        DEFAULT_MAX_ERROR, ge=0.0,
+        description="numeric heads: the largest relative error ||out - ref|| / ||ref|| of an "
+        "artifact against the float model (0.05 = 5%)",
+    )  # fmt: skip
+    task: TaskChoice | dict[str, TaskChoice] = Field(
+        "auto", description="classify | regress, for every head or per head ({head = task}); "
+        "auto: classify a softmax/sigmoid (or integer-labelled) output of >= 2 classes whose "
+        "labels are class ids, else regress"
+    )  # fmt: skip
     min_speedup: float | None = Field(None, gt=0.0)
     batch_sizes: tuple[int, ...] = (1, 32)
     timing_budget_s: float = Field(
@@ -55,9 +72,12 @@ class Verify(Stage):
         if outputs is None:
             outputs = KerasRunner(self.model(state)).predict(data.x_test)
         reference = match_heads("keras model", outputs, heads)
+        tasks = {h: data.task(h) for h in heads}
         ref_acc = {
-            h: float((reference[h].argmax(-1) == data.y_test[h]).mean() * 100) for h in heads
-        }
+            h: float((reference[h].argmax(-1) == data.y_test[h]).mean() * 100)
+            for h in heads if tasks[h] == "classify"
+        }  # fmt: skip
+        ref_rows = {h: reference_metrics(reference[h], data.y_test[h], tasks[h]) for h in heads}
         baseline = state.info.get("baseline_accuracy")  # before prune/cluster, if any
         float_bytes = (
             in_hand.facts["float_weight_bytes"]
@@ -93,41 +113,43 @@ class Verify(Stage):
             if art.runtime == "keras" and art is not in_hand:
                 outputs = match_heads(art.name, KerasRunner(kmodel).predict(data.x_test), heads)
                 row["heads"] = {
-                    h: head_metrics(reference[h], outputs[h], data.y_test[h]) for h in heads
-                }
-            elif art.runtime == "keras":
-                row["heads"] = {
-                    h: {
-                        "accuracy": ref_acc[h],
-                        "drift": 0.0,
-                        "agreement": 100.0,
-                        "max_abs_diff": 0.0,
-                    }
+                    h: head_metrics(reference[h], outputs[h], data.y_test[h], tasks[h])
                     for h in heads
                 }
+            elif art.runtime == "keras":
+                row["heads"] = {h: dict(m) for h, m in ref_rows.items()}
             else:
                 runner = BACKENDS[art.runtime].open_runner(art.path, p.threads, **art.options)
                 runners[art.name] = runner
                 outputs = match_heads(art.name, runner.predict(data.x_test), heads)
                 row["repeatable"] = is_repeatable(runner, data.x_test)
                 row["heads"] = {
-                    h: head_metrics(reference[h], outputs[h], data.y_test[h]) for h in heads
+                    h: head_metrics(reference[h], outputs[h], data.y_test[h], tasks[h])
+                    for h in heads
                 }
             if baseline:
                 for h, m in row["heads"].items():
-                    m["baseline_drift"] = baseline[h] - m["accuracy"]
+                    if h in baseline and "accuracy" in m:
+                        m["baseline_drift"] = baseline[h] - m["accuracy"]
             rows.append(row)
         self._time(rows, runners, state.artifacts, data.x_test)
-        failures = gate_failures(rows, p.max_drift, p.min_speedup)
+        failures = gate_failures(rows, p.max_drift, p.min_speedup, p.max_error)
         warnings = compression_warnings(rows)
         verification = {
             "threads": p.threads,
             "batch_sizes": list(p.batch_sizes),
             "test_samples": count(data.x_test),
+            "tasks": tasks,
             "reference_accuracy": ref_acc,
+            "reference_error": {
+                h: m["reference_label_mae"]
+                for h, m in ref_rows.items()
+                if "reference_label_mae" in m
+            },
             "baseline_accuracy": baseline,
             "float_weight_bytes": float_bytes,
             "max_drift": p.max_drift,
+            "max_error": p.max_error,
             "min_speedup": p.min_speedup,
             "artifacts": rows,
             "failures": failures,

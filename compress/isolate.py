@@ -1,0 +1,259 @@
+"""Framework steps that can die natively run in a worker process, so a crash costs one artifact
+or candidate, never the run.
+
+The TFLite converter can take the process down with a SIGSEGV (seen calibrating a GRU for full
+int8), and tf2onnx, onnxruntime's quantizer and the runtimes' loaders are native code too. Every
+recipe build (conversion, calibration, quantization) runs in one spawned worker, reused for the
+whole run (TensorFlow is imported there once, while the parent trains), and each built file is
+loaded and run once there before the parent opens it. Inputs and results are files: the model as
+a `.keras` file, the calibration samples as `.npy`, the artifact at the path the parent chose.
+A crash becomes `WorkerCrashed` (the step, the signal and the framework's last log lines); the
+next call starts a fresh worker.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import tempfile
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+LOG_TAIL_LINES = 3  # framework log lines quoted in a crash message
+
+# In the worker: the connection to the parent (None in the parent, where `step` is a no-op).
+_conn: Any = None
+_step: tuple[str, str] = ("worker", "a framework step")
+
+
+class WorkerCrashed(RuntimeError):
+    """The worker died (a signal or an abort) while running a step: the step's artifact is
+    skipped with this message, and the run goes on."""
+
+    self_describing = True  # errors.one_line shows the message without the type name
+
+    def __init__(self, component: str, phase: str, exitcode: int | None, log_tail: list[str]):
+        self.component, self.phase, self.exitcode, self.log_tail = (
+            component,
+            phase,
+            exitcode,
+            log_tail,
+        )
+        if exitcode is not None and exitcode < 0:
+            try:
+                how = signal.Signals(-exitcode).name
+            except ValueError:
+                how = f"signal {-exitcode}"
+        else:
+            how = f"exit code {exitcode}"
+        message = f"{component} crashed ({how}) during {phase}"
+        if log_tail:
+            message += "; its last log lines: " + " | ".join(log_tail)
+        super().__init__(message)
+
+
+def step(component: str, phase: str) -> None:
+    """Name what the worker is about to do (e.g. "TFLite converter", "int8 calibration"), so a
+    crash inside it is reported as that step. No-op outside a worker."""
+    global _step
+    _step = (component, phase)
+    if _conn is not None:
+        _conn.send(("step", _step))
+
+
+def in_worker() -> bool:
+    return _conn is not None
+
+
+class Worker:
+    """One spawned process that runs module-level functions for the parent, one call at a time.
+
+    `log`: the file the worker's stdout and stderr (the frameworks' native logs) go to; a crash
+    message quotes its last lines. Use as a context manager, or call `close()`."""
+
+    def __init__(self, log: Path | None = None) -> None:
+        self.log = Path(log) if log else None
+        self.scratch = Path(tempfile.mkdtemp(prefix="compress-worker-"))
+        self.crashes = 0
+        self._proc: Any = None
+        self._conn: Any = None
+        self._files: dict[int, tuple[Any, Path]] = {}  # id(object) -> (object kept alive, file)
+
+    def start(self) -> None:
+        """Start the worker if it is not running (it imports TensorFlow in the background)."""
+        if self._proc is not None and self._proc.is_alive():
+            return
+        ctx = multiprocessing.get_context("spawn")
+        parent, child = ctx.Pipe()
+        proc = ctx.Process(
+            target=_serve, args=(child, str(self.log) if self.log else None),
+            name="compress-worker", daemon=True,
+        )  # fmt: skip
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+
+    def call(self, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """`func(*args, **kwargs)` in the worker; its exception is raised here. A worker that
+        dies raises WorkerCrashed naming the last `step` it announced."""
+        self.start()
+        offset = self.log.stat().st_size if self.log and self.log.exists() else 0
+        current = ("worker", f"{getattr(func, '__name__', 'a call')}")
+        try:
+            self._conn.send((func, args, kwargs))
+            while True:
+                kind, value = self._conn.recv()
+                if kind == "step":
+                    current = value
+                    continue
+                break
+        except (EOFError, ConnectionError, OSError):
+            code = self._stop()
+            self.crashes += 1
+            crash = WorkerCrashed(*current, code, _tail(self.log, offset))
+            self.start()  # warm again (TensorFlow imported) by the next call
+            raise crash from None
+        except BaseException:  # Ctrl-C or SIGTERM while the worker is mid-call
+            self._stop(kill=True)
+            raise
+        if kind == "ok":
+            return value
+        raise value
+
+    def _stop(self, kill: bool = False) -> int | None:
+        proc, self._proc = self._proc, None
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+        if proc is None:
+            return None
+        if kill:
+            proc.kill()
+        proc.join(10)
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+        return proc.exitcode
+
+    def close(self) -> None:
+        """Stop the worker (it holds nothing that needs saving) and remove its files."""
+        if self._proc is not None and self._proc.is_alive():
+            self._proc.terminate()
+        self._stop()
+        self._files.clear()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- inputs as files ---------------------------------------------------------------------
+    def model_file(
+        self, model: Any, save: Callable[[Any, Path], None] | None = None, suffix: str = ".keras"
+    ) -> Path:
+        """`model` saved once (by `save`, default keras_io.save_model) for the worker to load."""
+        if id(model) not in self._files:
+            from compress.keras_io import save_model
+
+            path = self.scratch / f"model-{len(self._files)}{suffix}"
+            (save or save_model)(model, path)
+            self._files[id(model)] = (model, path)
+        return self._files[id(model)][1]
+
+    def array_file(self, x: Any) -> Path:
+        """Model inputs (an array, or a dict by input name) saved once as `.npz`."""
+        if id(x) not in self._files:
+            path = self.scratch / f"arrays-{len(self._files)}.npz"
+            arrays = x if isinstance(x, dict) else {"__single__": x}
+            np.savez(path, **arrays)
+            self._files[id(x)] = (x, path)
+        return self._files[id(x)][1]
+
+
+def load_arrays(path: str | Path) -> Any:
+    with np.load(path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    return arrays["__single__"] if set(arrays) == {"__single__"} else arrays
+
+
+_NOISE = re.compile(r"^(I\d{4} |WARNING: All log messages before absl|INFO: Created TensorFlow)")
+
+
+def _tail(log: Path | None, offset: int) -> list[str]:
+    """What the log says about a crash, from `offset` on: faulthandler's "Fatal Python error"
+    line with the innermost Python frame, else the last lines (the frameworks' start-up chatter
+    left out)."""
+    if log is None or not log.exists():
+        return []
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode(errors="replace")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line for line in lines if not _NOISE.match(line)]
+    fatal = next((i for i, line in enumerate(lines) if line.startswith("Fatal Python error")), None)
+    if fatal is not None:
+        frame = next((line for line in lines[fatal:] if line.startswith("File ")), None)
+        return [lines[fatal]] + ([frame] if frame else [])
+    return lines[-LOG_TAIL_LINES:]
+
+
+def _serve(conn: Any, log: str | None) -> None:
+    """The worker's loop: run each call, send back ("ok", result) or ("error", exception)."""
+    global _conn
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    if log:
+        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.dup2(fd, 1)  # the frameworks' prints must not reach the parent's stdout (--json)
+        os.dup2(fd, 2)
+        os.close(fd)
+    faulthandler.enable()  # a native crash prints its Python stack into the log
+    _conn = conn
+    try:
+        from compress import _tf
+
+        _tf.tf()  # the slow import, done while the parent is busy elsewhere
+    except Exception:
+        pass
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        func, args, kwargs = message
+        try:
+            reply = ("ok", func(*args, **kwargs))
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
+            reply = ("error", _portable(exc))
+        try:
+            conn.send(reply)
+        except Exception as exc:  # a result that does not pickle
+            conn.send(("error", RuntimeError(f"worker result cannot be sent back: {exc}")))
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception itself if it survives pickling, else a RuntimeError with its first line
+    (framework exceptions often hold unpicklable state)."""
+    import pickle
+
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        from compress.errors import one_line
+
+        error = RuntimeError(one_line(exc))
+        error.__cause__ = None
+        traceback.clear_frames(exc.__traceback__) if exc.__traceback__ else None
+        return error
