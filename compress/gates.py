@@ -8,6 +8,7 @@ from typing import Any
 
 DEFAULT_MAX_DRIFT = 1.0  # points of accuracy an artifact may lose against the float model
 DEFAULT_MAX_ERROR = 0.05  # relative error a numeric head may have against the float model
+INTEGER_PRECISIONS = ("int8", "dynamic", "qat")  # artifacts that exist to store integer weights
 
 
 def gate_failures(
@@ -63,6 +64,17 @@ def compression_warnings(rows: list[dict[str, Any]]) -> list[str]:
         if r["size_bytes"] >= base["size_bytes"]:
             problems.append(f"is not smaller than {base['name']} "
                             f"({r['size_bytes']:,} B vs {base['size_bytes']:,} B)")  # fmt: skip
+        tensors = (r.get("weights") or {}).get("tensors") or []
+        integer = {"int8", "uint8", "int4", "uint4"}
+        if (
+            r["precision"] in INTEGER_PRECISIONS
+            and tensors
+            and not any(t["dtype"] in integer for t in tensors)
+        ):
+            problems.append(
+                "holds no integer weights (its quantizer left every weight tensor float; "
+                "dynamic-range quantizers skip tensors under 1024 values)"
+            )
         speedup = (r.get("speedup") or {}).get("b1")
         if speedup is not None and speedup < 1.0:
             problems.append(f"is slower than {base['name']} at batch 1 ({speedup:.2f}x)")

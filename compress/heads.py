@@ -17,7 +17,6 @@ from compress.errors import StageError
 
 Task = Literal["classify", "regress"]
 TASKS = ("classify", "regress")
-PROBABILITY_ACTIVATIONS = ("softmax", "sigmoid")
 
 
 def match_heads(
@@ -45,20 +44,26 @@ def output_activation(model: Any, name: str) -> str | None:
 
 
 def infer_task(width: int | None, activation: str | None, labels: np.ndarray) -> Task:
-    """classify for a (batch, classes >= 2) output whose labels are class ids (integers in
-    [0, classes), or one-hot rows), when the output is a probability (softmax, sigmoid) or the
-    labels are stored as integers; regress otherwise (a Dense(1) head, float targets, vectors)."""
+    """The task of a head from its output and labels.
+
+    A (batch, classes >= 2) softmax output classifies (its labels are then checked as class
+    ids or one-hot rows). A sigmoid output, or one whose activation cannot be told (logits),
+    classifies when its labels are class ids (integers in [0, classes), stored as integers for
+    logits) or one-hot rows; anything else is numeric: a Dense(1) head, float targets, vectors.
+    """
     if width is None or width < 2:
         return "regress"
+    if activation == "softmax":
+        return "classify"
     y = np.asarray(labels)
-    if y.ndim == 2 and y.shape[1] == width and activation in PROBABILITY_ACTIVATIONS:
-        is_one_hot = np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1)
-        return "classify" if is_one_hot else "regress"
+    if y.ndim == 2 and y.shape[1] == width:
+        one_hot = bool(np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1))
+        return "classify" if one_hot else "regress"
     if y.ndim != 1 or len(y) == 0:
         return "regress"
     if y.dtype.kind in "iub":
         ids = True
-    elif y.dtype.kind == "f" and activation in PROBABILITY_ACTIVATIONS:
+    elif y.dtype.kind == "f" and activation == "sigmoid":
         ids = bool(np.isfinite(y).all() and np.all(y == np.round(y)))
     else:
         ids = False

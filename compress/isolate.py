@@ -13,12 +13,14 @@ next call starts a fresh worker.
 
 from __future__ import annotations
 
+import atexit
 import faulthandler
 import multiprocessing
 import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import traceback
 from collections.abc import Callable
@@ -28,6 +30,9 @@ from typing import Any
 import numpy as np
 
 LOG_TAIL_LINES = 3  # framework log lines quoted in a crash message
+# "COMPONENT: PHASE" (e.g. "TFLite converter: conversion"): the worker kills itself with SIGSEGV
+# when it reaches that step, as a converter that crashes there would (the tests use it).
+FAULT_ENV = "COMPRESS_FAULT_INJECT"
 
 # In the worker: the connection to the parent (None in the parent, where `step` is a no-op).
 _conn: Any = None
@@ -67,6 +72,8 @@ def step(component: str, phase: str) -> None:
     _step = (component, phase)
     if _conn is not None:
         _conn.send(("step", _step))
+        if os.environ.get(FAULT_ENV) == f"{component}: {phase}":
+            os.kill(os.getpid(), signal.SIGSEGV)  # fault injection, for the tests of this path
 
 
 def in_worker() -> bool:
@@ -76,8 +83,10 @@ def in_worker() -> bool:
 class Worker:
     """One spawned process that runs module-level functions for the parent, one call at a time.
 
-    `log`: the file the worker's stdout and stderr (the frameworks' native logs) go to; a crash
-    message quotes its last lines. Use as a context manager, or call `close()`."""
+    `log`: the file the worker's stdout and stderr (the frameworks' native logs) go to during a
+    call (between calls they go nowhere, so a finished run's log does not change); a crash
+    message quotes its last lines. Use as a context manager, or call `close()`; `shared()` is
+    the process's worker, which the runs of one process take turns on (`begin_run`)."""
 
     def __init__(self, log: Path | None = None) -> None:
         self.log = Path(log) if log else None
@@ -93,10 +102,7 @@ class Worker:
             return
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        proc = ctx.Process(
-            target=_serve, args=(child, str(self.log) if self.log else None),
-            name="compress-worker", daemon=True,
-        )  # fmt: skip
+        proc = ctx.Process(target=_serve, args=(child,), name="compress-worker", daemon=True)
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
@@ -108,7 +114,8 @@ class Worker:
         offset = self.log.stat().st_size if self.log and self.log.exists() else 0
         current = ("worker", f"{getattr(func, '__name__', 'a call')}")
         try:
-            self._conn.send((func, args, kwargs))
+            log = str(self.log) if self.log else None
+            self._conn.send((func, args, kwargs, log, os.environ.get(FAULT_ENV)))
             while True:
                 kind, value = self._conn.recv()
                 if kind == "step":
@@ -151,6 +158,20 @@ class Worker:
         self._files.clear()
         shutil.rmtree(self.scratch, ignore_errors=True)
 
+    def begin_run(self, log: Path) -> Worker:
+        """This worker for one run: its calls log to `log`, its input files go to a fresh
+        scratch directory (see end_run)."""
+        self.end_run()
+        self.log = Path(log)
+        self.scratch = Path(tempfile.mkdtemp(prefix="compress-worker-"))
+        return self
+
+    def end_run(self) -> None:
+        """Forget the run's files (the worker drops models whose files are gone); idempotent."""
+        self._files.clear()
+        shutil.rmtree(self.scratch, ignore_errors=True)
+        self.log = None
+
     def __enter__(self) -> Worker:
         return self
 
@@ -180,6 +201,19 @@ class Worker:
         return self._files[id(x)][1]
 
 
+_shared: Worker | None = None
+
+
+def shared() -> Worker:
+    """The process's worker: started on first use, reused by every run of this process (one
+    TensorFlow import for `run all`, a test session or a tune study), stopped at exit."""
+    global _shared
+    if _shared is None:
+        _shared = Worker()
+        atexit.register(_shared.close)
+    return _shared
+
+
 def load_arrays(path: str | Path) -> Any:
     with np.load(path, allow_pickle=False) as npz:
         arrays = {k: npz[k] for k in npz.files}
@@ -207,15 +241,22 @@ def _tail(log: Path | None, offset: int) -> list[str]:
     return lines[-LOG_TAIL_LINES:]
 
 
-def _serve(conn: Any, log: str | None) -> None:
+def _redirect(log: str | None) -> None:
+    """Point the worker's stdout and stderr at `log` (None: /dev/null). The frameworks' prints
+    must never reach the parent's stdout (--json)."""
+    fd = os.open(log or os.devnull, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _serve(conn: Any) -> None:
     """The worker's loop: run each call, send back ("ok", result) or ("error", exception)."""
     global _conn
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
-    if log:
-        fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        os.dup2(fd, 1)  # the frameworks' prints must not reach the parent's stdout (--json)
-        os.dup2(fd, 2)
-        os.close(fd)
+    _redirect(None)
     faulthandler.enable()  # a native crash prints its Python stack into the log
     _conn = conn
     try:
@@ -231,11 +272,16 @@ def _serve(conn: Any, log: str | None) -> None:
             return
         if message is None:
             return
-        func, args, kwargs = message
+        func, args, kwargs, log, fault = message
+        _redirect(log)
+        os.environ.pop(FAULT_ENV, None)
+        if fault:
+            os.environ[FAULT_ENV] = fault  # the parent's, at the time of the call
         try:
             reply = ("ok", func(*args, **kwargs))
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the parent
             reply = ("error", _portable(exc))
+        _redirect(None)
         try:
             conn.send(reply)
         except Exception as exc:  # a result that does not pickle

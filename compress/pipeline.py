@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compress import interrupt, models
+from compress import interrupt, isolate, models
 from compress import report as reports
 from compress.arrays import count
 from compress.cache import StageCache, code_fingerprint, input_fingerprint, stage_key
 from compress.config import PipelineConfig, resolve_stages
 from compress.errors import CompressError, StageError, UsageError, one_line
 from compress.fileio import sha256_file, write_json_atomic, write_text_atomic
-from compress.isolate import Worker
 from compress.stages.base import Stage, materialize, with_reference_outputs
 from compress.state import RunState
 
@@ -94,7 +93,7 @@ class Pipeline:
             raise UsageError(
                 f"output directory '{out}' is not writable: {exc.strerror or exc}"
             ) from None
-        worker = Worker(log=tmp / LOG_FILE)
+        worker = isolate.shared().begin_run(tmp / LOG_FILE)
         try:
             state = RunState(workdir=tmp, worker=worker)
             seconds: dict[str, float] = {}
@@ -127,7 +126,7 @@ class Pipeline:
                         else:
                             cached[stage.name] = "off" if stage.cacheable else "never"
                 seconds[stage.name] = round(time.perf_counter() - t0, 3)
-            worker.close()  # before the manifest: it writes to log.txt until it exits
+            worker.end_run()  # before the manifest: nothing more goes to log.txt
             state = state.replace(worker=None)
             if state.verification is None:
                 raise StageError("pipeline has no verify stage: nothing to report")
@@ -144,7 +143,7 @@ class Pipeline:
                     f"cannot write the run directory '{final}': {exc.strerror}"
                 ) from exc
         except BaseException:
-            worker.close()
+            worker.end_run()
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return RunResult(run_dir=final, report=report)

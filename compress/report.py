@@ -40,7 +40,16 @@ FIELDS = {
     "drift": "Keras float accuracy minus this artifact's, percentage points (positive = lost)",
     "baseline_drift": "accuracy of the float model before prune/cluster minus this one's, pts",
     "agreement": "percent of held-out samples whose top-1 class equals the Keras model's",
-    "max_abs_diff": "largest absolute difference from the Keras model's output probabilities",
+    "max_abs_diff": "largest absolute difference from the Keras model's outputs",
+    "task": "what a head is verified as: classify (accuracy, drift, agreement) or regress "
+    "(numeric error against the Keras model), inferred or set by verify.task",
+    "mean_abs_error": "numeric heads: mean absolute difference from the Keras model's outputs",
+    "relative_error": "numeric heads: ||artifact - Keras|| / ||Keras|| over the held-out split; "
+    "gated by max_error",
+    "cosine": "numeric heads with vector outputs: mean cosine similarity to the Keras model's "
+    "output vectors",
+    "label_mae": "numeric heads: mean absolute error against the labels (reference_label_mae: "
+    "the Keras model's)",
     "latency_ms.b1 / b32": "p50 and p90 of one call at batch 1 / 32, milliseconds, and the "
     "number of timed calls",
     "speedup.b1 / b32": "p50 latency of the same runtime's fp32 artifact divided by this one's "

@@ -43,9 +43,22 @@ def files(tmp_path_factory, request):
     lam_model.save(d / "lambda.h5")
     marker.unlink(missing_ok=True)  # building the model here ran it; loading must not
 
-    reg_in = keras.Input((8, 8, 1))
-    reg = keras.Model(reg_in, keras.layers.Dense(1)(keras.layers.Flatten()(reg_in)))
-    reg.save(d / "regression.keras")
+    # `x + x` is recorded as a TFOpLambda naming tf.__operators__.add; rewrite the name it
+    # records into ones that must be refused
+    op_in = keras.Input((8, 8, 1))
+    doubled = keras.layers.Flatten()(op_in + op_in)
+    keras.Model(op_in, keras.layers.Dense(10, activation="softmax")(doubled)).save(d / "op.keras")
+    for name, symbol in (("unknown", "os.system"), ("io", "io.write_file"),
+                         ("garbage", "import os; os.system")):  # fmt: skip
+        with (
+            zipfile.ZipFile(d / "op.keras") as src,
+            zipfile.ZipFile(d / f"op-{name}.keras", "w") as dst,
+        ):
+            for item in src.infolist():
+                data = src.read(item.filename)
+                if item.filename == "config.json":
+                    data = data.replace(b'"__operators__.add"', f'"{symbol}"'.encode())
+                dst.writestr(item, data)
 
     (d / "random.keras").write_bytes(np.random.default_rng(0).bytes(4096))
     blob = (d / "good.keras").read_bytes()
@@ -223,7 +236,9 @@ MODELS = [
     ("lambda.h5", "holds a Lambda layer"),
     ("model.tflite", "is a TFLITE model; compress compresses Keras models"),
     ("model.onnx", "is a ONNX model; compress compresses Keras models"),
-    ("regression.keras", "each output must be (batch, classes)"),
+    ("op-unknown.keras", "whose op tf.os.system is not in TensorFlow's public API"),
+    ("op-io.keras", "whose op tf.io.write_file reaches outside the model's graph"),
+    ("op-garbage.keras", "whose op name 'import os; os.system' is not a TensorFlow API name"),
 ]
 
 
@@ -269,6 +284,15 @@ def test_bad_data_file(name, message, files, tmp_path, capsys):
     out = tmp_path / "out"
     _check(["run", str(d / "good.keras"), "--data", str(d / name), "--out", str(out),
             "--no-cache", "--quiet"], message, out, capsys)  # fmt: skip
+
+
+def test_tf_op_recorded_by_name_is_allowed(files, tmp_path, capsys):
+    """A TFOpLambda whose op resolves in TensorFlow's public API (`x + x`) loads and runs."""
+    d, _ = files
+    code = main(["run", str(d / "op.keras"), "--data", str(d / "good.npz"), "--epochs", "1",
+                 "--quantize", "none", "--out", str(tmp_path), "--quiet",
+                 "--no-cache"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
 
 
 def test_h5_model_without_code_runs(files, tmp_path, capsys):

@@ -172,8 +172,7 @@ class Backend:
         if shared and f"crashed:{shared}" in src.memo:
             raise src.memo[f"crashed:{shared}"]  # the same shared work would crash the same way
         try:
-            return worker.call(build_in_worker, self.runtime, spec, files, str(path), probe,
-                               options)  # fmt: skip
+            return worker.call(build_in_worker, self, spec, files, str(path), probe, options)
         except isolate.WorkerCrashed as crash:
             if shared and crash.phase == shared:
                 src.memo[f"crashed:{shared}"] = crash
@@ -293,7 +292,8 @@ def _load_qat_model(path: str) -> Any:
     from compress import layers as compress_layers
 
     q = _tf.tfmot().quantization.keras
-    with q.quantize_scope(compress_layers.CUSTOM_OBJECTS):
+    classes = {cls.__name__: cls for cls in compress_layers.CUSTOM_OBJECTS.values()}
+    with q.quantize_scope({**compress_layers.CUSTOM_OBJECTS, **classes}):
         return _tf.keras().models.load_model(path, compile=False)
 
 
@@ -302,7 +302,7 @@ _WORKER_MEMOS: dict[str, dict[str, Any]] = {}  # in the worker: Sources.token ->
 
 
 def build_in_worker(
-    runtime: str,
+    backend: Backend,
     spec: RecipeSpec,
     files: SourceFiles,
     path: str,
@@ -310,8 +310,6 @@ def build_in_worker(
     options: dict[str, bool],
 ) -> dict[str, Any]:
     """Runs in the worker: rebuild the Sources from files, build, then load and run the file."""
-    from compress import isolate
-    from compress.backends import BACKENDS
     from compress.keras_io import load_model
 
     def model(file: str | None, loader: Callable[[str], Any]) -> Any:
@@ -321,6 +319,8 @@ def build_in_worker(
             _WORKER_MODELS[file] = loader(file)
         return _WORKER_MODELS[file]
 
+    for gone in [f for f in _WORKER_MODELS if not Path(f).exists()]:
+        del _WORKER_MODELS[gone]  # an earlier run's model: its scratch directory is removed
     if files.token not in _WORKER_MEMOS and len(_WORKER_MEMOS) >= 4:
         _WORKER_MEMOS.pop(next(iter(_WORKER_MEMOS)))
     src = Sources(
@@ -332,7 +332,6 @@ def build_in_worker(
         opset=files.opset,
         memo=_WORKER_MEMOS.setdefault(files.token, {}),
     )
-    backend = BACKENDS[runtime]
     decided = backend.build(spec, src, Path(path)) or {}
     isolate.step(backend.loader_name, f"loading and running {Path(path).name}")
     backend.open_runner(Path(path), 1, **options).predict(probe)

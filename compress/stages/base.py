@@ -87,42 +87,10 @@ def with_reference_outputs(state: RunState) -> RunState:
     return state.replace(reference_outputs=KerasRunner(state.model).predict(data.x_test))
 
 
-class ExportStage(Stage):
-    """The fp32 file of one backend (`runtime`), built in the run's worker process: an export
-    the converter refuses, or crashes on, is skipped with its reason and the run goes on."""
-
-    runtime: ClassVar[str]
-
-    def sources(self) -> dict[str, Any]:
-        """Extra Sources fields for the export (e.g. the ONNX opset)."""
-        return {}
-
-    def run(self, state: RunState) -> RunState:
-        from compress.backends import BACKENDS, Sources
-        from compress.errors import one_line
-        from compress.state import Skipped
-
-        backend = BACKENDS[self.runtime]
-        model = self.model(state)
-        with worker_for(state) as worker:
-            src = Sources(model, worker=worker, **self.sources())
-            try:
-                artifact = backend.make(state.workdir, backend.recipe("fp32"), src)
-            except Exception as exc:  # the converter cannot (or crashed trying to) export it
-                reason = f"{self.runtime} fp32 export failed: {one_line(exc)}"
-                return state.add(skipped=(Skipped(backend.file_name("fp32"), self.runtime,
-                                                  reason),))  # fmt: skip
-        return state.add((artifact,))
-
-
 @contextmanager
 def worker_for(state: RunState) -> Iterator[Any]:
     """The run's worker process (isolate.Worker) for steps that can crash natively; a stage
-    run alone, outside a pipeline, gets one of its own for its duration."""
-    if state.worker is not None:
-        yield state.worker
-        return
-    from compress.isolate import Worker
+    run alone, outside a pipeline, uses the process's shared worker."""
+    from compress import isolate
 
-    with Worker() as worker:
-        yield worker
+    yield state.worker if state.worker is not None else isolate.shared()

@@ -7,7 +7,8 @@ from typing import Any
 from pydantic import Field
 
 from compress.backends.onnxruntime import DEFAULT_OPSET, OPSETS
-from compress.stages.base import ExportStage, StageParams
+from compress.stages.base import StageParams
+from compress.stages.export import ExportStage
 from compress.state import RunState
 
 

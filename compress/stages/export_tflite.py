@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from compress.stages.base import ExportStage, StageParams
+from compress.stages.base import StageParams
+from compress.stages.export import ExportStage
 
 
 class ExportTFLite(ExportStage):

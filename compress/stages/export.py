@@ -1,0 +1,34 @@
+"""The export stages' shared body: one backend's fp32 file, built in the run's worker."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from compress.backends import BACKENDS, Sources
+from compress.errors import one_line
+from compress.stages.base import Stage, worker_for
+from compress.state import RunState, Skipped
+
+
+class ExportStage(Stage):
+    """The fp32 file of one backend (`runtime`), built in the run's worker process: an export
+    the converter refuses, or crashes on, is skipped with its reason and the run goes on."""
+
+    runtime: ClassVar[str]
+
+    def sources(self) -> dict[str, Any]:
+        """Extra Sources fields for the export (e.g. the ONNX opset)."""
+        return {}
+
+    def run(self, state: RunState) -> RunState:
+        backend = BACKENDS[self.runtime]
+        model = self.model(state)
+        with worker_for(state) as worker:
+            src = Sources(model, worker=worker, **self.sources())
+            try:
+                artifact = backend.make(state.workdir, backend.recipe("fp32"), src)
+            except Exception as exc:  # the converter cannot (or crashed trying to) export it
+                reason = f"{self.runtime} fp32 export failed: {one_line(exc)}"
+                return state.add(skipped=(Skipped(backend.file_name("fp32"), self.runtime,
+                                                  reason),))  # fmt: skip
+        return state.add((artifact,))
