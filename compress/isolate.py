@@ -18,6 +18,7 @@ import faulthandler
 import multiprocessing
 import os
 import re
+import secrets
 import shutil
 import signal
 import sys
@@ -65,6 +66,11 @@ class WorkerCrashed(RuntimeError):
         super().__init__(message)
 
 
+class ModelTransferError(RuntimeError):
+    """A model could not be saved here and loaded in the worker faithfully (tfmot's QAT wrappers
+    around a custom layer, seen reloading with mismatched weight shapes)."""
+
+
 def step(component: str, phase: str) -> None:
     """Name what the worker is about to do (e.g. "TFLite converter", "int8 calibration"), so a
     crash inside it is reported as that step. No-op outside a worker."""
@@ -103,7 +109,18 @@ class Worker:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child,), name="compress-worker", daemon=True)
-        proc.start()
+        # The worker runs compress's functions only: it must not re-import the parent's main
+        # module (a script read from stdin cannot be, and one without a __main__ guard would
+        # run again), so spawn is not told about it.
+        main = sys.modules.get("__main__")
+        saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+        try:
+            main.__dict__.pop("__file__", None)
+            main.__dict__["__spec__"] = None
+            proc.start()
+        finally:
+            main.__dict__.pop("__spec__", None)
+            main.__dict__.update(saved)
         child.close()
         self._proc, self._conn = proc, parent
 
@@ -186,7 +203,9 @@ class Worker:
         if id(model) not in self._files:
             from compress.keras_io import save_model
 
-            path = self.scratch / f"model-{len(self._files)}{suffix}"
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            # a name never used before: the worker caches loaded models by file name
+            path = self.scratch / f"model-{secrets.token_hex(8)}{suffix}"
             (save or save_model)(model, path)
             self._files[id(model)] = (model, path)
         return self._files[id(model)][1]
@@ -194,7 +213,8 @@ class Worker:
     def array_file(self, x: Any) -> Path:
         """Model inputs (an array, or a dict by input name) saved once as `.npz`."""
         if id(x) not in self._files:
-            path = self.scratch / f"arrays-{len(self._files)}.npz"
+            self.scratch.mkdir(parents=True, exist_ok=True)
+            path = self.scratch / f"arrays-{secrets.token_hex(8)}.npz"
             arrays = x if isinstance(x, dict) else {"__single__": x}
             np.savez(path, **arrays)
             self._files[id(x)] = (x, path)

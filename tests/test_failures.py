@@ -64,6 +64,26 @@ def test_signal_mid_run_leaves_nothing_partial_and_next_run_works(sig, code, sta
     assert main(["verify-artifacts", str(run_dir)]) == 0
 
 
+def test_a_killed_run_leaves_its_tmp_dir_and_the_next_run_removes_it(tmp_path):
+    """SIGKILL cannot be caught: the run's temporary directory stays. The next run into the same
+    --out removes it (its process is gone) and says so; a live run's directory is left alone."""
+    out, cache = tmp_path / "out", tmp_path / "cache"
+    proc = _start(["multitask", "--epochs", "30", "--out", str(out), "--no-cache"], cache)
+    _wait_for(proc, "multitask: train ...")
+    proc.kill()
+    proc.communicate(timeout=60)
+    (left,) = (out / "multitask").iterdir()
+    assert left.name.startswith(".tmp-") and left.name.endswith(f".{proc.pid}")
+    alive = out / "multitask" / f".tmp-20260101-000000-abcdef.{os.getpid()}"
+    alive.mkdir()
+    again = _start(["multitask", "--epochs", "1", "--out", str(out), "--max-drift", "100"], cache)
+    _, err = again.communicate(timeout=300)
+    assert again.returncode == 0, err
+    assert f"multitask: removed {left.name} (left by a run that ended without cleaning up)" in err
+    names = sorted(p.name for p in (out / "multitask").iterdir())
+    assert left.name not in names and alive.name in names and len(names) == 2
+
+
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_a_signal_a_framework_swallows_still_stops_the_run(
     sig, code, tmp_path, monkeypatch, capsys

@@ -156,12 +156,16 @@ class Backend:
         if src.worker is None:
             return self.build(spec, src, path) or {}
         worker = src.worker
+        try:
+            qat = None if src.qat_model is None else str(
+                worker.model_file(src.qat_model, save=save_qat_model, suffix=".h5"))  # fmt: skip
+        except Exception:  # a QAT model that cannot be saved: built here, not isolated
+            return self.build(spec, src, path) or {}
         files = SourceFiles(
             model=str(worker.model_file(src.model)),
             x_calib=None if src.x_calib is None else str(worker.array_file(src.x_calib)),
             fp32=src.fp32,
-            qat_model=None if src.qat_model is None else str(
-                worker.model_file(src.qat_model, save=save_qat_model, suffix=".h5")),
+            qat_model=qat,
             qat_left_float=src.qat_left_float,
             opset=src.opset,
             token=src.token,
@@ -177,6 +181,10 @@ class Backend:
             if shared and crash.phase == shared:
                 src.memo[f"crashed:{shared}"] = crash
             raise
+        except isolate.ModelTransferError:
+            # the worker cannot rebuild this QAT model faithfully: built here, not isolated
+            src.memo["not_isolated"] = True
+            return self.build(spec, src, path) or {}
 
     def shared_step(self, spec: RecipeSpec, src: Sources) -> str | None:
         """The step (as named to isolate.step) whose work recipes built from the same sources
@@ -205,6 +213,15 @@ class Backend:
         `x` (see sensitivity.py), worst first: dicts with `layer`, `op`, `sqnr_db`. None when
         the runtime cannot show intermediate tensors."""
         return None
+
+    def layer_errors_isolated(
+        self, path: Path, src: Sources, x: Inputs
+    ) -> list[dict[str, Any]] | None:
+        """`layer_errors` of `path` against `src.fp32`, in the sources' worker process."""
+        options = src.fp32.options
+        if src.worker is None:
+            return self.layer_errors(path, src.fp32.path, x, **options)
+        return src.worker.call(_layer_errors, self, path, src.fp32.path, x, options)
 
     def keep_float(self, spec: RecipeSpec, layers: list[dict[str, Any]]) -> RecipeSpec | None:
         """`spec` with these layers (rows of layer_errors) left float, or None when the recipe
@@ -310,7 +327,14 @@ def build_in_worker(
     options: dict[str, bool],
 ) -> dict[str, Any]:
     """Runs in the worker: rebuild the Sources from files, build, then load and run the file."""
+    from compress.errors import one_line
     from compress.keras_io import load_model
+
+    def _qat(file: str | None) -> Any:
+        try:
+            return model(file, _load_qat_model)
+        except Exception as exc:
+            raise isolate.ModelTransferError(one_line(exc)) from None
 
     def model(file: str | None, loader: Callable[[str], Any]) -> Any:
         if file is None:
@@ -327,7 +351,7 @@ def build_in_worker(
         model=model(files.model, load_model),
         x_calib=None if files.x_calib is None else isolate.load_arrays(files.x_calib),
         fp32=files.fp32,
-        qat_model=model(files.qat_model, _load_qat_model),
+        qat_model=_qat(files.qat_model),
         qat_left_float=files.qat_left_float,
         opset=files.opset,
         memo=_WORKER_MEMOS.setdefault(files.token, {}),
@@ -336,3 +360,10 @@ def build_in_worker(
     isolate.step(backend.loader_name, f"loading and running {Path(path).name}")
     backend.open_runner(Path(path), 1, **options).predict(probe)
     return decided
+
+
+def _layer_errors(
+    backend: Backend, path: Path, fp32_path: Path, x: Inputs, options: dict[str, bool]
+) -> list[dict[str, Any]] | None:
+    isolate.step(backend.loader_name, f"per-layer inspection of {Path(path).name}")
+    return backend.layer_errors(path, fp32_path, x, **options)

@@ -27,6 +27,8 @@ class ExportStage(Stage):
             src = Sources(model, worker=worker, **self.sources())
             try:
                 artifact = backend.make(state.workdir, backend.recipe("fp32"), src)
+            except OSError:
+                raise  # a full disk or unwritable directory fails the run (see pipeline)
             except Exception as exc:  # the converter cannot (or crashed trying to) export it
                 reason = f"{self.runtime} fp32 export failed: {one_line(exc)}"
                 return state.add(skipped=(Skipped(backend.file_name("fp32"), self.runtime,

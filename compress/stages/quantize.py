@@ -266,7 +266,9 @@ def _layer_errors(backend: Any, path: Path, src: Sources) -> dict[str, Any]:
     it could not be measured."""
     x = rows(src.x_calib, 0, sensitivity.SAMPLES)
     try:
-        found = backend.layer_errors(path, src.fp32.path, x, **src.fp32.options)
+        # in the worker: the inspecting interpreter (reference kernels, every tensor kept) is
+        # native code that loads the file a second way
+        found = backend.layer_errors_isolated(path, src, x)
     except Exception as exc:
         return {"unavailable": one_line(exc)}
     if found is None:
