@@ -132,5 +132,8 @@ def with_baseline(state: RunState, model: Any, data: Dataset) -> RunState:
     out = state.reference_outputs
     if out is None:
         out = KerasRunner(model).predict(data.x_test)
-    acc = {h: float((out[h].argmax(-1) == y).mean() * 100) for h, y in data.y_test.items()}
+    acc = {
+        h: float((out[h].argmax(-1) == y).mean() * 100)
+        for h, y in data.y_test.items() if data.task(h) == "classify"
+    }  # fmt: skip
     return state.with_info("baseline_accuracy", acc)
