@@ -134,6 +134,61 @@ def build_parser() -> argparse.ArgumentParser:
     _cache_args(run)
     run.add_argument("--no-cache", action="store_true", help="run every stage, store nothing")
 
+    tune = sub.add_parser(
+        "tune",
+        help="search compression settings: smallest or fastest within a drift budget",
+        description="Search prune sparsity, cluster count, quantize mode and QAT with Optuna "
+        "for the smallest (gzip) or fastest artifact per runtime within --max-drift; one Pareto "
+        "front per runtime. Resumable: the same command continues the study. Writes "
+        "OUT/tune/TARGET/TUNE_ID/ (tune.json, pareto.csv, pareto.png, best/). Exit 1 when no "
+        "trial meets the budget (the closest is still saved).",
+    )
+    tune.add_argument(
+        "target",
+        metavar="TARGET",
+        help="as for run: a reference model, a pipeline file, or a .keras file with --data",
+    )
+    tune.add_argument(
+        "--max-drift",
+        type=float,
+        metavar="PTS",
+        default=1.0,
+        help="accuracy budget against the unpruned float model (default: 1.0)",
+    )
+    tune.add_argument(
+        "--objective",
+        default="size",
+        metavar="OBJ",
+        help="size, latency or size,latency (default: size)",
+    )
+    tune.add_argument("--trials", type=int, default=20, help="finished trials (default: 20)")
+    tune.add_argument(
+        "--timeout", type=float, metavar="SECONDS", help="stop starting trials after this long"
+    )
+    tune.add_argument(
+        "--space", metavar="FILE.toml", help="a [space] table overriding the default search space"
+    )
+    tune.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="override a pipeline value for every trial",
+    )
+    tune.add_argument("--epochs", type=int, help="train.epochs (default: the model's)")
+    tune.add_argument("--data", help=".npz data for a .keras model")
+    tune.add_argument(
+        "--executor",
+        choices=("local",),
+        default="local",
+        help="where trials run: local (this machine, one at a time)",
+    )
+    tune.add_argument("--out", help="output directory (default: artifacts)")
+    tune.add_argument("--json", action="store_true", help="print tune.json on stdout")
+    tune.add_argument("--quiet", action="store_true", help="print nothing but errors")
+    _cache_args(tune)
+
     validate = sub.add_parser(
         "validate", help="check a pipeline file without running it",
         description="Validate a pipeline file: keys, types, ranges and every stage's parameters.",
@@ -377,6 +432,84 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_tune(args: argparse.Namespace) -> int:
+    from compress import tune
+
+    if args.trials < 1:
+        raise UsageError(f"--trials must be >= 1. Got {args.trials} instead.")
+    if args.max_drift < 0 or args.max_drift != args.max_drift:
+        raise UsageError(f"--max-drift must be a number >= 0. Got {args.max_drift} instead.")
+    if args.timeout is not None and not args.timeout > 0:
+        raise UsageError(f"--timeout must be > 0 seconds. Got {args.timeout} instead.")
+    objectives = tune.parse_objectives(args.objective)
+    space = tune.load_space(args.space) if args.space else dict(tune.DEFAULT_SPACE)
+    for attr in (
+        "prune",
+        "cluster",
+        "quantize",
+        "objective",
+        "max_drift",
+        "min_speedup",
+        "threads",
+        "seed",
+        "opset",
+        "max_error",
+        "task",
+    ):
+        if not hasattr(args, attr):
+            setattr(args, attr, None)
+    args.max_drift_gate = args.max_drift
+    configs = _configs(_tune_run_args(args))
+    if len(configs) != 1:
+        raise UsageError("tune takes one target (a model, a pipeline file or a .keras file)")
+    spec = tune.TuneSpec(
+        base=configs[0],
+        target=args.target,
+        objectives=objectives,
+        max_drift=args.max_drift_gate,
+        space=space,
+        out=Path(args.out or configs[0].out),
+    )
+    cache = _cache(args)
+
+    def progress(line: str) -> None:
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    record = tune.tune(
+        spec,
+        trials=args.trials,
+        timeout_s=args.timeout,
+        cache_root=str(cache.root) if cache else None,
+        progress=progress,
+    )
+    if args.json:
+        print(json.dumps(record, indent=2))
+    elif not args.quiet:
+        print(tune.render(record))
+        print(f"tune directory: {spec.directory}")
+    if not record["passed"]:
+        raise GateFailed(
+            [
+                f"no trial met --max-drift {spec.max_drift:g} for "
+                + ", ".join(k for k, b in record["best"].items() if not b["within_budget"])
+                or "any runtime"
+            ],
+            None,
+        )
+    return EXIT_OK
+
+
+def _tune_run_args(args: argparse.Namespace) -> argparse.Namespace:
+    """The tune's flags as `run` would read them: the target's base pipeline for every trial
+    (the gate is tune's own budget, applied to each trial's verify)."""
+    run_args = argparse.Namespace(**vars(args))
+    run_args.target = args.target
+    run_args.max_drift = args.max_drift_gate
+    run_args.objective = None
+    return run_args
+
+
 def _cmd_cache(args: argparse.Namespace) -> int:
     if args.cache_command != "clear":
         raise UsageError("cache needs an action: clear (see 'compress cache --help')")
@@ -400,6 +533,7 @@ def _main(argv: Sequence[str] | None) -> int:
             "cache": _cmd_cache,
             "verify-artifacts": _cmd_verify_artifacts,
             "bench": _cmd_bench,
+            "tune": _cmd_tune,
         }
         if args.command == "list":
             return _cmd_list()

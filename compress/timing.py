@@ -3,8 +3,10 @@ other are measured side by side (same thermal and cache conditions), never one a
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,6 +15,26 @@ import numpy as np
 # the recipe search, bench), so their numbers are comparable.
 TIMING_BUDGET_S = 0.25
 MIN_CALLS = 30
+# A lock file every timing holds while it measures (set by `compress tune` for its trial
+# processes): concurrent trials may build and check accuracy side by side, but no two time.
+LOCK_ENV = "COMPRESS_TIMING_LOCK"
+
+
+@contextmanager
+def exclusive() -> Iterator[None]:
+    """Hold the timing lock named by $COMPRESS_TIMING_LOCK, if any, for the duration."""
+    path = os.environ.get(LOCK_ENV)
+    if not path:
+        yield
+        return
+    import fcntl
+
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -96,10 +118,11 @@ def measure_interleaved(
     callables taking turns, until each has run for `budget_s` and at least `min_calls` times
     (or `max_calls`).
     """
-    per_call = _warm(calls, warmup)
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    _interleave(calls, samples, per_call, budget_s=budget_s, min_calls=min_calls,
-                max_calls=max_calls, chunk_s=chunk_s)  # fmt: skip
+    with exclusive():
+        per_call = _warm(calls, warmup)
+        samples: dict[str, list[float]] = {name: [] for name in calls}
+        _interleave(calls, samples, per_call, budget_s=budget_s, min_calls=min_calls,
+                    max_calls=max_calls, chunk_s=chunk_s)  # fmt: skip
     return _timings(samples)
 
 
@@ -119,13 +142,14 @@ def measure_until_stable(
     or `max_rounds` rounds ran. A decision that flips between rounds is noise, so the search
     keeps measuring instead of trusting one round. Returns the pooled timings and the decision
     after each round."""
-    per_call = _warm(calls, warmup)
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    decisions: list[str] = []
-    while len(decisions) < max_rounds:
-        _interleave(calls, samples, per_call, budget_s=round_budget_s, min_calls=min_calls,
-                    max_calls=10_000, chunk_s=chunk_s)  # fmt: skip
-        decisions.append(decide(_timings(samples)))
-        if len(decisions) >= agree and len(set(decisions[-agree:])) == 1:
-            break
+    with exclusive():
+        per_call = _warm(calls, warmup)
+        samples: dict[str, list[float]] = {name: [] for name in calls}
+        decisions: list[str] = []
+        while len(decisions) < max_rounds:
+            _interleave(calls, samples, per_call, budget_s=round_budget_s, min_calls=min_calls,
+                        max_calls=10_000, chunk_s=chunk_s)  # fmt: skip
+            decisions.append(decide(_timings(samples)))
+            if len(decisions) >= agree and len(set(decisions[-agree:])) == 1:
+                break
     return _timings(samples), decisions

@@ -1,0 +1,640 @@
+"""compress tune: the smallest (or fastest) artifact per runtime within an accuracy budget.
+
+Each trial is one `compress run` of the target with a point of the search space (prune
+sparsity, cluster count, quantize mode, QAT on/off): it builds once and verifies every runtime's
+artifact, so one study yields one Pareto front per runtime. Optuna drives the search
+(multi-objective; the drift budget is a constraint, not a stopping rule), seeded with the
+known-good corners (plain int8, the deep-compression settings). The study lives in the tune
+directory (Optuna's JournalStorage, file backend): an interrupted or crashed tune keeps every
+finished trial, and the same command continues it. Trials share the stage cache, so the model
+is trained once and each sparsity pruned once.
+
+Latencies enter the front only as measured with nothing else timing on the machine: every
+timing phase (verify, the recipe search) holds a lock file shared by the trial processes
+(timing.exclusive).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from compress.errors import UsageError
+
+RUNTIMES = ("litert", "onnxruntime")
+OBJECTIVES = ("size", "latency")
+# The search space: None means the stage is left out.
+DEFAULT_SPACE: dict[str, list[Any]] = {
+    "prune": [None, 0.5, 0.8, 0.9, 0.95, 0.97, 0.98, "2:4"],
+    "cluster": [None, 8, 16, 32],
+    "quantize": ["int8", "dynamic", "float16"],
+    "qat": [False, True],
+}
+# Known-good corners tried first: plain int8, and the deep-compression pipeline's settings.
+SEEDS = (
+    {"prune": None, "cluster": None, "quantize": "int8", "qat": False},
+    {"prune": 0.97, "cluster": 8, "quantize": "int8", "qat": False},
+)
+STUDY = "compress-tune"
+INFEASIBLE = 1e18  # an objective value for a runtime whose artifact is missing
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """What a tune searches and how it judges a trial. `base` is the target's pipeline config
+    (compress.config.PipelineConfig) the trials override."""
+
+    base: Any
+    target: str
+    objectives: tuple[str, ...] = ("size",)
+    max_drift: float = 1.0
+    space: dict[str, list[Any]] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    out: Path = Path("artifacts")
+
+    @property
+    def tune_id(self) -> str:
+        """Names the study from what defines it (not the trial count or timeout), so the same
+        command continues the same study."""
+        blob = json.dumps(
+            {
+                "config": self.base.model_dump(mode="json"),
+                "objectives": self.objectives,
+                "max_drift": self.max_drift,
+                "space": self.space,
+            },
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+    @property
+    def directory(self) -> Path:
+        name = self.target if "/" not in self.target else Path(self.target).stem
+        return Path(self.out) / "tune" / Path(name).stem / self.tune_id
+
+
+def parse_objectives(text: str) -> tuple[str, ...]:
+    parts = tuple(p.strip() for p in text.split(",") if p.strip())
+    bad = [p for p in parts if p not in OBJECTIVES]
+    if not parts or bad or len(set(parts)) != len(parts):
+        raise UsageError(
+            f"--objective must be size, latency or size,latency. Got {text!r} instead.",
+            key="objective",
+        )
+    return parts
+
+
+def load_space(path: str | Path) -> dict[str, list[Any]]:
+    """A `[space]` table from a toml file: each key one of DEFAULT_SPACE's, a non-empty list
+    ("none" for a stage left out)."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"space file '{path}' does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"space file '{path}' cannot be read: {exc}") from None
+    table = raw.get("space")
+    if not isinstance(table, dict) or not table:
+        raise UsageError(f"{path}: expected a [space] table with keys {', '.join(DEFAULT_SPACE)}")
+    space = dict(DEFAULT_SPACE)
+    for key, values in table.items():
+        if key not in DEFAULT_SPACE:
+            raise UsageError(
+                f"{path}: space.{key}: unknown dimension. "
+                f"Expected one of {', '.join(DEFAULT_SPACE)}"
+            )
+        if not isinstance(values, list) or not values:
+            raise UsageError(f"{path}: space.{key} must be a non-empty list. Got {values!r}")
+        space[key] = [None if v == "none" else v for v in values]
+    _check_space(space, str(path))
+    return space
+
+
+def _check_space(space: dict[str, list[Any]], where: str) -> None:
+    """Each value as its stage would validate it, before any trial runs."""
+    from compress.stages.cluster import ClusterParams
+    from compress.stages.prune import PruneParams
+    from compress.stages.quantize import QuantizeParams
+
+    for value in space["prune"]:
+        if value is not None:
+            _valid(PruneParams, {"sparsity": value}, f"{where}: space.prune")
+    for value in space["cluster"]:
+        if value is not None:
+            _valid(ClusterParams, {"clusters": value}, f"{where}: space.cluster")
+    for value in space["quantize"]:
+        if value in ("qat", "none", "auto"):
+            raise UsageError(
+                f"{where}: space.quantize: {value!r} is not a recipe mode here "
+                "(QAT is the qat dimension). Expected int8, dynamic or float16"
+            )
+        _valid(QuantizeParams, {"mode": value}, f"{where}: space.quantize")
+    for value in space["qat"]:
+        if not isinstance(value, bool):
+            raise UsageError(f"{where}: space.qat values must be true or false. Got {value!r}")
+
+
+def _valid(params: Any, values: dict[str, Any], where: str) -> None:
+    from pydantic import ValidationError
+
+    try:
+        params(**values)
+    except ValidationError as exc:
+        message = exc.errors()[0]["msg"]
+        raise UsageError(f"{where}: {next(iter(values.values()))!r}: {message}") from None
+
+
+def overrides(params: dict[str, Any], objectives: tuple[str, ...]) -> dict[str, Any]:
+    """A trial's point as `compress run` overrides."""
+    out: dict[str, Any] = {"quantize.mode": "qat" if params["qat"] else params["quantize"]}
+    if params["prune"] is not None:
+        out["prune.sparsity"] = params["prune"]
+    if params["cluster"] is not None:
+        out["cluster.clusters"] = params["cluster"]
+    out["quantize.objective"] = "latency" if objectives == ("latency",) else "size"
+    return out
+
+
+def measure(report: dict[str, Any], max_drift: float) -> dict[str, dict[str, Any]]:
+    """Per runtime, the trial's compressed artifact (its quantized file, or the fp32 one when
+    nothing was quantized): sizes, batch-1 latency, worst drift over the heads (points; a
+    numeric head's relative error is held to its own gate), and whether it meets the budget."""
+    out: dict[str, dict[str, Any]] = {}
+    rows = report["verification"]["artifacts"]
+    for runtime in RUNTIMES:
+        mine = [r for r in rows if r["runtime"] == runtime]
+        chosen = next((r for r in mine if r["precision"] != "fp32"), None) or next(
+            (r for r in mine if r["precision"] == "fp32"), None
+        )
+        if chosen is None:
+            out[runtime] = {"artifact": None, "feasible": False}
+            continue
+        drifts = [m["drift"] for m in chosen["heads"].values() if "drift" in m]
+        baseline = [m["baseline_drift"] for m in chosen["heads"].values() if "baseline_drift" in m]
+        drift = max(baseline or drifts or [0.0])  # against the float model before compression
+        numeric_ok = all(
+            m["relative_error"] <= report["verification"].get("max_error", 0.05)
+            for m in chosen["heads"].values()
+            if m.get("task") == "regress"
+        )
+        latency = (chosen.get("latency_ms") or {}).get("b1") or {}
+        out[runtime] = {
+            "artifact": chosen["name"],
+            "recipe": chosen["recipe"]["id"],
+            "size_bytes": chosen["size_bytes"],
+            "size_gzip_bytes": chosen["size_gzip_bytes"],
+            "latency_ms_b1": latency.get("p50_ms"),
+            "drift": drift,
+            "feasible": drift <= max_drift and numeric_ok and chosen.get("repeatable", True),
+        }
+    return out
+
+
+def constraint(m: dict[str, Any], max_drift: float) -> float:
+    """Optuna's constraint value for one runtime's artifact (<= 0: meets the budget): the drift
+    past the budget; a positive value when it misses in another way (a numeric head's error, a
+    stateful runner), the largest when there is no artifact."""
+    if not m.get("artifact"):
+        return INFEASIBLE
+    excess = float(m["drift"] - max_drift)
+    return excess if m["feasible"] else max(excess, 1.0)
+
+
+def objective_values(measured: dict[str, dict[str, Any]], objectives: tuple[str, ...]) -> list:
+    """Optuna's values: for each objective, one per runtime (all minimized)."""
+    key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}
+    values = []
+    for objective in objectives:
+        for runtime in RUNTIMES:
+            value = measured[runtime].get(key[objective])
+            values.append(float(value) if value is not None else INFEASIBLE)
+    return values
+
+
+def pareto(points: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The points no other point beats on every key (all minimized)."""
+    front = []
+    for p in points:
+        dominated = any(
+            all(q[k] <= p[k] for k in keys) and any(q[k] < p[k] for k in keys)
+            for q in points
+            if q is not p
+        )
+        if not dominated:
+            front.append(p)
+    return sorted(front, key=lambda p: tuple(p[k] for k in keys))
+
+
+def fronts(trials: list[dict[str, Any]], spec: TuneSpec) -> dict[str, list[dict[str, Any]]]:
+    """Per runtime, the Pareto front of the feasible trials over (objectives..., drift)."""
+    key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}
+    out = {}
+    for runtime in RUNTIMES:
+        points = []
+        for t in trials:
+            m = (t.get("runtimes") or {}).get(runtime) or {}
+            if t["state"] != "COMPLETE" or not m.get("feasible"):
+                continue
+            if any(m.get(key[o]) is None for o in spec.objectives):
+                continue
+            points.append({"trial": t["number"], "params": t["params"], **m})
+        out[runtime] = pareto(points, tuple(key[o] for o in spec.objectives) + ("drift",))
+    return out
+
+
+def best(trials: list[dict[str, Any]], spec: TuneSpec) -> dict[str, dict[str, Any]]:
+    """Per runtime and objective, the recommended trial: the best feasible one, or (when none
+    meets the budget) the one closest to it, marked `within_budget: false`."""
+    key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}
+    out = {}
+    done = [t for t in trials if t["state"] == "COMPLETE"]
+    for runtime in RUNTIMES:
+        for objective in spec.objectives:
+            rows = [
+                (t, t["runtimes"][runtime])
+                for t in done
+                if t["runtimes"].get(runtime, {}).get(key[objective]) is not None
+            ]
+            feasible = [(t, m) for t, m in rows if m["feasible"]]
+            if feasible:
+                t, m = min(feasible, key=lambda tm: (tm[1][key[objective]], tm[1]["drift"]))
+                within = True
+            elif rows:
+                t, m = min(rows, key=lambda tm: (tm[1]["drift"], tm[1][key[objective]]))
+                within = False
+            else:
+                continue
+            out[f"{runtime}-{objective}"] = {
+                "trial": t["number"],
+                "params": t["params"],
+                "within_budget": within,
+                **m,
+            }
+    return out
+
+
+def run_trial(
+    base: Any,
+    params: dict[str, Any],
+    objectives: tuple[str, ...],
+    out: str,
+    cache_root: str | None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """One trial: the target's pipeline with the point's overrides, run into `out`. Returns the
+    run directory and report (module-level: runs in a trial process too)."""
+    from compress.cache import StageCache
+    from compress.pipeline import run
+
+    config = with_stages(base, {**overrides(params, objectives), "out": out})
+    cache = StageCache(Path(cache_root)) if cache_root else None
+    result = run(config, progress=progress, cache=cache)
+    return {"run_dir": str(result.run_dir), "report": result.report}
+
+
+def with_stages(config: Any, point: dict[str, Any]) -> Any:
+    """`config` with `point`'s overrides, the stages they name added where the pipeline lacks
+    them (prune and cluster are optional), each in its place in the registry's order."""
+    from compress.config import apply_overrides, make
+    from compress.stages import REGISTRY
+
+    names = {k.partition(".")[0] for k in point if "." in k}
+    present = dict(config.stages)
+    stages = {n: present.get(n, {}) for n in REGISTRY if n in present or n in names}
+    return make(**apply_overrides({**config.model_dump(), "stages": stages}, point))
+
+
+def _suggest(trial: Any, space: dict[str, list[Any]]) -> dict[str, Any]:
+    """Optuna's categorical choices must be plain values: None is spelled "none"."""
+    params = {}
+    for key, values in space.items():
+        choices = ["none" if v is None else v for v in values]
+        value = trial.suggest_categorical(key, choices)
+        params[key] = None if value == "none" else value
+    return params
+
+
+def _enqueue_seeds(study: Any, space: dict[str, list[Any]]) -> None:
+    tried = {json.dumps(t.params, sort_keys=True, default=str) for t in study.trials}
+    for seed in SEEDS:
+        point = {k: seed[k] if seed[k] in space[k] else space[k][0] for k in space}
+        encoded = {k: "none" if v is None else v for k, v in point.items()}
+        if json.dumps(encoded, sort_keys=True, default=str) not in tried:
+            study.enqueue_trial(encoded, skip_if_exists=True)
+
+
+def open_study(spec: TuneSpec, sampler_seed: int = 0) -> Any:
+    """The study in the tune directory, created or continued. A trial left RUNNING by a process
+    that died is marked failed and its point queued again."""
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    spec.directory.mkdir(parents=True, exist_ok=True)
+    storage = JournalStorage(JournalFileBackend(str(spec.directory / "study.journal")))
+
+    # the drift budget is a constraint (Trial.set_constraint: <= 0 is feasible), not a stop
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True)
+    n = len(spec.objectives) * len(RUNTIMES)
+    study = optuna.create_study(
+        study_name=STUDY,
+        storage=storage,
+        directions=["minimize"] * n,
+        sampler=sampler,
+        load_if_exists=True,
+    )
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+        study.enqueue_trial(t.params, skip_if_exists=False)
+    _enqueue_seeds(study, spec.space)
+    return study
+
+
+def trial_records(study: Any) -> list[dict[str, Any]]:
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        record = {
+            "number": t.number,
+            "state": t.state.name,
+            "params": {k: None if v == "none" else v for k, v in t.params.items()},
+        }
+        record.update(t.user_attrs.get("record", {}))
+        out.append(record)
+    return out
+
+
+def tune(
+    spec: TuneSpec,
+    *,
+    trials: int,
+    timeout_s: float | None = None,
+    cache_root: str | None = None,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """Run trials until the study holds `trials` finished ones (or `timeout_s` passes), then
+    write tune.json, pareto.csv, pareto.png and best/. Returns the tune record."""
+    from optuna.trial import TrialState
+
+    from compress import interrupt
+    from compress.errors import CompressError
+
+    study = open_study(spec)
+    started = time.monotonic()
+    say = progress or (lambda line: None)
+    while True:
+        # finished: complete, or failed with a reason (a trial a dead process left RUNNING was
+        # marked failed without one, and its point queued again)
+        finished = [
+            t
+            for t in study.trials
+            if t.state == TrialState.COMPLETE
+            or (t.state == TrialState.FAIL and "record" in t.user_attrs)
+        ]
+        if len(finished) >= trials:
+            break
+        if timeout_s is not None and time.monotonic() - started > timeout_s:
+            say(f"tune: timeout after {len(finished)} trials")
+            break
+        trial = study.ask()
+        params = _suggest(trial, spec.space)
+        trial_dir = spec.directory / "trials" / f"{trial.number:04d}"
+        say(f"tune: trial {trial.number} {params} ...")
+        t0 = time.perf_counter()
+        try:
+            shutil.rmtree(trial_dir, ignore_errors=True)
+            result = run_trial(
+                spec.base,
+                params,
+                spec.objectives,
+                str(trial_dir),
+                cache_root,
+                lambda line, n=trial.number: say(f"tune: trial {n}: {line}"),
+            )
+        except (KeyboardInterrupt, interrupt.Terminated):
+            raise  # the trial stays RUNNING in the journal: the next tune re-queues it
+        except CompressError as exc:
+            trial.set_user_attr(
+                "record", {"error": str(exc), "seconds": round(time.perf_counter() - t0, 2)}
+            )
+            study.tell(trial, state=TrialState.FAIL)
+            say(f"tune: trial {trial.number} failed: {exc}")
+            continue
+        measured = measure(result["report"], spec.max_drift)
+        record = {
+            "runtimes": measured,
+            "run_dir": str(Path(result["run_dir"]).resolve()),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "failures": result["report"]["verification"]["failures"],
+        }
+        trial.set_user_attr("record", record)
+        for runtime, m in measured.items():
+            trial.set_constraint(f"drift_{runtime}", constraint(m, spec.max_drift))
+        study.tell(trial, objective_values(measured, spec.objectives))
+        say(
+            f"tune: trial {trial.number} done: "
+            + ", ".join(
+                f"{rt} {m.get('size_gzip_bytes', '-')} B gzip, drift {m.get('drift', 0):.2f}"
+                for rt, m in measured.items()
+                if m.get("artifact")
+            )
+        )
+    return write_outputs(spec, trial_records(study))
+
+
+def write_outputs(spec: TuneSpec, trials: list[dict[str, Any]]) -> dict[str, Any]:
+    """tune.json, pareto.csv, pareto.png and best/ (each recommended trial's run directory)."""
+    from compress.fileio import write_json_atomic, write_text_atomic
+
+    fp32 = _fp32_reference(trials)
+    record = {
+        "tune_id": spec.tune_id,
+        "target": spec.target,
+        "objectives": list(spec.objectives),
+        "max_drift": spec.max_drift,
+        "space": {k: ["none" if v is None else v for v in vs] for k, vs in spec.space.items()},
+        "latency": "every latency was measured with no other trial timing: the timing phases "
+        "of verify and the recipe search hold one lock file (timing.exclusive)",
+        "fp32_weight_bytes": fp32,
+        "trials": trials,
+        "fronts": fronts(trials, spec),
+        "best": best(trials, spec),
+    }
+    record["passed"] = bool(record["best"]) and all(
+        b["within_budget"] for b in record["best"].values()
+    )
+    best_dir = spec.directory / "best"
+    shutil.rmtree(best_dir, ignore_errors=True)
+    for name, b in record["best"].items():
+        source = Path(next(t["run_dir"] for t in trials if t["number"] == b["trial"]))
+        if source.is_dir():
+            shutil.copytree(source, best_dir / name)
+            b["run_dir"] = str(best_dir / name)
+    write_json_atomic(spec.directory / "tune.json", record)
+    write_text_atomic(spec.directory / "pareto.csv", pareto_csv(record))
+    plot(record, spec.directory / "pareto.png")
+    return record
+
+
+def _fp32_reference(trials: list[dict[str, Any]]) -> int | None:
+    """The float model's fp32 weight bytes (what compression ratios are measured against)."""
+    for t in trials:
+        if t.get("run_dir") and Path(t["run_dir"], "report.json").is_file():
+            report = json.loads(Path(t["run_dir"], "report.json").read_text())
+            return report["verification"].get("float_weight_bytes")
+    return None
+
+
+def pareto_csv(record: dict[str, Any]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(
+        [
+            "runtime",
+            "trial",
+            "prune",
+            "cluster",
+            "quantize",
+            "qat",
+            "artifact",
+            "recipe",
+            "size_bytes",
+            "size_gzip_bytes",
+            "latency_ms_b1",
+            "drift",
+        ]
+    )
+    for runtime, front in record["fronts"].items():
+        for p in front:
+            writer.writerow(
+                [
+                    runtime,
+                    p["trial"],
+                    *(p["params"].get(k) for k in DEFAULT_SPACE),
+                    p["artifact"],
+                    p["recipe"],
+                    p["size_bytes"],
+                    p["size_gzip_bytes"],
+                    p["latency_ms_b1"],
+                    f"{p['drift']:.3f}",
+                ]
+            )
+    return buf.getvalue()
+
+
+def plot(record: dict[str, Any], path: Path) -> None:
+    """Every finished trial per runtime (gzip size or latency against drift), the front joined,
+    the budget drawn; written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from compress.fileio import write_atomic
+
+    objective = record["objectives"][0]
+    key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}[objective]
+    fig, axes = plt.subplots(1, len(RUNTIMES), figsize=(11, 4.2), squeeze=False)
+    for ax, runtime in zip(axes[0], RUNTIMES, strict=True):
+        pts = [
+            (
+                t["runtimes"][runtime][key],
+                t["runtimes"][runtime]["drift"],
+                t["runtimes"][runtime]["feasible"],
+            )
+            for t in record["trials"]
+            if t["state"] == "COMPLETE" and t["runtimes"].get(runtime, {}).get(key)
+        ]
+        if pts:
+            ax.scatter(
+                [p[0] for p in pts],
+                [p[1] for p in pts],
+                s=18,
+                c=["tab:blue" if p[2] else "tab:gray" for p in pts],
+                label="trials",
+            )
+        front = record["fronts"].get(runtime, [])
+        if front:
+            ax.plot(
+                [p[key] for p in front],
+                [p["drift"] for p in front],
+                "o-",
+                color="tab:red",
+                label="Pareto front",
+            )
+        ax.axhline(record["max_drift"], color="tab:orange", ls="--", label="max drift")
+        ax.set_xscale("log")
+        ax.set_xlabel("gzip size (bytes)" if objective == "size" else "p50 latency, batch 1 (ms)")
+        ax.set_ylabel("drift vs the float model (pts)")
+        ax.set_title(f"{record['target']}: {runtime}")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+
+    def save(tmp: Path) -> None:
+        fig.savefig(tmp, format="png", dpi=90)
+
+    write_atomic(path, save)
+    plt.close(fig)
+
+
+def render(record: dict[str, Any]) -> str:
+    """The fronts and the recommendations as a terminal table."""
+    fp32 = record.get("fp32_weight_bytes")
+    lines = []
+    header = [
+        "runtime",
+        "trial",
+        "prune",
+        "cluster",
+        "quant",
+        "qat",
+        "gzip (B)",
+        "ratio",
+        "p50 b1 ms",
+        "drift pts",
+    ]
+    rows = []
+    for runtime, front in record["fronts"].items():
+        for p in front:
+            ratio = f"{fp32 / p['size_gzip_bytes']:.1f}x" if fp32 else "-"
+            lat = p["latency_ms_b1"]
+            rows.append(
+                [
+                    runtime,
+                    str(p["trial"]),
+                    str(p["params"]["prune"]),
+                    str(p["params"]["cluster"]),
+                    str(p["params"]["quantize"]),
+                    str(p["params"]["qat"]),
+                    f"{p['size_gzip_bytes']:,}",
+                    ratio,
+                    "-" if lat is None else f"{lat:.3f}",
+                    f"{p['drift']:+.2f}",
+                ]
+            )
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    done = sum(t["state"] == "COMPLETE" for t in record["trials"])
+    lines.append(
+        f"{done} trials finished; Pareto front per runtime above (within "
+        f"{record['max_drift']:g} pts)"
+    )
+    for name, b in record["best"].items():
+        tag = "" if b["within_budget"] else "  (NO trial met the budget: closest shown)"
+        lines.append(
+            f"best {name}: trial {b['trial']} {b['artifact']} "
+            f"{b['size_gzip_bytes']:,} B gzip, drift {b['drift']:+.2f} pts{tag}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,149 @@
+"""compress tune: a small grid on the multitask model (1 epoch), end to end through the CLI:
+the front and the recommended artifacts are written, a rerun continues the study without
+redoing a finished trial, an interrupted trial is run again, and a budget nobody meets exits 1
+with the closest trial still saved."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from compress.cli import main
+
+SPACE = """
+[space]
+prune = ["none", 0.5, 0.8]
+cluster = ["none"]
+quantize = ["int8"]
+qat = [false]
+"""
+
+
+def _tune(tmp_path, capsys, *extra):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    argv = ["tune", "multitask", "--epochs", "1", "--space", str(space), "--out",
+            str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--json", "--quiet",
+            "--set", "verify.timing_budget_s=0.02", *extra]  # fmt: skip
+    code = main(argv)
+    out = capsys.readouterr().out
+    return code, json.loads(out) if out else None
+
+
+def _dir(tmp_path, record):
+    return tmp_path / "out" / "tune" / "multitask" / record["tune_id"]
+
+
+@pytest.mark.slow
+def test_tune_writes_fronts_and_the_recommended_runs(tmp_path, capsys):
+    code, record = _tune(tmp_path, capsys, "--trials", "2", "--max-drift", "100")
+    assert code == 0
+    done = [t for t in record["trials"] if t["state"] == "COMPLETE"]
+    assert len(done) == 2
+    assert done[0]["params"] == {"prune": None, "cluster": None, "quantize": "int8", "qat": False}
+    for t in done:
+        for runtime in ("litert", "onnxruntime"):
+            m = t["runtimes"][runtime]
+            assert m["artifact"].startswith("model_int8") and m["size_gzip_bytes"] > 0
+            assert m["latency_ms_b1"] > 0 and m["feasible"]
+    pruned = next(t for t in done if t["params"]["prune"] is not None)
+    plain = done[0]
+    # pruning pays in gzip: the pruned trial's int8 file compresses smaller
+    for runtime in ("litert", "onnxruntime"):
+        assert (
+            pruned["runtimes"][runtime]["size_gzip_bytes"]
+            < (plain["runtimes"][runtime]["size_gzip_bytes"])
+        )
+        assert record["best"][f"{runtime}-size"]["trial"] == pruned["number"]
+    d = _dir(tmp_path, record)
+    assert json.loads((d / "tune.json").read_text())["tune_id"] == record["tune_id"]
+    rows = (d / "pareto.csv").read_text().splitlines()
+    assert rows[0].startswith("runtime,trial,prune") and len(rows) >= 3
+    assert (d / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("litert-size", "onnxruntime-size"):
+        assert main(["verify-artifacts", str(d / "best" / name)]) == 0
+        report = json.loads((d / "best" / name / "report.json").read_text())
+        assert report["config"]["stages"]["prune"]["sparsity"] == pruned["params"]["prune"]
+
+
+@pytest.mark.slow
+def test_rerun_continues_the_study_and_redoes_no_finished_trial(tmp_path, capsys):
+    _, first = _tune(tmp_path, capsys, "--trials", "1", "--max-drift", "100")
+    _, second = _tune(tmp_path, capsys, "--trials", "2", "--max-drift", "100")
+    assert second["tune_id"] == first["tune_id"]
+    done = [t for t in second["trials"] if t["state"] == "COMPLETE"]
+    assert [t["number"] for t in done] == [0, 1]
+    assert done[0] == first["trials"][0]  # the same record: trial 0 was not run again
+    assert done[1]["params"] != done[0]["params"]
+
+
+@pytest.mark.slow
+def test_interrupted_tune_keeps_finished_trials_and_reruns_the_cut_one(tmp_path, capsys):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    argv = [sys.executable, "-m", "compress", "tune", "multitask", "--epochs", "1", "--space",
+            str(space), "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"),
+            "--trials", "2", "--max-drift", "100",
+            "--set", "verify.timing_budget_s=0.02"]  # fmt: skip
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if "tune: trial 1: multitask: prune ..." in line or not line:
+            break
+    time.sleep(0.5)  # inside trial 1's pruning (about 4 s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    code, record = _tune(tmp_path, capsys, "--trials", "2", "--max-drift", "100")
+    assert code == 0
+    states = [(t["number"], t["state"]) for t in record["trials"]]
+    assert states[0] == (0, "COMPLETE")
+    done = [t for t in record["trials"] if t["state"] == "COMPLETE"]
+    assert len(done) == 2 and done[0]["number"] == 0  # trial 0 kept, the cut point run again
+    cut = next(t for t in record["trials"] if t["number"] == 1)
+    assert cut["state"] == "FAIL" and "error" not in cut
+    assert done[1]["params"] == cut["params"]
+
+
+@pytest.mark.slow
+def test_no_trial_within_budget_exits_1_and_keeps_the_closest(tmp_path, capsys):
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE.replace('prune = ["none", 0.5, 0.8]', "prune = [0.98]"))
+    argv = ["tune", "multitask", "--epochs", "1", "--space", str(space), "--out",
+            str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--trials", "1",
+            "--max-drift", "0", "--json", "--quiet"]  # fmt: skip
+    code = main(argv)
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)
+    assert code == 1 and "no trial met --max-drift 0" in captured.err
+    for name, b in record["best"].items():
+        assert not b["within_budget"] and b["drift"] > 0, (name, b)
+        assert (_dir(tmp_path, record) / "best" / name / "report.json").is_file()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--objective", "accuracy"], "--objective must be size, latency or size,latency"),
+        (["--trials", "0"], "--trials must be >= 1"),
+        (["--space", "missing.toml"], "space file 'missing.toml' does not exist"),
+    ],
+)
+def test_bad_tune_arguments_are_one_line(extra, message, tmp_path, capsys):
+    assert main(["tune", "multitask", "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+    assert not (tmp_path / "tune").exists()
+
+
+def test_bad_space_file_names_the_key(tmp_path, capsys):
+    space = tmp_path / "s.toml"
+    space.write_text("[space]\nprune = [1.5]\n")
+    assert main(["tune", "multitask", "--space", str(space), "--out", str(tmp_path)]) == 2
+    assert "space.prune: 1.5" in capsys.readouterr().err
