@@ -441,7 +441,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError(f"--max-drift must be a number >= 0. Got {args.max_drift} instead.")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds. Got {args.timeout} instead.")
-    objectives = tune.parse_objectives(args.objective)
+    try:
+        objectives = tune.parse_objectives(args.objective)
+    except UsageError as exc:
+        raise UsageError(f"--{exc}", key="objective") from None
     space = tune.load_space(args.space) if args.space else dict(tune.DEFAULT_SPACE)
     for attr in (
         "prune",
