@@ -243,7 +243,7 @@ def fronts(trials: list[dict[str, Any]], spec: TuneSpec) -> dict[str, list[dict[
         points = []
         for t in trials:
             m = (t.get("runtimes") or {}).get(runtime) or {}
-            if t["state"] != "COMPLETE" or not m.get("feasible"):
+            if t["state"] != "COMPLETE" or not m.get("feasible") or "same_as" in t:
                 continue
             if any(m.get(key[o]) is None for o in spec.objectives):
                 continue
@@ -257,7 +257,7 @@ def best(trials: list[dict[str, Any]], spec: TuneSpec) -> dict[str, dict[str, An
     meets the budget) the one closest to it, marked `within_budget: false`."""
     key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}
     out = {}
-    done = [t for t in trials if t["state"] == "COMPLETE"]
+    done = [t for t in trials if t["state"] == "COMPLETE" and "same_as" not in t]
     for runtime in RUNTIMES:
         for objective in spec.objectives:
             rows = [
@@ -312,6 +312,24 @@ def with_stages(config: Any, point: dict[str, Any]) -> Any:
     present = dict(config.stages)
     stages = {n: present.get(n, {}) for n in REGISTRY if n in present or n in names}
     return make(**apply_overrides({**config.model_dump(), "stages": stages}, point))
+
+
+def point_key(params: dict[str, Any]) -> str:
+    """What a trial builds: with QAT on, the quantize mode is QAT's (the mode drawn is unused)."""
+    effective = {**params, "quantize": "qat" if params.get("qat") else params.get("quantize")}
+    return json.dumps(effective, sort_keys=True, default=str)
+
+
+def _same_point(study: Any, params: dict[str, Any]) -> Any:
+    """A finished trial that built exactly this point, if any."""
+    from optuna.trial import TrialState
+
+    key = point_key(params)
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        decoded = {k: None if v == "none" else v for k, v in t.params.items()}
+        if point_key(decoded) == key and "runtimes" in t.user_attrs.get("record", {}):
+            return t
+    return None
 
 
 def _suggest(trial: Any, space: dict[str, list[Any]]) -> dict[str, Any]:
@@ -409,6 +427,14 @@ def tune(
             break
         trial = study.ask()
         params = _suggest(trial, spec.space)
+        same = _same_point(study, params)
+        if same is not None:  # the sampler proposed a finished point again: its result stands
+            trial.set_user_attr("record", {**same.user_attrs["record"], "same_as": same.number})
+            for runtime, m in same.user_attrs["record"]["runtimes"].items():
+                trial.set_constraint(f"drift_{runtime}", constraint(m, spec.max_drift))
+            study.tell(trial, list(same.values))
+            say(f"tune: trial {trial.number} {params} is trial {same.number}'s point: not rerun")
+            continue
         trial_dir = spec.directory / "trials" / f"{trial.number:04d}"
         say(f"tune: trial {trial.number} {params} ...")
         t0 = time.perf_counter()

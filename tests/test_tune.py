@@ -83,6 +83,20 @@ def test_rerun_continues_the_study_and_redoes_no_finished_trial(tmp_path, capsys
 
 
 @pytest.mark.slow
+def test_a_point_proposed_again_is_answered_from_its_first_trial(tmp_path, capsys):
+    """Three points in the space, four trials: the fourth is one of the three, not rerun."""
+    code, record = _tune(tmp_path, capsys, "--trials", "4", "--max-drift", "100")
+    assert code == 0
+    done = [t for t in record["trials"] if t["state"] == "COMPLETE"]
+    assert len(done) == 4 and len({json.dumps(t["params"]) for t in done}) == 3
+    again = next(t for t in done if "same_as" in t)
+    first = next(t for t in done if t["number"] == again["same_as"])
+    assert again["params"] == first["params"] and again["runtimes"] == first["runtimes"]
+    assert not (_dir(tmp_path, record) / "trials" / f"{again['number']:04d}").exists()
+    assert all(p["trial"] != again["number"] for f in record["fronts"].values() for p in f)
+
+
+@pytest.mark.slow
 def test_interrupted_tune_keeps_finished_trials_and_reruns_the_cut_one(tmp_path, capsys):
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
