@@ -434,6 +434,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 def _cmd_tune(args: argparse.Namespace) -> int:
     from compress import tune
+    from compress.config import FLAG_KEYS
 
     if args.trials < 1:
         raise UsageError(f"--trials must be >= 1. Got {args.trials} instead.")
@@ -446,30 +447,17 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     except UsageError as exc:
         raise UsageError(f"--{exc}", key="objective") from None
     space = tune.load_space(args.space) if args.space else dict(tune.DEFAULT_SPACE)
-    for attr in (
-        "prune",
-        "cluster",
-        "quantize",
-        "objective",
-        "max_drift",
-        "min_speedup",
-        "threads",
-        "seed",
-        "opset",
-        "max_error",
-        "task",
-    ):
-        if not hasattr(args, attr):
-            setattr(args, attr, None)
-    args.max_drift_gate = args.max_drift
-    configs = _configs(_tune_run_args(args))
+    # the base pipeline every trial overrides, read from the tune's flags as `run` reads its own
+    # (flags tune has not are unset; tune's --objective is not quantize.objective)
+    run_args = argparse.Namespace(**{**dict.fromkeys(FLAG_KEYS), **vars(args), "objective": None})
+    configs = _configs(run_args)
     if len(configs) != 1:
         raise UsageError("tune takes one target (a model, a pipeline file or a .keras file)")
     spec = tune.TuneSpec(
         base=configs[0],
         target=args.target,
         objectives=objectives,
-        max_drift=args.max_drift_gate,
+        max_drift=args.max_drift,
         space=space,
         out=Path(args.out or configs[0].out),
     )
@@ -492,25 +480,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         print(tune.render(record))
         print(f"tune directory: {spec.directory}")
     if not record["passed"]:
-        raise GateFailed(
-            [
-                f"no trial met --max-drift {spec.max_drift:g} for "
-                + ", ".join(k for k, b in record["best"].items() if not b["within_budget"])
-                or "any runtime"
-            ],
-            None,
-        )
+        missed = [k for k, b in record["best"].items() if not b["within_budget"]]
+        where = ", ".join(missed) or "any runtime"
+        raise GateFailed([f"no trial met --max-drift {spec.max_drift:g} for {where}"], None)
     return EXIT_OK
-
-
-def _tune_run_args(args: argparse.Namespace) -> argparse.Namespace:
-    """The tune's flags as `run` would read them: the target's base pipeline for every trial
-    (the gate is tune's own budget, applied to each trial's verify)."""
-    run_args = argparse.Namespace(**vars(args))
-    run_args.target = args.target
-    run_args.max_drift = args.max_drift_gate
-    run_args.objective = None
-    return run_args
 
 
 def _cmd_cache(args: argparse.Namespace) -> int:

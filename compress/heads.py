@@ -16,7 +16,7 @@ import numpy as np
 from compress.errors import StageError
 
 Task = Literal["classify", "regress"]
-TASKS = ("classify", "regress")
+TaskChoice = Literal["auto", "classify", "regress"]  # verify.task: a task, or infer it
 
 
 def match_heads(

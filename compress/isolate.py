@@ -6,7 +6,7 @@ int8), and tf2onnx, onnxruntime's quantizer and the runtimes' loaders are native
 recipe build (conversion, calibration, quantization) runs in one spawned worker, reused for the
 whole run (TensorFlow is imported there once, while the parent trains), and each built file is
 loaded and run once there before the parent opens it. Inputs and results are files: the model as
-a `.keras` file, the calibration samples as `.npy`, the artifact at the path the parent chose.
+a `.keras` file, the calibration samples as `.npz`, the artifact at the path the parent chose.
 A crash becomes `WorkerCrashed` (the step, the signal and the framework's last log lines); the
 next call starts a fresh worker.
 """
@@ -23,7 +23,6 @@ import shutil
 import signal
 import sys
 import tempfile
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,6 @@ FAULT_ENV = "COMPRESS_FAULT_INJECT"
 
 # In the worker: the connection to the parent (None in the parent, where `step` is a no-op).
 _conn: Any = None
-_step: tuple[str, str] = ("worker", "a framework step")
 
 
 class WorkerCrashed(RuntimeError):
@@ -74,16 +72,10 @@ class ModelTransferError(RuntimeError):
 def step(component: str, phase: str) -> None:
     """Name what the worker is about to do (e.g. "TFLite converter", "int8 calibration"), so a
     crash inside it is reported as that step. No-op outside a worker."""
-    global _step
-    _step = (component, phase)
     if _conn is not None:
-        _conn.send(("step", _step))
+        _conn.send(("step", (component, phase)))
         if os.environ.get(FAULT_ENV) == f"{component}: {phase}":
             os.kill(os.getpid(), signal.SIGSEGV)  # fault injection, for the tests of this path
-
-
-def in_worker() -> bool:
-    return _conn is not None
 
 
 class Worker:
@@ -97,7 +89,6 @@ class Worker:
     def __init__(self, log: Path | None = None) -> None:
         self.log = Path(log) if log else None
         self.scratch = Path(tempfile.mkdtemp(prefix="compress-worker-"))
-        self.crashes = 0
         self._proc: Any = None
         self._conn: Any = None
         self._files: dict[int, tuple[Any, Path]] = {}  # id(object) -> (object kept alive, file)
@@ -141,7 +132,6 @@ class Worker:
                 break
         except (EOFError, ConnectionError, OSError):
             code = self._stop()
-            self.crashes += 1
             crash = WorkerCrashed(*current, code, _tail(self.log, offset))
             self.start()  # warm again (TensorFlow imported) by the next call
             raise crash from None
@@ -319,7 +309,4 @@ def _portable(exc: BaseException) -> BaseException:
     except Exception:
         from compress.errors import one_line
 
-        error = RuntimeError(one_line(exc))
-        error.__cause__ = None
-        traceback.clear_frames(exc.__traceback__) if exc.__traceback__ else None
-        return error
+        return RuntimeError(one_line(exc))

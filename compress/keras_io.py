@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,35 +100,26 @@ def check_zip(path: Path, what: str) -> None:
 def scan_config(config: Any, where: str) -> None:
     """Refuse a Keras model config that would run code when built: Lambda layers, or classes
     from modules other than Keras and compress."""
-    stack = [config]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            cls = node.get("class_name")
-            if cls in OP_LAYERS:
-                symbol = (node.get("config") or {}).get("function")
-                problem = op_symbol_problem(symbol)
-                if problem:
-                    raise InputError(f"{where} holds a {cls} layer whose op {problem}: refused")
-            elif cls in CODE_LAYERS:
-                raise InputError(
-                    f"{where} holds a {cls} layer, whose code would run on loading: refused"
-                )
-            module = node.get("module")
-            if (
-                isinstance(module, str)
-                and isinstance(cls, str)
-                and not module.startswith(
-                    ("keras", "tf_keras", "tensorflow", "compress", "builtins")
-                )
-            ):
-                raise InputError(
-                    f"{where} names class {cls!r} from module {module!r}, which compress does "
-                    "not trust: refused"
-                )
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+    for node in _dicts(config):
+        cls = node.get("class_name")
+        if cls in OP_LAYERS:
+            problem = op_symbol_problem((node.get("config") or {}).get("function"))
+            if problem:
+                raise InputError(f"{where} holds a {cls} layer whose op {problem}: refused")
+        elif cls in CODE_LAYERS:
+            raise InputError(
+                f"{where} holds a {cls} layer, whose code would run on loading: refused"
+            )
+        module = node.get("module")
+        if (
+            isinstance(module, str)
+            and isinstance(cls, str)
+            and not module.startswith(("keras", "tf_keras", "tensorflow", "compress", "builtins"))
+        ):
+            raise InputError(
+                f"{where} names class {cls!r} from module {module!r}, which compress does "
+                "not trust: refused"
+            )
 
 
 def op_symbol_problem(symbol: Any) -> str | None:
@@ -141,18 +133,22 @@ def op_symbol_problem(symbol: Any) -> str | None:
     return None
 
 
-def op_symbols(config: Any) -> list[str]:
-    """The op names the config's TFOpLambda / SlicingOpLambda layers record."""
-    found, stack = [], [config]
+def _dicts(config: Any) -> Iterator[dict[str, Any]]:
+    """Every dict nested anywhere in a JSON config (layers, their configs, nested models)."""
+    stack = [config]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
-            if node.get("class_name") in OP_LAYERS:
-                found.append((node.get("config") or {}).get("function"))
+            yield node
             stack.extend(node.values())
         elif isinstance(node, list):
             stack.extend(node)
-    return found
+
+
+def op_symbols(config: Any) -> list[str]:
+    """The op names the config's TFOpLambda / SlicingOpLambda layers record."""
+    return [(node.get("config") or {}).get("function") for node in _dicts(config)
+            if node.get("class_name") in OP_LAYERS]  # fmt: skip
 
 
 def resolve_ops(config: Any, where: str) -> None:

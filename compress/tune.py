@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.errors import UsageError
+from compress.gates import DEFAULT_MAX_ERROR, head_gate
 
 RUNTIMES = ("litert", "onnxruntime")
 OBJECTIVES = ("size", "latency")
@@ -44,6 +45,7 @@ SEEDS = (
 )
 STUDY = "compress-tune"
 INFEASIBLE = 1e18  # an objective value for a runtime whose artifact is missing
+METRIC = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}  # objective -> measured field
 
 
 @dataclass(frozen=True)
@@ -76,8 +78,7 @@ class TuneSpec:
 
     @property
     def directory(self) -> Path:
-        name = self.target if "/" not in self.target else Path(self.target).stem
-        return Path(self.out) / "tune" / Path(name).stem / self.tune_id
+        return Path(self.out) / "tune" / Path(self.target).stem / self.tune_id
 
 
 def parse_objectives(text: str) -> tuple[str, ...]:
@@ -182,8 +183,9 @@ def measure(report: dict[str, Any], max_drift: float) -> dict[str, dict[str, Any
         drifts = [m["drift"] for m in chosen["heads"].values() if "drift" in m]
         baseline = [m["baseline_drift"] for m in chosen["heads"].values() if "baseline_drift" in m]
         drift = max(baseline or drifts or [0.0])  # against the float model before compression
-        numeric_ok = all(
-            m["relative_error"] <= report["verification"].get("max_error", 0.05)
+        max_error = report["verification"].get("max_error", DEFAULT_MAX_ERROR)
+        numeric_ok = all(  # drift is judged above, against the baseline: here numeric heads only
+            head_gate(m, float("inf"), max_error) is None
             for m in chosen["heads"].values()
             if m.get("task") == "regress"
         )
@@ -212,7 +214,7 @@ def constraint(m: dict[str, Any], max_drift: float) -> float:
 
 def objective_values(measured: dict[str, dict[str, Any]], objectives: tuple[str, ...]) -> list:
     """Optuna's values: for each objective, one per runtime (all minimized)."""
-    key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}
+    key = METRIC
     values = []
     for objective in objectives:
         for runtime in RUNTIMES:
@@ -237,7 +239,7 @@ def pareto(points: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str
 
 def fronts(trials: list[dict[str, Any]], spec: TuneSpec) -> dict[str, list[dict[str, Any]]]:
     """Per runtime, the Pareto front of the feasible trials over (objectives..., drift)."""
-    key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}
+    key = METRIC
     out = {}
     for runtime in RUNTIMES:
         points = []
@@ -255,7 +257,7 @@ def fronts(trials: list[dict[str, Any]], spec: TuneSpec) -> dict[str, list[dict[
 def best(trials: list[dict[str, Any]], spec: TuneSpec) -> dict[str, dict[str, Any]]:
     """Per runtime and objective, the recommended trial: the best feasible one, or (when none
     meets the budget) the one closest to it, marked `within_budget: false`."""
-    key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}
+    key = METRIC
     out = {}
     done = [t for t in trials if t["state"] == "COMPLETE" and "same_as" not in t]
     for runtime in RUNTIMES:
@@ -570,7 +572,7 @@ def plot(record: dict[str, Any], path: Path) -> None:
     from compress.fileio import write_atomic
 
     objective = record["objectives"][0]
-    key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}[objective]
+    key = METRIC[objective]
     fig, axes = plt.subplots(1, len(RUNTIMES), figsize=(11, 4.2), squeeze=False)
     for ax, runtime in zip(axes[0], RUNTIMES, strict=True):
         pts = [

@@ -155,6 +155,9 @@ class Backend:
         isolate.WorkerCrashed here instead of ending the run. Without a worker, `build`."""
         if src.worker is None:
             return self.build(spec, src, path) or {}
+        shared = self.shared_step(spec, src)
+        if shared and f"crashed:{shared}" in src.memo:
+            raise src.memo[f"crashed:{shared}"]  # the same shared work would crash the same way
         worker = src.worker
         try:
             qat = None if src.qat_model is None else str(
@@ -172,9 +175,6 @@ class Backend:
         )  # fmt: skip
         probe = probe_sample(src)
         options = self.runner_options(src.model)
-        shared = self.shared_step(spec, src)
-        if shared and f"crashed:{shared}" in src.memo:
-            raise src.memo[f"crashed:{shared}"]  # the same shared work would crash the same way
         try:
             return worker.call(build_in_worker, self, spec, files, str(path), probe, options)
         except isolate.WorkerCrashed as crash:
@@ -183,7 +183,6 @@ class Backend:
             raise
         except isolate.ModelTransferError:
             # the worker cannot rebuild this QAT model faithfully: built here, not isolated
-            src.memo["not_isolated"] = True
             return self.build(spec, src, path) or {}
 
     def shared_step(self, spec: RecipeSpec, src: Sources) -> str | None:

@@ -8,8 +8,6 @@ or machine.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -87,10 +85,9 @@ def with_reference_outputs(state: RunState) -> RunState:
     return state.replace(reference_outputs=KerasRunner(state.model).predict(data.x_test))
 
 
-@contextmanager
-def worker_for(state: RunState) -> Iterator[Any]:
+def worker_for(state: RunState) -> Any:
     """The run's worker process (isolate.Worker) for steps that can crash natively; a stage
     run alone, outside a pipeline, uses the process's shared worker."""
     from compress import isolate
 
-    yield state.worker if state.worker is not None else isolate.shared()
+    return state.worker if state.worker is not None else isolate.shared()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -18,12 +18,10 @@ from compress import _tf, models
 from compress.arrays import count, pick
 from compress.data import load_digits, load_npz
 from compress.errors import InputError, StageError, UsageError, one_line
-from compress.heads import output_activation
+from compress.heads import TaskChoice, output_activation
 from compress.keras_io import load_keras_model
 from compress.stages.base import Stage, StageParams
 from compress.state import RunState
-
-TaskChoice = Literal["auto", "classify", "regress"]
 
 
 class BuildParams(StageParams):
@@ -80,11 +78,8 @@ class Build(Stage):
                     f"data is for Keras model files; reference model {p.model!r} trains on "
                     "digits", key="data",
                 )  # fmt: skip
-            if (
-                p.task != "auto"
-                and p.task != "classify"
-                and (not isinstance(p.task, dict) or set(p.task.values()) - {"auto", "classify"})
-            ):
+            forced = set(p.task.values()) if isinstance(p.task, dict) else {p.task}
+            if forced - {"auto", "classify"}:
                 raise UsageError(
                     f"verify.task: reference model {p.model!r} is a classifier; regress is for "
                     "your own models", key="verify.task",

@@ -23,14 +23,12 @@ class ExportStage(Stage):
     def run(self, state: RunState) -> RunState:
         backend = BACKENDS[self.runtime]
         model = self.model(state)
-        with worker_for(state) as worker:
-            src = Sources(model, worker=worker, **self.sources())
-            try:
-                artifact = backend.make(state.workdir, backend.recipe("fp32"), src)
-            except OSError:
-                raise  # a full disk or unwritable directory fails the run (see pipeline)
-            except Exception as exc:  # the converter cannot (or crashed trying to) export it
-                reason = f"{self.runtime} fp32 export failed: {one_line(exc)}"
-                return state.add(skipped=(Skipped(backend.file_name("fp32"), self.runtime,
-                                                  reason),))  # fmt: skip
+        src = Sources(model, worker=worker_for(state), **self.sources())
+        try:
+            artifact = backend.make(state.workdir, backend.recipe("fp32"), src)
+        except OSError:
+            raise  # a full disk or unwritable directory fails the run (see pipeline)
+        except Exception as exc:  # the converter cannot (or crashed trying to) export it
+            reason = f"{self.runtime} fp32 export failed: {one_line(exc)}"
+            return state.add(skipped=(Skipped(backend.file_name("fp32"), self.runtime, reason),))
         return state.add((artifact,))

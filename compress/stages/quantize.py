@@ -165,21 +165,20 @@ class Quantize(Stage):
         made: list[Artifact] = []
         skipped: list[Skipped] = []
         check = _CheckSet(model, data, p.max_drift / max(p.max_error, 1e-9))
-        with worker_for(state) as worker:
-            for backend in exported():
-                fp32 = state.artifact(backend.runtime, "fp32")
-                default = backend.default(p.mode)
-                if fp32 is None or default is None:
-                    continue  # this format was not exported, or has no recipe for the mode
-                src = Sources(model, data.x_calib, fp32, qat_model, tuple(qat_float), opset,
-                              tasks={h: data.task(h) for h in data.heads},
-                              worker=worker)  # fmt: skip
-                name = backend.file_name(p.mode)
-                try:
-                    made.append(self._make(backend, default, src, name, check, state.workdir))
-                except Exception as exc:  # the converter or quantizer cannot, or crashed
-                    reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
-                    skipped.append(Skipped(name, backend.runtime, reason))
+        worker = worker_for(state)
+        for backend in exported():
+            fp32 = state.artifact(backend.runtime, "fp32")
+            default = backend.default(p.mode)
+            if fp32 is None or default is None:
+                continue  # this format was not exported, or has no recipe for the mode
+            src = Sources(model, data.x_calib, fp32, qat_model, tuple(qat_float), opset,
+                          tasks={h: data.task(h) for h in data.heads}, worker=worker)  # fmt: skip
+            name = backend.file_name(p.mode)
+            try:
+                made.append(self._make(backend, default, src, name, check, state.workdir))
+            except Exception as exc:  # the converter or quantizer cannot, or crashed
+                reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
+                skipped.append(Skipped(name, backend.runtime, reason))
         info = {"mode": p.mode, "recipes": {a.name: a.recipe.id for a in made}}
         return state.add(tuple(made), tuple(skipped)).with_info("quantize", info)
 

@@ -8,7 +8,7 @@ fp32 artifact of the same runtime measured in the same rounds.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -22,14 +22,12 @@ from compress.gates import (
     compression_warnings,
     gate_failures,
 )
-from compress.heads import head_metrics, match_heads, reference_metrics
+from compress.heads import TaskChoice, head_metrics, match_heads, reference_metrics
 from compress.keras_io import load_model
 from compress.stages.base import Stage, StageParams, materialize
 from compress.state import RunState
 from compress.timing import MIN_CALLS, TIMING_BUDGET_S, measure_interleaved
 from compress.weights import float_weight_bytes
-
-TaskChoice = Literal["auto", "classify", "regress"]
 
 
 class VerifyParams(StageParams):
@@ -73,11 +71,8 @@ class Verify(Stage):
             outputs = KerasRunner(self.model(state)).predict(data.x_test)
         reference = match_heads("keras model", outputs, heads)
         tasks = {h: data.task(h) for h in heads}
-        ref_acc = {
-            h: float((reference[h].argmax(-1) == data.y_test[h]).mean() * 100)
-            for h in heads if tasks[h] == "classify"
-        }  # fmt: skip
         ref_rows = {h: reference_metrics(reference[h], data.y_test[h], tasks[h]) for h in heads}
+        ref_acc = {h: m["accuracy"] for h, m in ref_rows.items() if "accuracy" in m}
         baseline = state.info.get("baseline_accuracy")  # before prune/cluster, if any
         float_bytes = (
             in_hand.facts["float_weight_bytes"]
