@@ -180,9 +180,19 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--data", help=".npz data for a .keras model")
     tune.add_argument(
         "--executor",
-        choices=("local",),
+        choices=["local", "ray"],
         default="local",
-        help="where trials run: local (this machine, one at a time)",
+        help="where trials run: local (this machine, no server) or ray (a Ray cluster through "
+        "Ray Tune; needs the [ray] extra)",
+    )
+    tune.add_argument(
+        "--address",
+        help="the Ray cluster for --executor ray (default: $RAY_ADDRESS, else a local instance)",
+    )
+    tune.add_argument(
+        "--workers",
+        type=int,
+        help="trials at once (local default: 1; ray default: what the cluster fits)",
     )
     tune.add_argument("--out", help="output directory (default: artifacts)")
     tune.add_argument("--json", action="store_true", help="print tune.json on stdout")
@@ -440,6 +450,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         raise UsageError(f"--trials must be >= 1. Got {args.trials} instead.")
     if args.max_drift < 0 or args.max_drift != args.max_drift:
         raise UsageError(f"--max-drift must be a number >= 0. Got {args.max_drift} instead.")
+    if args.workers is not None and args.workers < 1:
+        raise UsageError(f"--workers must be >= 1. Got {args.workers} instead.")
+    if args.address and args.executor != "ray":
+        raise UsageError("--address is the Ray cluster's: it needs --executor ray")
     if args.timeout is not None and not args.timeout > 0:
         raise UsageError(f"--timeout must be > 0 seconds. Got {args.timeout} instead.")
     try:
@@ -472,7 +486,10 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         trials=args.trials,
         timeout_s=args.timeout,
         cache_root=str(cache.root) if cache else None,
-        progress=progress,
+        progress=None if args.quiet else progress,
+        executor=args.executor,
+        workers=args.workers,
+        address=args.address,
     )
     if args.json:
         print(json.dumps(record, indent=2))

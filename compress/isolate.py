@@ -23,7 +23,8 @@ import shutil
 import signal
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -100,18 +101,8 @@ class Worker:
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
         proc = ctx.Process(target=_serve, args=(child,), name="compress-worker", daemon=True)
-        # The worker runs compress's functions only: it must not re-import the parent's main
-        # module (a script read from stdin cannot be, and one without a __main__ guard would
-        # run again), so spawn is not told about it.
-        main = sys.modules.get("__main__")
-        saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
-        try:
-            main.__dict__.pop("__file__", None)
-            main.__dict__["__spec__"] = None
+        with main_hidden():
             proc.start()
-        finally:
-            main.__dict__.pop("__spec__", None)
-            main.__dict__.update(saved)
         child.close()
         self._proc, self._conn = proc, parent
 
@@ -212,6 +203,22 @@ class Worker:
 
 
 _shared: Worker | None = None
+
+
+@contextmanager
+def main_hidden() -> Iterator[None]:
+    """Processes spawned meanwhile do not re-import the parent's main module: they run
+    compress's functions only (a script read from stdin cannot be imported again, and one
+    without a __main__ guard would run again)."""
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    try:
+        main.__dict__.pop("__file__", None)
+        main.__dict__["__spec__"] = None
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
 
 
 def shared() -> Worker:

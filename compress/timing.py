@@ -15,26 +15,86 @@ import numpy as np
 # the recipe search, bench), so their numbers are comparable.
 TIMING_BUDGET_S = 0.25
 MIN_CALLS = 30
-# A lock file every timing holds while it measures (set by `compress tune` for its trial
-# processes): concurrent trials may build and check accuracy side by side, but no two time.
+# The timing lock of concurrent `compress tune` trials (a file path; unset: no lock). A trial
+# holds a shared hold on it while it runs (`trial`) and gives it up only to time; a timing takes
+# it exclusively, so it waits until every other trial is timing too or done, and none builds
+# while it measures. A turnstile file keeps new holders from overtaking a waiting timing.
 LOCK_ENV = "COMPRESS_TIMING_LOCK"
+_held: dict[str, object] = {}  # this process's shared hold ("file") and timing depth ("depth")
+
+
+@contextmanager
+def lock_file(path: str | None) -> Iterator[None]:
+    """$COMPRESS_TIMING_LOCK set to `path` for the duration (unchanged when it is None)."""
+    if path is None:
+        yield
+        return
+    previous = os.environ.get(LOCK_ENV)
+    os.environ[LOCK_ENV] = path
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(LOCK_ENV, None)
+        else:
+            os.environ[LOCK_ENV] = previous
+
+
+def _take(f: object, mode: int) -> None:
+    import fcntl
+
+    with open(f"{f.name}.turnstile", "a") as gate:  # type: ignore[attr-defined]
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, mode)  # type: ignore[arg-type]
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
+
+
+@contextmanager
+def trial() -> Iterator[None]:
+    """A trial's shared hold on the timing lock, for the whole trial (no-op without a lock)."""
+    import fcntl
+
+    path = os.environ.get(LOCK_ENV)
+    if not path or "file" in _held:
+        yield
+        return
+    f = open(path, "a")  # noqa: SIM115 - held across the yield
+    try:
+        _take(f, fcntl.LOCK_SH)
+        _held["file"] = f
+        yield
+    finally:
+        _held.pop("file", None)
+        f.close()  # closing releases the hold
 
 
 @contextmanager
 def exclusive() -> Iterator[None]:
-    """Hold the timing lock named by $COMPRESS_TIMING_LOCK, if any, for the duration."""
-    path = os.environ.get(LOCK_ENV)
-    if not path:
-        yield
-        return
+    """Hold the timing lock exclusively for the duration (no-op without a lock): this process's
+    shared hold, if any, is given up meanwhile and taken again after. Re-entrant."""
     import fcntl
 
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    path = os.environ.get(LOCK_ENV)
+    if not path or _held.get("depth"):
+        yield
+        return
+    shared = _held.get("file")
+    if shared is not None:
+        fcntl.flock(shared, fcntl.LOCK_UN)  # type: ignore[arg-type]
+    _held["depth"] = 1
+    try:
+        with open(path, "a") as f:
+            _take(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        _held.pop("depth", None)
+        if shared is not None:
+            _take(shared, fcntl.LOCK_SH)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -294,7 +295,7 @@ def run_trial(
     progress: Any = None,
 ) -> dict[str, Any]:
     """One trial: the target's pipeline with the point's overrides, run into `out`. Returns the
-    run directory and report (module-level: runs in a trial process too)."""
+    run directory and report."""
     from compress.cache import StageCache
     from compress.pipeline import run
 
@@ -302,6 +303,100 @@ def run_trial(
     cache = StageCache(Path(cache_root)) if cache_root else None
     result = run(config, progress=progress, cache=cache)
     return {"run_dir": str(result.run_dir), "report": result.report}
+
+
+def execute(job: dict[str, Any], progress: Any = None) -> dict[str, Any]:
+    """One trial wherever it runs (the tune's process, a local trial process, a Ray worker):
+    the job is plain data (see `job`), the result its small JSON record. The trial holds its
+    share of the timing lock while it runs (timing.trial), so its latencies are measured with no
+    other trial running, and other trials' timings wait for its builds."""
+    from compress import timing
+    from compress.config import make
+    from compress.errors import CompressError
+
+    t0, wall = time.perf_counter(), time.time()
+    verbose = job.get("verbose", False)
+    number = job["number"]
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress(line)
+        elif verbose:
+            print(f"tune: trial {number}: {line}", file=sys.stderr, flush=True)
+
+    with timing.lock_file(job["lock"]), timing.trial():
+        try:
+            shutil.rmtree(job["trial_dir"], ignore_errors=True)
+            result = run_trial(
+                make(**job["base"]),
+                job["params"],
+                tuple(job["objectives"]),
+                job["trial_dir"],
+                job["cache_root"],
+                say,
+            )
+        except CompressError as exc:
+            return {
+                "error": str(exc),
+                "started": round(wall, 3),
+                "seconds": round(time.perf_counter() - t0, 2),
+            }
+    return {
+        "runtimes": measure(result["report"], job["max_drift"]),
+        "run_dir": str(Path(result["run_dir"]).resolve()),
+        "started": round(wall, 3),  # Unix time
+        "seconds": round(time.perf_counter() - t0, 2),
+        "failures": result["report"]["verification"]["failures"],
+    }
+
+
+def job(
+    spec: TuneSpec, number: int, params: dict[str, Any], cache_root: str | None, verbose: bool
+) -> dict[str, Any]:
+    """What `execute` needs for one trial, as plain (picklable, JSON) data; every path absolute
+    (a Ray worker does not run in this directory)."""
+    return {
+        "number": number,
+        "params": params,
+        "base": spec.base.model_dump(mode="json"),
+        "objectives": list(spec.objectives),
+        "max_drift": spec.max_drift,
+        "trial_dir": str((spec.directory / "trials" / f"{number:04d}").resolve()),
+        "cache_root": str(Path(cache_root).resolve()) if cache_root else None,
+        "lock": lock_path(spec),
+        "verbose": verbose,
+    }
+
+
+def lock_path(spec: TuneSpec) -> str:
+    """The timing lock of a tune: one file per machine (trials on other machines time on their
+    own cores), in its temp directory."""
+    import tempfile
+
+    return str(Path(tempfile.gettempdir()) / f"compress-timing-{spec.tune_id}.lock")
+
+
+def tell(study: Any, trial: Any, record: dict[str, Any], spec: TuneSpec) -> None:
+    """A trial's record into the study: its values and drift constraints, or a failure."""
+    from optuna.trial import TrialState
+
+    trial.set_user_attr("record", record)
+    if "runtimes" not in record:
+        study.tell(trial, state=TrialState.FAIL)
+        return
+    for runtime, m in record["runtimes"].items():
+        trial.set_constraint(f"drift_{runtime}", constraint(m, spec.max_drift))
+    study.tell(trial, objective_values(record["runtimes"], spec.objectives))
+
+
+def summary(number: int, record: dict[str, Any]) -> str:
+    if "runtimes" not in record:
+        return f"tune: trial {number} failed: {record.get('error')}"
+    return f"tune: trial {number} done: " + ", ".join(
+        f"{rt} {m.get('size_gzip_bytes', '-')} B gzip, drift {m.get('drift', 0):.2f}"
+        for rt, m in record["runtimes"].items()
+        if m.get("artifact")
+    )
 
 
 def with_stages(config: Any, point: dict[str, Any]) -> Any:
@@ -328,13 +423,12 @@ def _same_point(study: Any, params: dict[str, Any]) -> Any:
 
     key = point_key(params)
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        decoded = {k: None if v == "none" else v for k, v in t.params.items()}
-        if point_key(decoded) == key and "runtimes" in t.user_attrs.get("record", {}):
+        if point_key(decode(t.params)) == key and "runtimes" in t.user_attrs.get("record", {}):
             return t
     return None
 
 
-def _suggest(trial: Any, space: dict[str, list[Any]]) -> dict[str, Any]:
+def suggest_point(trial: Any, space: dict[str, list[Any]]) -> dict[str, Any]:
     """Optuna's categorical choices must be plain values: None is spelled "none"."""
     params = {}
     for key, values in space.items():
@@ -344,55 +438,111 @@ def _suggest(trial: Any, space: dict[str, list[Any]]) -> dict[str, Any]:
     return params
 
 
-def _enqueue_seeds(study: Any, space: dict[str, list[Any]]) -> None:
-    tried = {json.dumps(t.params, sort_keys=True, default=str) for t in study.trials}
-    for seed in SEEDS:
-        point = {k: seed[k] if seed[k] in space[k] else space[k][0] for k in space}
-        encoded = {k: "none" if v is None else v for k, v in point.items()}
-        if json.dumps(encoded, sort_keys=True, default=str) not in tried:
-            study.enqueue_trial(encoded, skip_if_exists=True)
+def space_points(space: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    """Every point of the space, one per thing built (see point_key), the seeds first."""
+    import itertools
+
+    seeds = [{k: s[k] if s[k] in space[k] else space[k][0] for k in space} for s in SEEDS]
+    grid = [dict(zip(space, values, strict=True)) for values in itertools.product(*space.values())]
+    out, seen = [], set()
+    for point in seeds + grid:
+        if point_key(point) not in seen:
+            seen.add(point_key(point))
+            out.append(point)
+    return out
 
 
-def open_study(spec: TuneSpec, sampler_seed: int = 0) -> Any:
+def _enqueue(study: Any, points: list[dict[str, Any]]) -> None:
+    """Queue the points no trial has taken yet (a failed trial without a record was cut, and its
+    point was queued again when the study was opened)."""
+    taken = {point_key(decode(t.params)) for t in study.trials if t.params}
+    for point in points:
+        if point_key(point) not in taken:
+            study.enqueue_trial(encode(point), skip_if_exists=True)
+
+
+def encode(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: "none" if v is None else v for k, v in params.items()}
+
+
+def decode(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if v == "none" else v for k, v in params.items()}
+
+
+def open_study(spec: TuneSpec, trials: int, sampler_seed: int = 0) -> Any:
     """The study in the tune directory, created or continued. A trial left RUNNING by a process
-    that died is marked failed and its point queued again."""
+    that died is marked failed and its point queued again. The seeds are queued first; a space
+    no bigger than `trials` is searched exhaustively (every point queued), so any executor runs
+    the same trials."""
     import optuna
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
     from optuna.trial import TrialState
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    spec.directory.mkdir(parents=True, exist_ok=True)
-    storage = JournalStorage(JournalFileBackend(str(spec.directory / "study.journal")))
-
-    # the drift budget is a constraint (Trial.set_constraint: <= 0 is feasible), not a stop
-    sampler = optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True)
-    n = len(spec.objectives) * len(RUNTIMES)
     study = optuna.create_study(
         study_name=STUDY,
-        storage=storage,
-        directions=["minimize"] * n,
-        sampler=sampler,
+        storage=storage(spec),
+        directions=["minimize"] * (len(spec.objectives) * len(RUNTIMES)),
+        # the drift budget is a constraint (Trial.set_constraint: <= 0 is feasible), not a stop
+        sampler=optuna.samplers.TPESampler(seed=sampler_seed, multivariate=True),
         load_if_exists=True,
     )
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
         study.enqueue_trial(t.params, skip_if_exists=False)
-    _enqueue_seeds(study, spec.space)
+    points = space_points(spec.space)
+    _enqueue(study, points if len(points) <= trials else points[: len(SEEDS)])
     return study
+
+
+def storage(spec: TuneSpec) -> Any:
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    spec.directory.mkdir(parents=True, exist_ok=True)
+    return JournalStorage(JournalFileBackend(str(spec.directory / "study.journal")))
+
+
+def finished(study: Any) -> list[Any]:
+    """Complete trials, and failed ones with a reason (a trial a dead process left RUNNING was
+    marked failed without one, and its point queued again)."""
+    from optuna.trial import TrialState
+
+    return [
+        t
+        for t in study.get_trials(deepcopy=False)
+        if t.state == TrialState.COMPLETE
+        or (t.state == TrialState.FAIL and "record" in t.user_attrs)
+    ]
+
+
+def remaining(study: Any, spec: TuneSpec, trials: int) -> int:
+    """How many more trials to start: up to `trials` finished ones, and none once every point of
+    the space has been built."""
+    done = finished(study)
+    built = {point_key(decode(t.params)) for t in done}
+    left = [p for p in space_points(spec.space) if point_key(p) not in built]
+    return min(max(trials - len(done), 0), len(left))
+
+
+def propose(study: Any, params: dict[str, Any]) -> dict[str, Any] | None:
+    """The record of a finished trial that built the point the sampler proposed again (its
+    result stands: nothing is rerun), or None."""
+    same = _same_point(study, params)
+    if same is None:
+        return None
+    return {**same.user_attrs["record"], "same_as": same.number}
 
 
 def trial_records(study: Any) -> list[dict[str, Any]]:
     out = []
     for t in study.get_trials(deepcopy=False):
-        record = {
-            "number": t.number,
-            "state": t.state.name,
-            "params": {k: None if v == "none" else v for k, v in t.params.items()},
-        }
+        record = {"number": t.number, "state": t.state.name, "params": decode(t.params)}
         record.update(t.user_attrs.get("record", {}))
         out.append(record)
     return out
+
+
+EXECUTORS = ("local", "ray")
 
 
 def tune(
@@ -402,83 +552,129 @@ def tune(
     timeout_s: float | None = None,
     cache_root: str | None = None,
     progress: Any = None,
+    executor: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
 ) -> dict[str, Any]:
-    """Run trials until the study holds `trials` finished ones (or `timeout_s` passes), then
-    write tune.json, pareto.csv, pareto.png and best/. Returns the tune record."""
-    from optuna.trial import TrialState
-
-    from compress import interrupt
-    from compress.errors import CompressError
-
-    study = open_study(spec)
-    started = time.monotonic()
-    say = progress or (lambda line: None)
-    while True:
-        # finished: complete, or failed with a reason (a trial a dead process left RUNNING was
-        # marked failed without one, and its point queued again)
-        finished = [
-            t
-            for t in study.trials
-            if t.state == TrialState.COMPLETE
-            or (t.state == TrialState.FAIL and "record" in t.user_attrs)
-        ]
-        if len(finished) >= trials:
-            break
-        if timeout_s is not None and time.monotonic() - started > timeout_s:
-            say(f"tune: timeout after {len(finished)} trials")
-            break
-        trial = study.ask()
-        params = _suggest(trial, spec.space)
-        same = _same_point(study, params)
-        if same is not None:  # the sampler proposed a finished point again: its result stands
-            trial.set_user_attr("record", {**same.user_attrs["record"], "same_as": same.number})
-            for runtime, m in same.user_attrs["record"]["runtimes"].items():
-                trial.set_constraint(f"drift_{runtime}", constraint(m, spec.max_drift))
-            study.tell(trial, list(same.values))
-            say(f"tune: trial {trial.number} {params} is trial {same.number}'s point: not rerun")
-            continue
-        trial_dir = spec.directory / "trials" / f"{trial.number:04d}"
-        say(f"tune: trial {trial.number} {params} ...")
-        t0 = time.perf_counter()
-        try:
-            shutil.rmtree(trial_dir, ignore_errors=True)
-            result = run_trial(
-                spec.base,
-                params,
-                spec.objectives,
-                str(trial_dir),
-                cache_root,
-                lambda line, n=trial.number: say(f"tune: trial {n}: {line}"),
-            )
-        except (KeyboardInterrupt, interrupt.Terminated):
-            raise  # the trial stays RUNNING in the journal: the next tune re-queues it
-        except CompressError as exc:
-            trial.set_user_attr(
-                "record", {"error": str(exc), "seconds": round(time.perf_counter() - t0, 2)}
-            )
-            study.tell(trial, state=TrialState.FAIL)
-            say(f"tune: trial {trial.number} failed: {exc}")
-            continue
-        measured = measure(result["report"], spec.max_drift)
-        record = {
-            "runtimes": measured,
-            "run_dir": str(Path(result["run_dir"]).resolve()),
-            "seconds": round(time.perf_counter() - t0, 2),
-            "failures": result["report"]["verification"]["failures"],
-        }
-        trial.set_user_attr("record", record)
-        for runtime, m in measured.items():
-            trial.set_constraint(f"drift_{runtime}", constraint(m, spec.max_drift))
-        study.tell(trial, objective_values(measured, spec.objectives))
-        say(
-            f"tune: trial {trial.number} done: "
-            + ", ".join(
-                f"{rt} {m.get('size_gzip_bytes', '-')} B gzip, drift {m.get('drift', 0):.2f}"
-                for rt, m in measured.items()
-                if m.get("artifact")
-            )
+    """Run trials until the study holds `trials` finished ones, every point of the space has
+    been built, or `timeout_s` passes; then write tune.json, pareto.csv, pareto.png and best/.
+    `executor` "local" runs at most `workers` trials at once on this machine (one: in this
+    process); "ray" runs them through Ray Tune on the cluster at `address` (RAY_ADDRESS, or a
+    local instance), at most `workers` at once when given (default: what the cluster fits).
+    Returns the tune record."""
+    if executor not in EXECUTORS:
+        raise UsageError(
+            f"executor must be local or ray. Got {executor!r} instead.", key="executor"
         )
+    if workers is not None and workers < 1:
+        raise UsageError(f"workers must be >= 1. Got {workers} instead.", key="workers")
+    say = progress or (lambda line: None)
+    study = open_study(spec, trials)
+    if executor == "ray":
+        from compress import tune_ray
+
+        tune_ray.run(study, spec, trials, timeout_s, cache_root, say, workers, address)
+    elif (workers or 1) == 1:
+        _run_inline(study, spec, trials, timeout_s, cache_root, say)
+    else:
+        _run_pool(study, spec, trials, timeout_s, cache_root, say, workers, progress is not None)
+    done = finished(study)
+    if len(done) < trials and not remaining(study, spec, trials):
+        say(f"tune: every point of the space has been built ({len(space_points(spec.space))})")
     return write_outputs(spec, trial_records(study))
+
+
+def _ask(study: Any, spec: TuneSpec, say: Any) -> tuple[Any, dict[str, Any]] | None:
+    """The next trial and its point, or None when the sampler proposed a finished point (its
+    record is told at once)."""
+    trial = study.ask()
+    params = suggest_point(trial, spec.space)
+    record = propose(study, params)
+    if record is None:
+        return trial, params
+    tell(study, trial, record, spec)
+    say(f"tune: trial {trial.number} {params} is trial {record['same_as']}'s point: not rerun")
+    return None
+
+
+def _timed_out(started: float, timeout_s: float | None, say: Any, study: Any) -> bool:
+    if timeout_s is not None and time.monotonic() - started > timeout_s:
+        say(f"tune: timeout after {len(finished(study))} trials")
+        return True
+    return False
+
+
+def _run_inline(
+    study: Any, spec: TuneSpec, trials: int, timeout_s: float | None, cache_root: str | None,
+    say: Any,
+) -> None:  # fmt: skip
+    """One trial at a time, in this process (a Ctrl-C leaves the running trial RUNNING in the
+    journal: the next tune queues its point again)."""
+    started = time.monotonic()
+    while remaining(study, spec, trials) and not _timed_out(started, timeout_s, say, study):
+        asked = _ask(study, spec, say)
+        if asked is None:
+            continue
+        trial, params = asked
+        say(f"tune: trial {trial.number} {params} ...")
+        record = execute(
+            job(spec, trial.number, params, cache_root, verbose=False),
+            progress=lambda line, n=trial.number: say(f"tune: trial {n}: {line}"),
+        )
+        tell(study, trial, record, spec)
+        say(summary(trial.number, record))
+
+
+def _run_pool(
+    study: Any, spec: TuneSpec, trials: int, timeout_s: float | None, cache_root: str | None,
+    say: Any, workers: int, verbose: bool,
+) -> None:  # fmt: skip
+    """At most `workers` trials at once, each in a spawned trial process of a pool (TensorFlow
+    imported once per process, the stage cache shared). An interrupt stops them all; their
+    trials stay RUNNING in the journal and are queued again by the next tune."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    from compress import isolate
+
+    started = time.monotonic()
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    running: dict[Any, Any] = {}
+    try:
+        while True:
+            while (
+                len(running) < workers
+                and remaining(study, spec, trials) > len(running)
+                and not _timed_out(started, timeout_s, say, study)
+            ):
+                asked = _ask(study, spec, say)
+                if asked is None:
+                    continue
+                trial, params = asked
+                say(f"tune: trial {trial.number} {params} ...")
+                with isolate.main_hidden():  # the pool spawns its processes on submit
+                    future = pool.submit(
+                        execute, job(spec, trial.number, params, cache_root, verbose)
+                    )
+                running[future] = trial
+            if not running:
+                return
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
+                trial = running.pop(future)
+                record = future.result()
+                tell(study, trial, record, spec)
+                say(summary(trial.number, record))
+    finally:
+        processes = list((pool._processes or {}).values())  # noqa: SLF001 - stop them now
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in processes:
+            if proc.is_alive():
+                proc.terminate()
+        for proc in processes:
+            proc.join(10)
+            if proc.is_alive():
+                proc.kill()
 
 
 def write_outputs(spec: TuneSpec, trials: list[dict[str, Any]]) -> dict[str, Any]:
@@ -492,8 +688,9 @@ def write_outputs(spec: TuneSpec, trials: list[dict[str, Any]]) -> dict[str, Any
         "objectives": list(spec.objectives),
         "max_drift": spec.max_drift,
         "space": {k: ["none" if v is None else v for v in vs] for k, vs in spec.space.items()},
-        "latency": "every latency was measured with no other trial timing: the timing phases "
-        "of verify and the recipe search hold one lock file (timing.exclusive)",
+        "latency": "every latency was measured with no other trial running: trials hold a "
+        "shared lock while they run and time only while holding it exclusively (timing.trial, "
+        "timing.exclusive)",
         "fp32_weight_bytes": fp32,
         "trials": trials,
         "fronts": fronts(trials, spec),

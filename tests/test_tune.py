@@ -83,17 +83,43 @@ def test_rerun_continues_the_study_and_redoes_no_finished_trial(tmp_path, capsys
 
 
 @pytest.mark.slow
-def test_a_point_proposed_again_is_answered_from_its_first_trial(tmp_path, capsys):
-    """Three points in the space, four trials: the fourth is one of the three, not rerun."""
-    code, record = _tune(tmp_path, capsys, "--trials", "4", "--max-drift", "100")
-    assert code == 0
+def test_a_space_no_bigger_than_trials_is_built_once_per_point(tmp_path, capsys):
+    """Three points, four trials asked for: each point is built once, then the tune stops."""
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    argv = ["tune", "multitask", "--epochs", "1", "--space", str(space), "--out",
+            str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--trials", "4",
+            "--max-drift", "100", "--json", "--set", "verify.timing_budget_s=0.02"]  # fmt: skip
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)
     done = [t for t in record["trials"] if t["state"] == "COMPLETE"]
-    assert len(done) == 4 and len({json.dumps(t["params"]) for t in done}) == 3
-    again = next(t for t in done if "same_as" in t)
-    first = next(t for t in done if t["number"] == again["same_as"])
-    assert again["params"] == first["params"] and again["runtimes"] == first["runtimes"]
-    assert not (_dir(tmp_path, record) / "trials" / f"{again['number']:04d}").exists()
-    assert all(p["trial"] != again["number"] for f in record["fronts"].values() for p in f)
+    assert sorted(str(t["params"]["prune"]) for t in done) == ["0.5", "0.8", "None"]
+    assert "every point of the space has been built (3)" in captured.err
+
+
+def test_a_point_proposed_again_is_answered_from_its_finished_trial(tmp_path):
+    """The sampler may propose a finished point again (TPE does, on small categorical spaces):
+    its record stands, marked same_as, and the trial is kept out of the fronts. With QAT on, the
+    quantize mode drawn is unused, so those points are the same too."""
+    import optuna
+
+    from compress import tune
+
+    study = optuna.create_study(directions=["minimize"] * 2)
+    point = {"prune": 0.5, "cluster": None, "quantize": "int8", "qat": True}
+    first = study.ask()
+    tune.suggest_point(first, {k: [v] for k, v in point.items()})
+    runtimes = {r: {"artifact": "a", "size_gzip_bytes": 10, "drift": 0.0, "feasible": True}
+                for r in tune.RUNTIMES}  # fmt: skip
+    spec = tune.TuneSpec(base=None, target="m", max_drift=1.0, space={})
+    tune.tell(study, first, {"runtimes": runtimes, "run_dir": "x"}, spec)
+    assert tune.propose(study, {**point, "quantize": "dynamic"})["same_as"] == first.number
+    assert tune.propose(study, {**point, "qat": False}) is None
+    trials = [{"number": 0, "state": "COMPLETE", "params": point, "runtimes": runtimes},
+              {"number": 1, "state": "COMPLETE", "params": point, "runtimes": runtimes,
+               "same_as": 0}]  # fmt: skip
+    assert [p["trial"] for p in tune.fronts(trials, spec)["litert"]] == [0]
 
 
 @pytest.mark.slow
@@ -147,6 +173,7 @@ def test_no_trial_within_budget_exits_1_and_keeps_the_closest(tmp_path, capsys):
         (["--objective", "accuracy"], "--objective must be size, latency or size,latency"),
         (["--trials", "0"], "--trials must be >= 1"),
         (["--space", "missing.toml"], "space file 'missing.toml' does not exist"),
+        (["--workers", "0"], "--workers must be >= 1. Got 0 instead."),
     ],
 )
 def test_bad_tune_arguments_are_one_line(extra, message, tmp_path, capsys):
@@ -161,3 +188,68 @@ def test_bad_space_file_names_the_key(tmp_path, capsys):
     space.write_text("[space]\nprune = [1.5]\n")
     assert main(["tune", "multitask", "--space", str(space), "--out", str(tmp_path)]) == 2
     assert "space.prune: 1.5" in capsys.readouterr().err
+
+
+def _grid(tmp_path, capsys, name, *extra):
+    """The small grid with the mode's default recipe (no timed recipe choice), into its own
+    output directory and cache."""
+    space = tmp_path / "space.toml"
+    space.write_text(SPACE)
+    argv = ["tune", "multitask", "--epochs", "1", "--space", str(space), "--out",
+            str(tmp_path / name), "--cache-dir", str(tmp_path / f"cache-{name}"), "--trials", "3",
+            "--max-drift", "100", "--json", "--quiet", "--set", "verify.timing_budget_s=0.02",
+            "--set", "quantize.select=false", *extra]  # fmt: skip
+    code = main(argv)
+    out = capsys.readouterr().out
+    assert code == 0
+    return json.loads(out)
+
+
+def _built(record):
+    """What each trial built and measured, but for its latency: the same on any executor."""
+    out = {}
+    for t in record["trials"]:
+        assert t["state"] == "COMPLETE", t
+        out[t["number"]] = (
+            t["params"],
+            {r: (m["artifact"], m["recipe"], m["size_bytes"], m["drift"])
+             for r, m in t["runtimes"].items()},
+        )  # fmt: skip
+    return out
+
+
+@pytest.mark.slow
+def test_two_local_workers_run_trials_side_by_side_with_the_same_results(tmp_path, capsys):
+    one = _grid(tmp_path, capsys, "one")
+    two = _grid(tmp_path, capsys, "two", "--workers", "2")
+    assert _built(two) == _built(one)
+    spans = sorted((t["started"], t["started"] + t["seconds"]) for t in two["trials"])
+    assert spans[1][0] < spans[0][1]  # the first two trials overlapped
+    for record in (one, two):
+        for t in record["trials"]:
+            assert all(m["latency_ms_b1"] > 0 for m in t["runtimes"].values())
+
+
+@pytest.mark.slow
+def test_ray_executor_gives_the_same_front_as_local(tmp_path, capsys):
+    """A local Ray instance (the machine's CPUs): the same trials, sizes, recipes and drifts as
+    the local executor; latencies measured in both."""
+    local = _grid(tmp_path, capsys, "local")
+    ray = _grid(tmp_path, capsys, "ray", "--executor", "ray")
+    assert _built(ray) == _built(local)
+    for runtime in ("litert", "onnxruntime"):
+        assert [p["trial"] for p in ray["fronts"][runtime]] == [
+            p["trial"] for p in local["fronts"][runtime]
+        ]
+        for a, b in zip(ray["fronts"][runtime], local["fronts"][runtime], strict=True):
+            assert a["latency_ms_b1"] > 0 and b["latency_ms_b1"] > 0
+            assert abs(a["size_gzip_bytes"] - b["size_gzip_bytes"]) <= 0.01 * b["size_gzip_bytes"]
+    d = tmp_path / "ray" / "tune" / "multitask" / ray["tune_id"]
+    assert main(["verify-artifacts", str(d / "best" / "litert-size")]) == 0
+    capsys.readouterr()
+
+
+def test_the_ray_address_needs_the_ray_executor(tmp_path, capsys):
+    argv = ["tune", "multitask", "--address", "auto", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    assert "--address is the Ray cluster's: it needs --executor ray" in capsys.readouterr().err

@@ -4,6 +4,7 @@ quantized recipes from the fp32 ONNX graph; onnxruntime's CPU provider runs the 
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -69,6 +70,7 @@ RECIPES = (
     ),
 )  # fmt: skip
 
+_UNKNOWN_DIM = re.compile(r"unk__\d+")
 # Outputs are computed one sample at a time, as deployed at batch 1: dynamic quantization
 # scales activations per batch, so a batch's other samples would change a sample's output.
 _PREDICT_BATCH = 1
@@ -86,7 +88,31 @@ def convert(model: Any, opset: int) -> Any:
         for t, name in zip(model.inputs, model.input_names, strict=True)
     )
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+    stable_dim_names(proto.graph)
     return proto
+
+
+def stable_dim_names(graph: Any) -> None:
+    """Renumber tf2onnx's unknown-dimension names (`unk__N`, from a counter global to the
+    process, so the same model converts to different bytes after other conversions) in order of
+    appearance, subgraphs included: the same model gives the same file in any process."""
+    names: dict[str, str] = {}
+
+    def visit(g: Any) -> None:
+        for info in (*g.input, *g.output, *g.value_info):
+            if not info.type.HasField("tensor_type"):
+                continue
+            for dim in info.type.tensor_type.shape.dim:
+                if dim.HasField("dim_param") and _UNKNOWN_DIM.fullmatch(dim.dim_param):
+                    dim.dim_param = names.setdefault(dim.dim_param, f"unk__{len(names)}")
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("g"):
+                    visit(attr.g)
+                for sub in attr.graphs:
+                    visit(sub)
+
+    visit(graph)
 
 
 def save(proto: Any, path: Path) -> None:

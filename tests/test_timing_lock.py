@@ -1,0 +1,48 @@
+"""The timing lock of concurrent tune trials: a timing waits while another trial holds its share
+(it is building), and a trial's own timing gives its share up (no deadlock)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+
+from compress import timing
+
+
+def _build_then_time(path: str, events: multiprocessing.Queue, build_s: float) -> None:
+    with timing.lock_file(path), timing.trial():
+        events.put(("build", time.monotonic()))
+        time.sleep(build_s)
+        events.put(("built", time.monotonic()))
+        with timing.exclusive():
+            events.put(("timing", time.monotonic()))
+            time.sleep(0.2)
+            events.put(("timed", time.monotonic()))
+
+
+def test_a_timing_waits_for_other_trials_builds_and_no_two_time_at_once(tmp_path):
+    ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue()
+    path = str(tmp_path / "timing.lock")
+    slow = ctx.Process(target=_build_then_time, args=(path, events, 1.5))
+    fast = ctx.Process(target=_build_then_time, args=(path, events, 0.1))
+    slow.start()
+    time.sleep(0.5)  # the slow trial is building
+    fast.start()
+    for p in (slow, fast):
+        p.join(30)
+        assert p.exitcode == 0
+    log = [events.get(timeout=5) for _ in range(8)]
+    # events in order of time: the fast trial's timing starts after the slow one finished building
+    log.sort(key=lambda e: e[1])
+    names = [n for n, _ in log]
+    timings = [i for i, n in enumerate(names) if n == "timing"]
+    assert all(names[i + 1] == "timed" for i in timings)  # no two timings overlap
+    first_timing = log[timings[0]][1]
+    built = [t for n, t in log if n == "built"]
+    assert first_timing >= max(built) - 0.01  # nobody timed while the slow trial was building
+
+
+def test_without_a_lock_every_context_is_free():
+    with timing.lock_file(None), timing.trial(), timing.exclusive(), timing.exclusive():
+        pass
