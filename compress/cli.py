@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import tomllib
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from typing import Any
 
 from compress import interrupt
 from compress.errors import CompressError, GateFailed, StageError, UsageError
+from compress.progress import Progress, for_terminal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
 # What each exit code means; the README's table is checked against this one.
@@ -72,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "target", metavar="TARGET",
         help="a reference model (see 'compress list'), 'all', a pipeline file (.toml), "
         "or a .keras model file (with --data)",
+    )  # fmt: skip
+    run.add_argument(
+        "--mlflow", nargs="?", const="", metavar="URI",
+        help="log the run to MLflow (params, metrics per artifact and head, report and "
+        "artifacts); default URI: a file store in OUT/mlruns. Needs the [mlflow] extra",
     )  # fmt: skip
     run.add_argument(
         "--quantize", choices=QUANTIZE_MODES, metavar="MODE",
@@ -229,6 +236,42 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     check.add_argument("run_dir", metavar="RUN_DIR", help="OUT/MODEL/RUN_ID")
 
+    report = sub.add_parser(
+        "report", help="render report.html again from report.json (or a tune's tune.html)",
+        description="Re-render RUN_DIR/report.html from RUN_DIR/report.json (the manifest's "
+        "entry follows), or TUNE_DIR/tune.html from TUNE_DIR/tune.json.",
+    )  # fmt: skip
+    report.add_argument("run_dir", metavar="RUN_DIR", help="OUT/MODEL/RUN_ID or a tune directory")
+
+    diff = sub.add_parser(
+        "diff", help="compare two runs artifact by artifact; gate regressions",
+        description="Compare NEW with BASE (run directories or their report.json) per runtime "
+        "and head: size, gzip size, accuracy/drift, agreement, latency at batch 1 and 32, "
+        "recipe. Exit 1 when a given gate is missed, naming it.",
+    )  # fmt: skip
+    diff.add_argument("base", metavar="BASE", help="the last good run (directory or report.json)")
+    diff.add_argument("new", metavar="NEW", help="the run to judge (directory or report.json)")
+    diff.add_argument(
+        "--max-size-increase",
+        type=float,
+        metavar="PCT",
+        help="largest allowed gzip-size increase of an artifact, percent",
+    )
+    diff.add_argument(
+        "--max-latency-increase",
+        type=float,
+        metavar="PCT",
+        help="largest allowed p50 latency increase (batch 1 and 32), percent; "
+        "only when both runs were timed on the same CPU and thread count",
+    )
+    diff.add_argument(
+        "--max-accuracy-drop",
+        type=float,
+        metavar="PTS",
+        help="largest allowed accuracy drop of a head, percentage points",
+    )
+    diff.add_argument("--json", action="store_true", help="print the comparison as JSON")
+
     cache = sub.add_parser("cache", help="manage the stage cache", description="Stage cache.")
     cache_sub = cache.add_subparsers(dest="cache_command", metavar="ACTION", parser_class=_Parser)
     clear = cache_sub.add_parser("clear", help="delete every cache entry")
@@ -344,26 +387,32 @@ def _cache(args: argparse.Namespace):
 
 def _cmd_run(args: argparse.Namespace) -> int:
     configs = _configs(args)
-    from compress.fileio import write_text_atomic
-    from compress.pipeline import output_name, run
-    from compress.report import render_junit, render_summary, render_table
-
     if args.junit:
         try:
             Path(args.junit).parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"--junit '{args.junit}' is not writable: {exc.strerror}") from None
     cache = _cache(args)
+    progress = for_terminal(args.quiet)
+    try:
+        return _run_configs(args, configs, cache, progress)
+    finally:
+        if progress is not None:
+            progress.close()
 
-    def progress(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
+
+def _run_configs(
+    args: argparse.Namespace, configs: list[Any], cache: Any, progress: Progress | None
+) -> int:
+    from compress.fileio import write_text_atomic
+    from compress.pipeline import output_name, run
+    from compress.report import render_junit, render_summary, render_table
 
     results, errors, problems = [], {}, []
     for config in configs:
         name = output_name(config.model)
         try:
-            result = run(config, progress=progress, cache=cache)
+            result = run(config, progress=progress, cache=cache, command=args.command_line)
         except CompressError as exc:
             if len(configs) == 1:
                 if args.junit:
@@ -371,9 +420,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 raise
             errors[name] = str(exc)
             problems.append(f"{name}: {exc}")
-            progress(f"{name}: error: {exc}")
+            if progress is not None:
+                progress.line(f"{name}: error: {exc}")
             continue
         results.append(result)
+        if args.mlflow is not None:
+            from compress import tracking
+
+            logged = tracking.log_run(result.report, result.run_dir, args.mlflow or None)
+            if progress is not None:
+                progress.line(f"{name}: logged to MLflow: {logged}")
         problems += [f"{name}: {f}" if len(configs) > 1 else f for f in result.failures]
         if not args.quiet and not args.json:
             print(render_table(result.report))
@@ -476,21 +532,21 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         out=Path(args.out or configs[0].out),
     )
     cache = _cache(args)
-
-    def progress(line: str) -> None:
-        if not args.quiet:
-            print(line, file=sys.stderr, flush=True)
-
-    record = tune.tune(
-        spec,
-        trials=args.trials,
-        timeout_s=args.timeout,
-        cache_root=str(cache.root) if cache else None,
-        progress=None if args.quiet else progress,
-        executor=args.executor,
-        workers=args.workers,
-        address=args.address,
-    )
+    progress = for_terminal(args.quiet)
+    try:
+        record = tune.tune(
+            spec,
+            trials=args.trials,
+            timeout_s=args.timeout,
+            cache_root=str(cache.root) if cache else None,
+            progress=progress,
+            executor=args.executor,
+            workers=args.workers,
+            address=args.address,
+        )
+    finally:
+        if progress is not None:
+            progress.close()
     if args.json:
         print(json.dumps(record, indent=2))
     elif not args.quiet:
@@ -500,6 +556,34 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         missed = [k for k, b in record["best"].items() if not b["within_budget"]]
         where = ", ".join(missed) or "any runtime"
         raise GateFailed([f"no trial met --max-drift {spec.max_drift:g} for {where}"], None)
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from compress import report_html
+
+    written = report_html.rerender(Path(args.run_dir))
+    print(f"written: {written}")
+    return EXIT_OK
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from compress import diff
+
+    for flag in ("max_size_increase", "max_latency_increase", "max_accuracy_drop"):
+        value = getattr(args, flag)
+        if value is not None and not value >= 0:
+            raise UsageError(f"--{flag.replace('_', '-')} must be >= 0. Got {value} instead.")
+    result = diff.compare(
+        diff.load(args.base),
+        diff.load(args.new),
+        max_size_increase=args.max_size_increase,
+        max_latency_increase=args.max_latency_increase,
+        max_accuracy_drop=args.max_accuracy_drop,
+    )
+    print(json.dumps(result, indent=2) if args.json else diff.render(result))
+    if result["regressions"]:
+        raise GateFailed(result["regressions"], None)
     return EXIT_OK
 
 
@@ -520,6 +604,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        args.command_line = shlex.join(["compress", *(sys.argv[1:] if argv is None else argv)])
         commands = {
             "run": _cmd_run,
             "validate": _cmd_validate,
@@ -527,6 +612,8 @@ def _main(argv: Sequence[str] | None) -> int:
             "verify-artifacts": _cmd_verify_artifacts,
             "bench": _cmd_bench,
             "tune": _cmd_tune,
+            "report": _cmd_report,
+            "diff": _cmd_diff,
         }
         if args.command == "list":
             return _cmd_list()

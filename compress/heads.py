@@ -95,6 +95,7 @@ def head_metrics(
             "drift": ref_acc - acc,
             "agreement": float((out_top == ref_top).mean() * 100),
             "max_abs_diff": float(np.abs(out - ref).max()),
+            "confusion": confusion(labels, out_top, out.shape[-1]),
         }
     ref2 = ref.reshape(len(ref), -1).astype(np.float64)
     out2 = out.reshape(len(out), -1).astype(np.float64)
@@ -118,6 +119,17 @@ def head_metrics(
         metrics["label_mae"] = float(np.abs(out2 - y).mean())
         metrics["reference_label_mae"] = float(np.abs(ref2 - y).mean())
     return metrics
+
+
+def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
+    """Counts per (true class, predicted class); labels outside the head's classes are left
+    out."""
+    y = np.asarray(labels).astype(np.int64).reshape(-1)
+    p = np.asarray(predicted).astype(np.int64).reshape(-1)
+    keep = (y >= 0) & (y < classes)
+    matrix = np.zeros((classes, classes), dtype=np.int64)
+    np.add.at(matrix, (y[keep], p[keep]), 1)
+    return matrix.tolist()
 
 
 def reference_metrics(ref: np.ndarray, labels: np.ndarray, task: Task) -> dict[str, Any]:

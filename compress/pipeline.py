@@ -19,13 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compress import interrupt, isolate, models
+from compress import interrupt, isolate, models, report_html
 from compress import report as reports
 from compress.arrays import count
 from compress.cache import StageCache, code_fingerprint, input_fingerprint, stage_key
 from compress.config import PipelineConfig, resolve_stages
 from compress.errors import CompressError, StageError, UsageError, one_line
 from compress.fileio import sha256_file, write_json_atomic, write_text_atomic
+from compress.progress import Progress, adapt
 from compress.stages.base import Stage, materialize, with_reference_outputs
 from compress.state import RunState
 
@@ -72,22 +73,24 @@ class Pipeline:
         out: str | Path,
         name: str,
         config: dict[str, Any] | None = None,
-        progress: Callable[[str], None] | None = None,
+        progress: Progress | Callable[[str], None] | None = None,
         cache: StageCache | None = None,
         inputs: Sequence[str | None] = (),
+        command: str | None = None,
     ) -> RunResult:
         """Run every stage into OUT/NAME/RUN_ID. `inputs` are the input files whose content keys
-        the cache (a user's model and data); `cache` None runs every stage."""
+        the cache (a user's model and data); `cache` None runs every stage; `command` is the
+        command line that ran it (recorded in the report to reproduce it)."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         parent = Path(out) / name
         # The pid in the name tells a later run whether this one is still alive.
         tmp = parent / f"{TMP_PREFIX}{run_id}.{os.getpid()}"
+        report_to = adapt(progress)
         try:
             parent.mkdir(parents=True, exist_ok=True)
             for stale in remove_stale_tmp(parent):
-                if progress:
-                    progress(f"{name}: removed {stale} (left by a run that ended without "
-                             "cleaning up)")  # fmt: skip
+                report_to.line(f"{name}: removed {stale} (left by a run that ended without "
+                               "cleaning up)")  # fmt: skip
             tmp.mkdir()
         except OSError as exc:
             raise UsageError(
@@ -95,7 +98,7 @@ class Pipeline:
             ) from None
         worker = isolate.shared().begin_run(tmp / LOG_FILE)
         try:
-            state = RunState(workdir=tmp, worker=worker)
+            state = RunState(workdir=tmp, worker=worker, progress=report_to)
             seconds: dict[str, float] = {}
             cached: dict[str, str] = {}
             versions = reports.package_versions()
@@ -112,8 +115,7 @@ class Pipeline:
                 else:
                     if stage.cacheable:  # work to do: the worker imports TensorFlow meanwhile
                         worker.start()
-                    if progress:
-                        progress(f"{name}: {stage.name} ...")
+                    report_to.stage_start(name, stage.name)
                     with native_output_to(tmp / LOG_FILE):
                         before = state
                         state = _run_stage(stage, before)
@@ -126,16 +128,20 @@ class Pipeline:
                         else:
                             cached[stage.name] = "off" if stage.cacheable else "never"
                 seconds[stage.name] = round(time.perf_counter() - t0, 3)
+                if cached[stage.name] != "hit":
+                    report_to.stage_end(name, stage.name, seconds[stage.name])
             worker.end_run()  # before the manifest: nothing more goes to log.txt
-            state = state.replace(worker=None)
+            state = state.replace(worker=None, progress=None)
             if state.verification is None:
                 raise StageError("pipeline has no verify stage: nothing to report")
             report = build_report(state, run_id, config or {}, seconds, self.describe())
             report["cache"] = cached
+            report["command"] = command
             final = parent / run_id
             try:
                 write_json_atomic(tmp / "report.json", report)
                 write_text_atomic(tmp / "report.md", reports.render_markdown(report))
+                write_text_atomic(tmp / "report.html", report_html.render(report))
                 write_json_atomic(tmp / "manifest.json", build_manifest(tmp, report))
                 os.replace(tmp, final)
             except OSError as exc:
@@ -283,13 +289,14 @@ def output_name(model: str) -> str:
 
 def run(
     config: PipelineConfig,
-    progress: Callable[[str], None] | None = None,
+    progress: Progress | Callable[[str], None] | None = None,
     cache: StageCache | None = None,
+    command: str | None = None,
 ) -> RunResult:
     """Run a pipeline config (what `compress run` does). Pass `cache=StageCache(dir)` to reuse
     finished stages of earlier runs."""
     inputs = [] if config.model in models.REGISTRY else [config.model, config.data]
     return Pipeline.from_config(config).run(
         config.out, output_name(config.model), config.model_dump(mode="json"), progress, cache,
-        inputs,
+        inputs, command,
     )  # fmt: skip

@@ -129,6 +129,9 @@ class RunState:
     # The run's worker process for framework steps that can crash natively (isolate.Worker);
     # None: a stage that needs one starts its own.
     worker: Any = field(default=None, compare=False, repr=False)
+    # Where the run reports progress (compress.progress.Progress: stage steps such as epochs);
+    # None: nowhere.
+    progress: Any = field(default=None, compare=False, repr=False)
 
     def replace(self, **changes: Any) -> RunState:
         return dataclasses.replace(self, **changes)

@@ -568,7 +568,14 @@ def tune(
         )
     if workers is not None and workers < 1:
         raise UsageError(f"workers must be >= 1. Got {workers} instead.", key="workers")
-    say = progress or (lambda line: None)
+    from compress.progress import adapt
+
+    report_to = adapt(progress)
+
+    def say(line: str) -> None:
+        report_to.line(line)
+        report_to.step("tune: trials", len(finished(study)), trials)
+
     study = open_study(spec, trials)
     if executor == "ray":
         from compress import tune_ray
@@ -679,6 +686,7 @@ def _run_pool(
 
 def write_outputs(spec: TuneSpec, trials: list[dict[str, Any]]) -> dict[str, Any]:
     """tune.json, pareto.csv, pareto.png and best/ (each recommended trial's run directory)."""
+    from compress import report_html
     from compress.fileio import write_json_atomic, write_text_atomic
 
     fp32 = _fp32_reference(trials)
@@ -709,6 +717,7 @@ def write_outputs(spec: TuneSpec, trials: list[dict[str, Any]]) -> dict[str, Any
     write_json_atomic(spec.directory / "tune.json", record)
     write_text_atomic(spec.directory / "pareto.csv", pareto_csv(record))
     plot(record, spec.directory / "pareto.png")
+    write_text_atomic(spec.directory / "tune.html", report_html.render_tune(record))
     return record
 
 
@@ -759,14 +768,27 @@ def pareto_csv(record: dict[str, Any]) -> str:
 
 
 def plot(record: dict[str, Any], path: Path) -> None:
+    """pareto.png, written atomically."""
+    import matplotlib.pyplot as plt
+
+    from compress.fileio import write_atomic
+
+    fig = pareto_figure(record)
+
+    def save(tmp: Path) -> None:
+        fig.savefig(tmp, format="png", dpi=90)
+
+    write_atomic(path, save)
+    plt.close(fig)
+
+
+def pareto_figure(record: dict[str, Any]) -> Any:
     """Every finished trial per runtime (gzip size or latency against drift), the front joined,
-    the budget drawn; written atomically."""
+    the budget drawn."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from compress.fileio import write_atomic
 
     objective = record["objectives"][0]
     key = METRIC[objective]
@@ -805,12 +827,7 @@ def plot(record: dict[str, Any], path: Path) -> None:
         ax.set_title(f"{record['target']}: {runtime}")
         ax.legend(fontsize=8)
     fig.tight_layout()
-
-    def save(tmp: Path) -> None:
-        fig.savefig(tmp, format="png", dpi=90)
-
-    write_atomic(path, save)
-    plt.close(fig)
+    return fig
 
 
 def render(record: dict[str, Any]) -> str:

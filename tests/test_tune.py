@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from browser import blank, render
 
 from compress.cli import main
 
@@ -65,6 +66,11 @@ def test_tune_writes_fronts_and_the_recommended_runs(tmp_path, capsys):
     rows = (d / "pareto.csv").read_text().splitlines()
     assert rows[0].startswith("runtime,trial,prune") and len(rows) >= 3
     assert (d / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    seen = render(d / "tune.html", tmp_path / "tune.png")
+    assert not blank(tmp_path / "tune.png") and seen["console"] == []
+    for section in ("Recommended artifacts", "Pareto fronts", "Trials"):
+        assert f"<h2>{section}</h2>" in seen["dom"]
+    assert seen["dom"].count("<svg") >= 1
     for name in ("litert-size", "onnxruntime-size"):
         assert main(["verify-artifacts", str(d / "best" / name)]) == 0
         report = json.loads((d / "best" / name / "report.json").read_text())

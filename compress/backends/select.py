@@ -13,6 +13,7 @@ report with the chosen recipe.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -93,6 +94,7 @@ def search(
     min_agreement: float,
     objective: Objective = "latency",
     options: dict[str, bool] | None = None,
+    step: Callable[[int, int], None] | None = None,
 ) -> Selection:
     """Build each candidate recipe, measure them side by side against the fp32 artifact
     (`src.fp32`) at `threads` threads until the choice is stable, and return the winner."""
@@ -118,6 +120,8 @@ def search(
             except Exception as exc:  # a recipe this model or runtime cannot take
                 entry["error"] = one_line(exc)
             entries.append(entry)
+            if step is not None:  # progress: candidates built so far
+                step(len(entries), len(specs))
         calls = {n: r.timed_call(sample, 1) for n, r in runners.items()}
         calls["fp32"] = reference.timed_call(sample, 1)
         calls = {n: c for n, c in calls.items() if c}

@@ -175,7 +175,8 @@ class Quantize(Stage):
                           tasks={h: data.task(h) for h in data.heads}, worker=worker)  # fmt: skip
             name = backend.file_name(p.mode)
             try:
-                made.append(self._make(backend, default, src, name, check, state.workdir))
+                step = _stepper(state, f"quantize: {backend.runtime} candidates")
+                made.append(self._make(backend, default, src, name, check, state.workdir, step))
             except Exception as exc:  # the converter or quantizer cannot, or crashed
                 reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
                 skipped.append(Skipped(name, backend.runtime, reason))
@@ -183,7 +184,14 @@ class Quantize(Stage):
         return state.add(tuple(made), tuple(skipped)).with_info("quantize", info)
 
     def _make(
-        self, backend: Any, default: Any, src: Sources, name: str, check: _CheckSet, workdir: Any
+        self,
+        backend: Any,
+        default: Any,
+        src: Sources,
+        name: str,
+        check: _CheckSet,
+        workdir: Any,
+        step: Any = None,
     ) -> Artifact:
         """The mode's artifact for one backend: the measured choice among the candidates (or
         the default recipe), corrected by the fallback when its drift exceeds the budget, with
@@ -199,7 +207,7 @@ class Quantize(Stage):
                     # QAT candidates are one fine-tuned model stored two ways: agreement with
                     # the float fp32 file does not rank them (verify's drift gate does)
                     min_agreement=0.0 if p.mode == "qat" else p.min_agreement,
-                    objective=p.objective, options=src.fp32.options,
+                    objective=p.objective, options=src.fp32.options, step=step,
                 )  # fmt: skip
                 spec, decided = chosen.spec, chosen.decided
                 path.write_bytes(chosen.blob)
@@ -329,3 +337,10 @@ def _precision(mode: str, spec: Any) -> str:
     """The artifact's precision: the mode asked for (`int8` whichever int8 recipe won), or for
     `auto` the winning recipe's own mode (int8, dynamic, float16)."""
     return spec.mode if mode == "auto" else mode
+
+
+def _stepper(state: RunState, task: str) -> Any:
+    """A (done, total) callback reporting `task`'s steps to the run's progress, or None."""
+    if state.progress is None:
+        return None
+    return lambda done, total: state.progress.step(task, done, total)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field
 
 from compress import _tf
@@ -51,9 +53,23 @@ class Train(Stage):
                 batch_size=p.batch_size,
                 shuffle=True,
                 verbose=0,
+                callbacks=epoch_progress(state, "train: epochs", p.epochs),
             )
             history = {k: float(v[-1]) for k, v in hist.history.items()}
         knobs = {"epochs": p.epochs, "learning_rate": p.learning_rate}
         artifact = save_artifact(state.workdir, KERAS_FILE, model, "trained", knobs)
         info = {"epochs": p.epochs, "final": history}
         return state.add((artifact,)).with_model(model).with_info("train", info)
+
+
+def epoch_progress(state: RunState, task: str, epochs: int) -> list[Any]:
+    """A Keras callback reporting each finished epoch to the run's progress (none without)."""
+    if state.progress is None:
+        return []
+    progress = state.progress
+
+    class Epochs(_tf.keras().callbacks.Callback):
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            progress.step(task, epoch + 1, epochs)
+
+    return [Epochs()]

@@ -1,0 +1,88 @@
+"""report.html: one self-contained page per run, checked in headless Chromium (not blank, every
+section and chart there, nothing logged to the console), re-rendered by `compress report`, and
+safe against hostile names in a report."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+
+from browser import blank, render
+
+from compress import report_html
+from compress.cli import main
+
+SECTIONS = ("Artifacts", "Size and latency", "Accuracy and drift per head",
+            "Confusion difference against the float model",
+            "Per layer: weights and quantization sensitivity", "Recipe candidates",
+            "Environment and reproduction")  # fmt: skip
+
+
+def test_the_cnn_report_renders_in_a_browser_with_every_section(cnn_run, tmp_path):
+    page = cnn_run["run_dir"] / "report.html"
+    # self-contained: nothing fetched, no script (namespace names are not fetched)
+    text = re.sub(r'xmlns(:\w+)?="[^"]*"', "", page.read_text())
+    assert not re.search(r"<script|<link|@import|url\((?!#)|src=|https?:|file:", text)
+    shot = tmp_path / "cnn.png"
+    seen = render(page, shot)
+    assert not blank(shot)
+    assert seen["console"] == [], seen["console"]
+    dom = seen["dom"]
+    for section in SECTIONS:
+        assert f"<h2>{section}</h2>" in dom, section
+    assert "PASSED" in dom or "FAILED" in dom
+    # size, latency, one drift chart per head, SQNR per quantized artifact: all drawn
+    assert dom.count("<svg") >= 2 + 1 + 2
+    report = cnn_run["report"]
+    for a in report["verification"]["artifacts"]:
+        assert a["name"] in dom
+    assert "compress run cnn --quantize int8 --epochs 2" in dom  # the command to reproduce it
+
+
+def test_a_page_with_a_script_error_is_caught(tmp_path):
+    """The console check itself can fail."""
+    page = tmp_path / "bad.html"
+    page.write_text("<html><body><h1>x</h1><script>throw new Error('boom')</script></body></html>")
+    seen = render(page, tmp_path / "bad.png", height=400)
+    assert any("boom" in line for line in seen["console"]), seen["console"]
+
+
+def test_compress_report_rerenders_and_the_run_still_verifies(cnn_run, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    shutil.copytree(cnn_run["run_dir"], run_dir)
+    (run_dir / "report.html").unlink()
+    assert main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report.html").read_text() == (cnn_run["run_dir"] / "report.html").read_text()
+    assert main(["verify-artifacts", str(run_dir)]) == 0
+    capsys.readouterr()
+
+
+def test_compress_report_on_a_directory_without_a_report_is_one_line(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "holds no report.json or tune.json" in err and err.count("\n") == 1
+
+
+def test_hostile_names_are_text_not_markup(cnn_run):
+    report = json.loads(json.dumps(cnn_run["report"]))
+    report["model"] = "<script>alert(1)</script>"
+    report["verification"]["artifacts"][0]["name"] = '<img src=x onerror="alert(2)">'
+    text = report_html.render(report)
+    assert "<script>alert(1)" not in text and "<img src=x" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+
+
+def test_confusion_difference_names_the_classes_that_moved(cnn_run):
+    report = json.loads(json.dumps(cnn_run["report"]))
+    arts = report["verification"]["artifacts"]
+    quantized = next(a for a in arts if a["precision"] == "int8")
+    matrix = quantized["heads"]["digit"]["confusion"]
+    assert sum(map(sum, matrix)) == report["verification"]["test_samples"]
+    keras = next(a for a in arts if a["runtime"] == "keras")["heads"]["digit"]["confusion"]
+    moved = [row[:] for row in keras]
+    moved[3][3] -= 2  # two samples of class 3 now predicted as 5
+    moved[3][5] += 2
+    quantized["heads"]["digit"]["confusion"] = moved
+    text = report_html.render(report)
+    assert "2 of" in text and "class 3: -2" in text
