@@ -108,8 +108,69 @@ class AttentionQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
+@keras.utils.register_keras_serializable(package="compress")
+class PositionEmbedding(
+    keras.layers.Layer,
+    tfmot.sparsity.keras.PrunableLayer,
+    tfmot.clustering.keras.ClusterableLayer,
+):
+    """A learned embedding per position added to a sequence: (batch, time, d) -> same shape.
+    Its table is one value per position and feature: nothing to prune or cluster."""
+
+    def build(self, input_shape) -> None:
+        input_shape = tf.TensorShape(input_shape)
+        if input_shape.rank != 3 or input_shape[1] is None:
+            raise ValueError(
+                "PositionEmbedding expects input of rank 3 with a fixed length (batch, time, "
+                f"features). Got shape {input_shape} instead."
+            )
+        self.table = self.add_weight(
+            "table", (int(input_shape[1]), int(input_shape[2])),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )  # fmt: skip
+        super().build(input_shape)
+
+    def call(self, x):
+        return x + self.table
+
+    def get_prunable_weights(self) -> list:
+        return []
+
+    def get_clusterable_weights(self) -> list:
+        return []
+
+
+@keras.utils.register_keras_serializable(package="compress")
+class SelfAttention(keras.layers.MultiHeadAttention, tfmot.sparsity.keras.PrunableLayer):
+    """MultiHeadAttention of a sequence over itself, called with one input (query = value =
+    key), so tfmot's wrappers (one input each) can take it. Its four projection kernels (query,
+    key, value, output) are what pruning acts on: tfmot does not reach a MultiHeadAttention's
+    inner EinsumDense layers on its own. Clustering leaves it as it is (reported under
+    not_clustered): given this layer, tfmot's MHA clustering wrapper fails (a weight-shape
+    mismatch when the clustered model is rebuilt)."""
+
+    def build(self, input_shape) -> None:
+        if not self._built_from_signature:
+            self._build_from_signature(query=input_shape, value=input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, inputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_prunable_weights(self) -> list:
+        return [d.kernel for d in self.projections()]
+
+    def projections(self) -> list:
+        return [self._query_dense, self._key_dense, self._value_dense, self._output_dense]
+
+
 CUSTOM_OBJECTS = {
     "compress>AttentionLayer": AttentionLayer,
     "compress>AttentionQuantizeConfig": AttentionQuantizeConfig,
+    "compress>PositionEmbedding": PositionEmbedding,
+    "compress>SelfAttention": SelfAttention,
 }
 QUANTIZE_CONFIGS = {AttentionLayer: AttentionQuantizeConfig}

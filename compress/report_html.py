@@ -380,6 +380,17 @@ def _short(name: str, width: int = 48) -> str:
     return name if len(name) <= width else "…" + name[-(width - 1) :]
 
 
+def _cell(value: Any) -> str:
+    """A measured value as a table cell: integers with separators, floats to 4 digits."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return "-" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
 def _candidates(arts: list[dict[str, Any]]) -> str:
     out = []
     for a in arts:
@@ -388,8 +399,7 @@ def _candidates(arts: list[dict[str, Any]]) -> str:
             continue
         sel = a["recipe"].get("selection") or {}
         keys = [k for k in cands[0] if k not in ("id", "chosen")]
-        rows = [[c["id"], *(_num(c.get(k), ".4g") if not isinstance(c.get(k), str)
-                           else c.get(k) for k in keys), "yes" if c.get("chosen") else ""]
+        rows = [[c["id"], *(_cell(c.get(k)) for k in keys), "yes" if c.get("chosen") else ""]
                 for c in cands]  # fmt: skip
         out.append(
             f"<h3>{esc(a['name'])}: {esc(a['recipe']['id'])}</h3>"

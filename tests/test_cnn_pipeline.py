@@ -13,7 +13,7 @@ from compress.fileio import sha256_file
 
 EXPECTED_FILES = {
     "model.keras", "model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx",
-    "model_int8.onnx", "report.json", "report.md", "manifest.json", "log.txt",
+    "model_int8.onnx", "report.json", "report.md", "report.html", "manifest.json", "log.txt",
 }  # fmt: skip
 
 

@@ -117,7 +117,7 @@ def test_verify_artifacts_finds_tampered_truncated_and_extra_files(cnn_run, tmp_
     run_dir = tmp_path / "run"
     shutil.copytree(cnn_run["run_dir"], run_dir)
     assert main(["verify-artifacts", str(run_dir)]) == 0
-    assert capsys.readouterr().out.startswith("ok: 8 files")  # all but the manifest itself
+    assert capsys.readouterr().out.startswith("ok: 9 files")  # all but the manifest itself
     tflite = run_dir / "model_int8.tflite"
     tflite.write_bytes(tflite.read_bytes()[:1000])
     report = run_dir / "report.md"

@@ -83,7 +83,13 @@ def test_run_all_json_with_quantize_none(tmp_path, capsys):
                  "--out", str(tmp_path), "--json", *QUICK])  # fmt: skip
     payload = json.loads(capsys.readouterr().out)
     assert code == 0 and payload["errors"] == {}
-    assert [r["model"] for r in payload["runs"]] == ["cnn", "rnn", "attention", "multitask"]
+    assert [r["model"] for r in payload["runs"]] == [
+        "cnn",
+        "rnn",
+        "attention",
+        "multitask",
+        "transformer",
+    ]
     for report in payload["runs"]:
         rows = _rows(report)
         assert set(rows) == {"model.keras", "model_fp32.tflite", "model_fp32.onnx"}

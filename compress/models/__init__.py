@@ -6,11 +6,12 @@ Model files import TensorFlow only inside `build()`, so listing models stays fas
 from __future__ import annotations
 
 from compress.errors import UsageError
-from compress.models import attention, cnn, multitask, rnn
+from compress.models import attention, cnn, multitask, rnn, transformer
 from compress.models.base import ModelSpec
 
 REGISTRY: dict[str, ModelSpec] = {
-    spec.name: spec for spec in (cnn.SPEC, rnn.SPEC, attention.SPEC, multitask.SPEC)
+    spec.name: spec
+    for spec in (cnn.SPEC, rnn.SPEC, attention.SPEC, multitask.SPEC, transformer.SPEC)
 }
 
 
