@@ -31,7 +31,7 @@ EXIT_CODES = {
     EXIT_INTERRUPTED: "interrupted by SIGINT (Ctrl-C); nothing partial is left",
     EXIT_TERMINATED: "terminated by SIGTERM; nothing partial is left",
 }
-QUANTIZE_MODES = ("int8", "auto", "dynamic", "float16", "qat", "none")
+QUANTIZE_MODES = ("int8", "auto", "dynamic", "float16", "int4", "qat", "none")
 
 
 def version() -> str:

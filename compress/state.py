@@ -63,7 +63,7 @@ class Artifact:
     path: Path
     format: str  # keras | tflite | onnx
     runtime: str  # a backend name: keras | litert | onnxruntime
-    precision: str  # fp32 | int8 | dynamic | float16 | qat
+    precision: str  # fp32 | int8 | dynamic | float16 | int4 | qat
     recipe: Recipe
     options: dict[str, bool] = field(default_factory=dict)  # runner options (e.g. reset_state)
     left_float: tuple[str, ...] = ()  # op types whose weights a quantizer left in float32

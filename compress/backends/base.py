@@ -115,6 +115,9 @@ class Backend:
     suffix: ClassVar[str]  # file name suffix, e.g. ".tflite"
     recipes: ClassVar[tuple[RecipeSpec, ...]]
     reference: ClassVar[bool] = False  # the float model others are compared with, not exported
+    # Quantize modes this format cannot serve, with why: the run lists the artifact as skipped
+    # with the reason instead of making a file that only pretends.
+    no_recipe: ClassVar[dict[str, str]] = {}
     loader_name: ClassVar[str] = "the runtime"  # what loads and runs the files (crash messages)
 
     # -- the recipe table --------------------------------------------------------------------

@@ -193,6 +193,11 @@ class LiteRTBackend(Backend):
     suffix = ".tflite"
     recipes = RECIPES
     loader_name = "LiteRT interpreter"
+    no_recipe = {
+        "int4": "TFLite has no general int4 weight path: the TFLite converter stores weights in "
+        "8 or 16 bits (int8, float16), so no int4 file is made rather than one that only "
+        "pretends (onnxruntime's MatMulNBits is the int4 artifact)",
+    }
 
     def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
         source = spec.knobs.get("source")

@@ -58,6 +58,12 @@ RECIPES = (
         {"method": "float16"}, search=("auto",),
     ),
     RecipeSpec(
+        "weight-only-int4", "int4",
+        "onnxruntime MatMulNBits: MatMul weights in 4 bits, symmetric, one float scale per block "
+        "of 32 values; activations and compute stay float (other ops stay fp32)",
+        {"method": "int4", "block_size": 32, "symmetric": True}, search=("auto",),
+    ),
+    RecipeSpec(
         "qat-int8", "qat",
         "tf2onnx of the quantization-aware-trained model, fake-quantized weights stored as int8 "
         "+ DequantizeLinear", {"method": "qat"}, search=("qat",),
@@ -178,6 +184,9 @@ def quantize(
     if method == "float16":
         save(float16_weights(onnx.load(str(fp32_path))), out_path)
         return
+    if method == "int4":
+        int4_weights(fp32_path, out_path, knobs["block_size"], knobs["symmetric"], exclude)
+        return
     with tempfile.TemporaryDirectory(prefix="compress-ort-") as tmp:
         pre = Path(tmp) / "pre.onnx"
         memo = {} if memo is None else memo
@@ -211,6 +220,25 @@ def quantize(
         else:
             raise ValueError(f"onnxruntime quantization method {method!r} is not known")
     onnx.checker.check_model(str(out_path))
+
+
+def int4_weights(
+    fp32_path: Path, out_path: Path, block_size: int, symmetric: bool, exclude: list | None
+) -> None:
+    """Weight-only 4-bit MatMul (onnxruntime's MatMulNBits contrib op): the weights packed two
+    per byte with a float scale per block of `block_size` values along the input axis."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    isolate.step(QUANTIZER, "int4 (MatMulNBits) quantization")
+    quantizer = MatMulNBitsQuantizer(
+        onnx.load(str(fp32_path)), bits=4, block_size=block_size, is_symmetric=symmetric,
+        nodes_to_exclude=exclude or [],
+    )  # fmt: skip
+    quantizer.process()
+    if not any(n.op_type == "MatMulNBits" for n in quantizer.model.model.graph.node):
+        raise ValueError("MatMulNBits quantized no MatMul of this model (no constant weights)")
+    save(quantizer.model.model, out_path)
 
 
 def _grid(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -36,10 +36,11 @@ CHECK_SAMPLES = 300  # held-back training samples the fallback estimates drift o
 
 
 class QuantizeParams(StageParams):
-    mode: Literal["int8", "auto", "dynamic", "float16", "qat", "none"] = Field(
+    mode: Literal["int8", "auto", "dynamic", "float16", "int4", "qat", "none"] = Field(
         "int8", description="int8: the best recipe storing weights in int8 (full-integer, "
         "dynamic-range or mixed), chosen per runtime; auto: the best of every recipe (float16 "
-        "too); dynamic, float16, qat: that recipe; none: no quantized artifact"
+        "and int4 too); dynamic, float16, int4 (weight-only, onnxruntime), qat: that recipe; "
+        "none: no quantized artifact"
     )  # fmt: skip
     select: bool = Field(
         True, description="int8/auto: measure the candidate recipes per runtime and keep the "
@@ -169,6 +170,10 @@ class Quantize(Stage):
         for backend in exported():
             fp32 = state.artifact(backend.runtime, "fp32")
             default = backend.default(p.mode)
+            if fp32 is not None and default is None and p.mode in backend.no_recipe:
+                reason = backend.no_recipe[p.mode]  # said in the report, not faked
+                skipped.append(Skipped(backend.file_name(p.mode), backend.runtime, reason))
+                continue
             if fp32 is None or default is None:
                 continue  # this format was not exported, or has no recipe for the mode
             src = Sources(model, data.x_calib, fp32, qat_model, tuple(qat_float), opset,
