@@ -109,7 +109,7 @@ def files(tmp_path_factory, request):
 
 CLI = [
     (["run", "resnet"], "unknown model 'resnet'. Expected one of: cnn, rnn, attention"),
-    (["run", "cnn", "--quantize", "int4"], "argument --quantize: invalid choice: 'int4'"),
+    (["run", "cnn", "--quantize", "int2"], "argument --quantize: invalid choice: 'int2'"),
     (["run", "cnn", "--epochs", "-1"], "--epochs (train.epochs) must be >= 0. Got -1"),
     (["run", "cnn", "--epochs", "two"], "argument --epochs: invalid int value: 'two'"),
     (
@@ -187,9 +187,9 @@ PIPELINE_FILES = [
      "train.epochs must be an integer. Got 'five' instead."),
     ('model = "cnn"\n[stages.build]\ntest_size = 1.5\n',
      "build.test_size must be < 1.0. Got 1.5 instead."),
-    ('model = "cnn"\n[stages.quantize]\nmode = "int4"\n',
-     "quantize.mode must be one of 'int8', 'auto', 'dynamic', 'float16', 'qat' or 'none'. "
-     "Got 'int4'"),
+    ('model = "cnn"\n[stages.quantize]\nmode = "int2"\n',
+     "quantize.mode must be one of 'int8', 'auto', 'dynamic', 'float16', 'int4', 'qat' or "
+     "'none'. Got 'int2'"),
     ('model = "cnn"\n[stages.verify]\nmax_drift = -1\n', "verify.max_drift must be >= 0.0"),
     ('model = "cnn"\n[stages.build]\nmodel = "rnn"\n', "build.model is set by the top-level"),
     ('model = "cnn"\nstages = 3\n', "stages must be a table"),
