@@ -40,7 +40,7 @@ def test_int8_passes_the_shipped_gate_in_both_runtimes(runs, name):
     assert run["code"] == 0 and v["failures"] == [], v["failures"]
     # the float model reaches 95%; 80% of its weights pruned costs a few points (its own gate is
     # the pruned float model's, as for every model)
-    assert v.get("baseline_accuracy", v["reference_accuracy"])["digit"] >= 95.0
+    assert (v.get("baseline_accuracy") or v["reference_accuracy"])["digit"] >= 95.0
     assert v["reference_accuracy"]["digit"] >= 90.0
     rows = {a["name"]: a for a in v["artifacts"]}
     for artifact in ("model_int8.tflite", "model_int8.onnx"):
