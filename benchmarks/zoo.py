@@ -130,7 +130,8 @@ def main() -> None:
             report, seconds = run(name, Path(tmp))
         cpu = report["environment"]["cpu"]
         table += rows(name, report, seconds)
-        print(f"{name}: {seconds:.0f} s", file=sys.stderr, flush=True)
+        stages = ", ".join(f"{k} {v:.0f} s" for k, v in report["stage_seconds"].items())
+        print(f"{name}: {seconds:.0f} s ({stages})", file=sys.stderr, flush=True)
     total = time.perf_counter() - started
     print(f"CPU {cpu}, 1 thread for timing; random inputs, labels = the fp32 model's predictions "
           f"(agreement with fp32); total {total / 60:.1f} min")  # fmt: skip
