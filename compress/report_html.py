@@ -281,6 +281,8 @@ def _heads(report: dict[str, Any]) -> str:
 def _confusion(report: dict[str, Any]) -> str:
     """Per classify head, each compressed artifact's confusion matrix minus the Keras float
     model's: a cell (true t, predicted p) above 0 means the artifact put more samples there."""
+    import numpy as np
+
     plt = _pyplot()
     arts = report["verification"]["artifacts"]
     ref = next((a for a in arts if a["runtime"] == "keras"), None)
@@ -295,8 +297,6 @@ def _confusion(report: dict[str, Any]) -> str:
             m = a.get("heads", {}).get(h, {})
             if a is ref or a["precision"] == "fp32" or m.get("confusion") is None:
                 continue
-            import numpy as np
-
             diff = np.asarray(m["confusion"]) - np.asarray(base)
             n = len(diff)
             moved = int(np.abs(diff).sum() // 2)

@@ -213,13 +213,19 @@ def constraint(m: dict[str, Any], max_drift: float) -> float:
     return excess if m["feasible"] else max(excess, 1.0)
 
 
+def metric_names(objectives: tuple[str, ...]) -> list[str]:
+    """The names of objective_values' values, in their order (`size_litert`, ...)."""
+    return [f"{objective}_{runtime}" for objective in objectives for runtime in RUNTIMES]
+
+
 def objective_values(measured: dict[str, dict[str, Any]], objectives: tuple[str, ...]) -> list:
-    """Optuna's values: for each objective, one per runtime (all minimized)."""
+    """Optuna's values: for each objective, one per runtime (all minimized); a runtime with no
+    measurement (a failed trial measures none) is infeasible."""
     key = METRIC
     values = []
     for objective in objectives:
         for runtime in RUNTIMES:
-            value = measured[runtime].get(key[objective])
+            value = measured.get(runtime, {}).get(key[objective])
             values.append(float(value) if value is not None else INFEASIBLE)
     return values
 

@@ -151,7 +151,7 @@ def _searcher(study: Any, spec: tuning.TuneSpec, say: Any, make_job: Any) -> Any
         def save_to_dir(self, *args: Any, **kwargs: Any) -> None:
             pass
 
-    metrics = [f"{o}_{r}" for o in spec.objectives for r in tuning.RUNTIMES]
+    metrics = tuning.metric_names(spec.objectives)
     return Search(
         space=_Space(spec.space),
         metric=metrics,
@@ -200,12 +200,11 @@ def _trial(config: dict[str, Any], context: dict[str, Any]) -> None:
             if os.path.isdir(context["cwd"]):
                 os.chdir(context["cwd"])  # user paths in the pipeline are relative to it
             record = tuning.execute(job)
+    objectives = tuple(job["objectives"])
     values = dict(
         zip(
-            [f"{o}_{r}" for o in job["objectives"] for r in tuning.RUNTIMES],
-            tuning.objective_values(record["runtimes"], tuple(job["objectives"]))
-            if "runtimes" in record
-            else [tuning.INFEASIBLE] * (len(job["objectives"]) * len(tuning.RUNTIMES)),
+            tuning.metric_names(objectives),
+            tuning.objective_values(record.get("runtimes", {}), objectives),
             strict=True,
         )
     )
