@@ -36,7 +36,8 @@ def test_a_run_that_stopped_quantizing_fails_the_size_gate(cnn_run, unquantized,
     new = json.loads((unquantized / "report.json").read_text())
     fp32 = next(a for a in new["verification"]["artifacts"] if a["name"] == "model_fp32.tflite")
     pct = (fp32["size_gzip_bytes"] - base["size_gzip_bytes"]) / base["size_gzip_bytes"] * 100
-    assert pct > 300 and f"+{pct:.1f}%" in err  # the measured jump, as measured
+    # int8 weights are a quarter of fp32's; gzip narrows that a little (CI measured 296%)
+    assert pct > 200 and f"+{pct:.1f}%" in err  # the measured jump, as measured
     assert "REGRESSION: litert shipped" in out
 
 
