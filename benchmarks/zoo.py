@@ -29,7 +29,7 @@ SAMPLES = 160  # 128 train/calibration, 32 held out (one batch of 32)
 SETTINGS = [
     "--quantize", "int8", "--max-drift", "100", "--threads", "1",
     "--set", "build.calibration_samples=64",
-    "--set", "verify.timing_budget_s=0.2",
+    "--set", "verify.timing_budget_s=0.2", "--set", "verify.min_calls=10",
 ]  # fmt: skip
 
 
@@ -132,6 +132,11 @@ def main() -> None:
         table += rows(name, report, seconds)
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in report["stage_seconds"].items())
         print(f"{name}: {seconds:.0f} s ({stages})", file=sys.stderr, flush=True)
+        for a in report["verification"]["artifacts"]:
+            built = [f"{c['id']} {c['build_s']:.0f} s" for c in
+                     (a.get("recipe") or {}).get("candidates", []) if "build_s" in c]  # fmt: skip
+            if built:
+                print(f"  {a['name']} candidates built: {', '.join(built)}", file=sys.stderr)
     total = time.perf_counter() - started
     print(f"CPU {cpu}, 1 thread for timing; random inputs, labels = the fp32 model's predictions "
           f"(agreement with fp32); total {total / 60:.1f} min")  # fmt: skip

@@ -15,6 +15,9 @@ import numpy as np
 # the recipe search, bench), so their numbers are comparable.
 TIMING_BUDGET_S = 0.25
 MIN_CALLS = 30
+# Warm-up: up to `warmup` untimed calls, but no more than WARMUP_S seconds of them once two ran
+# (the first call pays allocation and kernel selection; a 2.6 s ResNet50 batch is warm after it).
+WARMUP_S = 1.0
 # The timing lock of concurrent `compress tune` trials (a file path; unset: no lock). A trial
 # holds a shared hold on it while it runs (`trial`) and gives it up only to time; a timing takes
 # it exclusively, so it waits until every other trial is timing too or done, and none builds
@@ -108,13 +111,16 @@ class Timing:
 
 
 def _warm(calls: dict[str, Callable[[], object]], warmup: int) -> dict[str, float]:
-    """Untimed calls of each callable; returns a per-call time estimate (seconds)."""
+    """Untimed calls of each callable (up to `warmup`, at most WARMUP_S seconds once two ran);
+    returns a per-call time estimate (seconds)."""
     per_call: dict[str, float] = {}
     for name, fn in calls.items():
         start = time.perf_counter()
-        for _ in range(warmup):
+        done = 0
+        while done < warmup and (done < 2 or time.perf_counter() - start < WARMUP_S):
             fn()
-        per_call[name] = max((time.perf_counter() - start) / max(warmup, 1), 1e-6)
+            done += 1
+        per_call[name] = max((time.perf_counter() - start) / max(done, 1), 1e-6)
     return per_call
 
 

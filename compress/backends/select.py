@@ -13,6 +13,7 @@ report with the chosen recipe.
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,8 +112,10 @@ def search(
         for spec in specs:
             path = Path(tmp) / f"{spec.id}{backend.suffix}"
             entry: dict[str, Any] = {"id": spec.id}
+            started = time.perf_counter()
             try:
                 decided[spec.id] = backend.build_isolated(spec, src, path)
+                entry["build_s"] = round(time.perf_counter() - started, 2)
                 runner = backend.open_runner(path, threads, **options)
                 entry["agreement"] = agreement(ref_out, runner.predict(sample), src.tasks)
                 entry["size_bytes"] = path.stat().st_size

@@ -47,7 +47,12 @@ class VerifyParams(StageParams):
     batch_sizes: tuple[int, ...] = (1, 32)
     timing_budget_s: float = Field(
         TIMING_BUDGET_S, gt=0.0,
-        description=f"timed seconds per artifact and batch size (at least {MIN_CALLS} calls)",
+        description="timed seconds per artifact and batch size (at least min_calls calls)",
+    )  # fmt: skip
+    min_calls: int = Field(
+        MIN_CALLS, ge=3, le=2000,
+        description="at least this many timed calls per artifact and batch size (lower it for "
+        "models whose batch takes seconds)",
     )  # fmt: skip
 
 
@@ -167,7 +172,9 @@ class Verify(Stage):
             for batch in self.params.batch_sizes:
                 calls = {n: runners[n].timed_call(x, batch) for n in names}
                 calls = {n: c for n, c in calls.items() if c is not None}
-                timings = measure_interleaved(calls, budget_s=self.params.timing_budget_s)
+                timings = measure_interleaved(
+                    calls, budget_s=self.params.timing_budget_s, min_calls=self.params.min_calls
+                )
                 for n in names:
                     t = timings.get(n)
                     by_name[n]["latency_ms"][f"b{batch}"] = t.as_dict() if t else None
