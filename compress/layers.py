@@ -141,13 +141,19 @@ class PositionEmbedding(
 
 
 @keras.utils.register_keras_serializable(package="compress")
-class SelfAttention(keras.layers.MultiHeadAttention, tfmot.sparsity.keras.PrunableLayer):
+class SelfAttention(
+    keras.layers.MultiHeadAttention,
+    tfmot.sparsity.keras.PrunableLayer,
+    tfmot.clustering.keras.ClusterableLayer,
+):
     """MultiHeadAttention of a sequence over itself, called with one input (query = value =
     key), so tfmot's wrappers (one input each) can take it. Its four projection kernels (query,
-    key, value, output) are what pruning acts on: tfmot does not reach a MultiHeadAttention's
-    inner EinsumDense layers on its own. Clustering leaves it as it is (reported under
-    not_clustered): given this layer, tfmot's MHA clustering wrapper fails (a weight-shape
-    mismatch when the clustered model is rebuilt)."""
+    key, value, output) are what pruning and clustering act on: tfmot does not reach a
+    MultiHeadAttention's inner EinsumDense layers on its own (its registry names the exact
+    class). Clustering goes through tfmot's MHA wrapper, whose strip leaves the projections
+    holding tensors instead of their variables: `after_strip_clustering` puts them back."""
+
+    _PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
 
     def build(self, input_shape) -> None:
         if not self._built_from_signature:
@@ -163,8 +169,27 @@ class SelfAttention(keras.layers.MultiHeadAttention, tfmot.sparsity.keras.Prunab
     def get_prunable_weights(self) -> list:
         return [d.kernel for d in self.projections()]
 
+    def get_clusterable_weights(self) -> list:
+        # dotted names: tfmot's MHA wrapper reads and sets them on the inner EinsumDense layers
+        return [(f"{name}.kernel", getattr(self, name).kernel) for name in self._PROJECTIONS]
+
+    def after_strip_clustering(self) -> None:
+        """tfmot's MHA strip assigns the clustered values to the original kernel variables but
+        leaves each projection's `kernel` a tensor, and tracks the variables on this layer under
+        the dotted names: give each projection its variable back (first, as EinsumDense creates
+        it, so the weight order is a fresh layer's), drop the dotted attributes."""
+        for name in self._PROJECTIONS:
+            variable = self.__dict__.get(f"{name}.kernel")
+            if variable is None:
+                continue
+            dense = getattr(self, name)
+            dense.kernel = variable
+            tracked = dense._trainable_weights
+            tracked.insert(0, tracked.pop(next(i for i, w in enumerate(tracked) if w is variable)))
+            delattr(self, f"{name}.kernel")
+
     def projections(self) -> list:
-        return [self._query_dense, self._key_dense, self._value_dense, self._output_dense]
+        return [getattr(self, name) for name in self._PROJECTIONS]
 
 
 CUSTOM_OBJECTS = {

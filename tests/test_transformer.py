@@ -1,6 +1,6 @@
 """The transformer reference model through every stage: trained to >= 95% held out, int8 and
 prune 0.8 + int8 within the shipped 1-point gate in both runtimes, the attention projections
-pruned (tfmot alone does not reach them), QAT keeping what tfmot cannot annotate float and
+pruned and clustered (tfmot alone does not reach them), QAT keeping what tfmot cannot annotate float and
 saying so, and its .keras reloading in a fresh process."""
 
 from __future__ import annotations
@@ -56,6 +56,28 @@ def test_pruning_reaches_the_attention_projections(runs):
         assert prune["layers"][block] > 0.7, prune["layers"]  # its four projection kernels
     for dense in ("ff_0_in", "ff_0_out", "ff_1_in", "ff_1_out"):
         assert prune["layers"][dense] == pytest.approx(0.8, abs=0.01)
+
+
+def test_clustering_reaches_the_attention_projections(tmp_path, capsys):
+    import numpy as np
+
+    from compress import load_model
+
+    argv = ["run", "transformer", "--cluster", "8", "--quantize", "none", "--out", str(tmp_path),
+            "--json", "--quiet", "--set", "verify.timing_budget_s=0.02",
+            "--set", "cluster.epochs=1"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    cluster = report["stages"]["cluster"]
+    assert cluster["not_clustered"] == {}
+    assert cluster["unique_values"]["attention_0"] <= 8 and cluster["unique_values"]["ff_1_in"] <= 8
+    # the file itself: each projection kernel holds at most 8 values; the layer reloads whole
+    model = load_model(tmp_path / "transformer" / report["run_id"] / "model_clustered.keras")
+    attention = model.get_layer("attention_1")
+    kernels = [w for w in attention.weights if w.name.endswith("kernel:0")]
+    assert len(kernels) == 4
+    assert all(len(np.unique(k.numpy())) <= 8 for k in kernels)
+    assert all(len(np.unique(w.numpy())) > 8 for w in attention.weights if "bias" in w.name)
 
 
 def test_the_keras_file_reloads_in_a_fresh_process(runs):

@@ -29,10 +29,15 @@ class ClusterParams(FineTuneParams):
 
 
 def unique_values(model: Any, layer_names: list[str]) -> dict[str, int]:
-    """Most distinct values in any weight matrix (rank >= 2) of each named layer."""
+    """Most distinct values in any weight matrix (rank >= 2, not a bias: MultiHeadAttention's
+    biases are (heads, size)) of each named layer."""
+
+    def counted(w: Any) -> bool:
+        return len(w.shape) >= 2 and "bias" not in w.name.rsplit("/", 1)[-1]
+
     return {
         name: max(
-            (len(np.unique(w.numpy())) for w in model.get_layer(name).weights if len(w.shape) >= 2),
+            (len(np.unique(w.numpy())) for w in model.get_layer(name).weights if counted(w)),
             default=0,
         )
         for name in layer_names
@@ -62,6 +67,9 @@ class Cluster(Stage):
         clustered, skipped = wrap_layers(fresh, targets, wrap)
         fine_tune(clustered, data, p, fresh.output_names)
         stripped = tfmot.clustering.keras.strip_clustering(clustered)
+        for layer in stripped.layers:  # a layer whose strip needs finishing (layers.py)
+            if hasattr(layer, "after_strip_clustering"):
+                layer.after_strip_clustering()
         done = [n for n in targets if n not in skipped]
         info = {
             "clusters": p.clusters,
