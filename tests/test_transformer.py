@@ -1,7 +1,7 @@
 """The transformer reference model through every stage: trained to >= 95% held out, int8 and
 prune 0.8 + int8 within the shipped 1-point gate in both runtimes, the attention projections
-pruned and clustered (tfmot alone does not reach them), QAT keeping what tfmot cannot annotate float and
-saying so, and its .keras reloading in a fresh process."""
+pruned and clustered (tfmot alone does not reach them), QAT keeping what tfmot cannot annotate
+float and saying so, and its .keras reloading in a fresh process."""
 
 from __future__ import annotations
 
