@@ -121,15 +121,37 @@ def head_metrics(
     return metrics
 
 
-def confusion(labels: np.ndarray, predicted: np.ndarray, classes: int) -> list[list[int]]:
+# Up to this many classes a confusion matrix is stored whole; above, only its non-zero cells
+# (a 1000-class ImageNet head: at most one cell per held-out sample instead of a million).
+DENSE_CONFUSION_CLASSES = 100
+
+
+def confusion(
+    labels: np.ndarray, predicted: np.ndarray, classes: int
+) -> list[list[int]] | dict[str, Any]:
     """Counts per (true class, predicted class); labels outside the head's classes are left
-    out."""
+    out. Above DENSE_CONFUSION_CLASSES classes: {"classes": n, "cells": [[true, predicted,
+    count], ...]} with the non-zero cells only."""
     y = np.asarray(labels).astype(np.int64).reshape(-1)
     p = np.asarray(predicted).astype(np.int64).reshape(-1)
     keep = (y >= 0) & (y < classes)
+    if classes > DENSE_CONFUSION_CLASSES:
+        cells, counts = np.unique(np.stack([y[keep], p[keep]], axis=1), axis=0, return_counts=True)
+        found = zip(cells.tolist(), counts.tolist(), strict=True)
+        return {"classes": classes, "cells": [[t, q, c] for (t, q), c in found]}
     matrix = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(matrix, (y[keep], p[keep]), 1)
     return matrix.tolist()
+
+
+def confusion_matrix(stored: list[list[int]] | dict[str, Any]) -> np.ndarray:
+    """A stored confusion (either form) as a dense (classes, classes) array."""
+    if isinstance(stored, dict):
+        matrix = np.zeros((stored["classes"],) * 2, dtype=np.int64)
+        for t, q, c in stored["cells"]:
+            matrix[t, q] += c
+        return matrix
+    return np.asarray(stored, dtype=np.int64)
 
 
 def reference_metrics(ref: np.ndarray, labels: np.ndarray, task: Task) -> dict[str, Any]:

@@ -42,7 +42,8 @@ FIELDS = {
     "agreement": "percent of held-out samples whose top-1 class equals the Keras model's",
     "max_abs_diff": "largest absolute difference from the Keras model's outputs",
     "confusion": "classification heads: counts per [true class][predicted class] on the held-out "
-    "split (report.html draws each compressed artifact's minus the float model's)",
+    "split; above 100 classes {classes, cells: [[true, predicted, count]]}, non-zero cells only "
+    "(report.html draws each compressed artifact's minus the float model's)",
     "task": "what a head is verified as: classify (accuracy, drift, agreement) or regress "
     "(numeric error against the Keras model), inferred or set by verify.task",
     "mean_abs_error": "numeric heads: mean absolute difference from the Keras model's outputs",

@@ -40,6 +40,7 @@ border-radius:4px}code{padding:1px 4px}pre{padding:8px;overflow:auto}
 """
 
 SQNR_CAP_DB = 100.0  # layers above it are drawn at it: no measurable quantization error
+CONFUSION_CLASSES = 30  # most classes a confusion difference draws
 PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac")
 
 
@@ -278,10 +279,25 @@ def _heads(report: dict[str, Any]) -> str:
     return "\n".join(out) or "<p>No heads were verified.</p>"
 
 
+def _moved_classes(diff: Any) -> Any:
+    """The classes to draw of a confusion difference: all of them up to CONFUSION_CLASSES, else
+    those a sample moved from or to, the most moved first, at most CONFUSION_CLASSES (in class
+    order). A 1000-class matrix drawn whole is unreadable and took 90 s to render."""
+    import numpy as np
+
+    if len(diff) <= CONFUSION_CLASSES:
+        return np.arange(len(diff))
+    involved = np.abs(diff).sum(axis=0) + np.abs(diff).sum(axis=1)
+    top = np.argsort(-involved, kind="stable")[: min(CONFUSION_CLASSES, int((involved > 0).sum()))]
+    return np.sort(top)
+
+
 def _confusion(report: dict[str, Any]) -> str:
     """Per classify head, each compressed artifact's confusion matrix minus the Keras float
     model's: a cell (true t, predicted p) above 0 means the artifact put more samples there."""
     import numpy as np
+
+    from compress.heads import confusion_matrix
 
     plt = _pyplot()
     arts = report["verification"]["artifacts"]
@@ -297,8 +313,8 @@ def _confusion(report: dict[str, Any]) -> str:
             m = a.get("heads", {}).get(h, {})
             if a is ref or a["precision"] == "fp32" or m.get("confusion") is None:
                 continue
-            diff = np.asarray(m["confusion"]) - np.asarray(base)
-            n = len(diff)
+            float_matrix = confusion_matrix(base)
+            diff = confusion_matrix(m["confusion"]) - float_matrix
             moved = int(np.abs(diff).sum() // 2)
             per_class = np.diag(diff)
             changes = (
@@ -307,21 +323,27 @@ def _confusion(report: dict[str, Any]) -> str:
             )
             out.append(
                 f"<h3>{esc(a['name'])}, head {esc(h)}</h3><p>{moved} of "
-                f"{int(np.asarray(base).sum())} samples moved to another cell; correct per "
+                f"{int(float_matrix.sum())} samples moved to another cell; correct per "
                 f"class (artifact minus float): {esc(changes)}</p>"
             )
             if not moved:
                 continue
+            shown = _moved_classes(diff)
+            if len(shown) < len(diff):
+                out.append(f"<p>Drawn: {len(shown)} of the {len(diff)} classes, those whose "
+                           "samples moved (the most moved first).</p>")  # fmt: skip
+            part = diff[np.ix_(shown, shown)]
+            n = len(shown)
             fig, ax = plt.subplots(figsize=(0.36 * n + 1.8, 0.36 * n + 1.2))
-            lim = max(int(np.abs(diff).max()), 1)
-            im = ax.imshow(diff, cmap="RdBu", vmin=-lim, vmax=lim)
-            for (i, j), d in np.ndenumerate(diff):
+            lim = max(int(np.abs(part).max()), 1)
+            im = ax.imshow(part, cmap="RdBu", vmin=-lim, vmax=lim)
+            for (i, j), d in np.ndenumerate(part):
                 if d:
                     ax.text(j, i, f"{int(d):+d}", ha="center", va="center", fontsize=7)
             ax.set_xlabel("predicted class")
             ax.set_ylabel("true class")
-            ax.set_xticks(range(n))
-            ax.set_yticks(range(n))
+            ax.set_xticks(range(n), [str(c) for c in shown])
+            ax.set_yticks(range(n), [str(c) for c in shown])
             ax.set_title(f"{a['name']} − float, head {h}")
             fig.colorbar(im, ax=ax, shrink=0.8)
             out.append(svg(fig))
