@@ -9,7 +9,7 @@ drift gate is off: a randomly initialised network's outputs are nearly flat, and
 top-1 answers no trained network would). Speed and size are what this measures; every number
 is read from the run's report, measured in that run, side by side with its fp32 artifact.
 
-Run: python benchmarks/zoo.py [MODEL ...]    (default: all; 2 cores: about 15 minutes)
+Run: python benchmarks/zoo.py [MODEL ...]    (default: all; 2 cores: about 12.5 minutes)
 """
 
 from __future__ import annotations
@@ -123,6 +123,7 @@ def main() -> None:
     if unknown:
         sys.exit(f"unknown model(s) {unknown}: expected some of {', '.join(MODELS)}")
     table: list[list[str]] = []
+    findings: list[str] = []
     started = time.perf_counter()
     cpu = None
     for name in names:
@@ -130,6 +131,7 @@ def main() -> None:
             report, seconds = run(name, Path(tmp))
         cpu = report["environment"]["cpu"]
         table += rows(name, report, seconds)
+        findings += [f"{name}: {w}" for w in report["verification"]["warnings"]]
         stages = ", ".join(f"{k} {v:.0f} s" for k, v in report["stage_seconds"].items())
         print(f"{name}: {seconds:.0f} s ({stages})", file=sys.stderr, flush=True)
         for a in report["verification"]["artifacts"]:
@@ -144,6 +146,8 @@ def main() -> None:
     print("|" + "---|" * len(HEADER))
     for row in table:
         print("| " + " | ".join(row) + " |")
+    for finding in findings:  # compression that does not pay, as the run itself said it
+        print(f"\nWARNING {finding}")
 
 
 if __name__ == "__main__":
