@@ -48,3 +48,28 @@ def test_shared_preprocessing_gives_the_same_onnx(tmp_path):
         b = ort.open_runner(tmp_path / f"{spec.id}-alone.onnx").predict(x)["y"]
         np.testing.assert_array_equal(a, b)
     assert "preprocessed" in shared.memo
+
+
+def test_one_export_per_model_and_weights_serves_every_conversion(tmp_path):
+    """TFLite conversions of one model share one SavedModel export; weights changed after a
+    conversion (a model trained further) get a fresh one, never the stale file."""
+    from compress.backends import litert
+
+    model = _small_model()
+    x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
+
+    def tflite_outputs(blob: bytes) -> np.ndarray:
+        path = tmp_path / "m.tflite"
+        path.write_bytes(blob)
+        return litert.LiteRTBackend().open_runner(path).predict(x)["y"]
+
+    first = convert(model, {})
+    convert(model, {"optimize": True})
+    assert len(litert._EXPORTS[model]) == 1  # the dynamic-range conversion reused the export
+    np.testing.assert_allclose(tflite_outputs(first), model.predict(x, verbose=0), atol=1e-5)
+    kernel = model.layers[1].kernel
+    kernel.assign(kernel.numpy() * -1.0)  # "trained further"
+    again = convert(model, {})
+    assert len(litert._EXPORTS[model]) == 2
+    np.testing.assert_allclose(tflite_outputs(again), model.predict(x, verbose=0), atol=1e-5)
+    assert not np.allclose(tflite_outputs(again), tflite_outputs(first), atol=1e-3)
