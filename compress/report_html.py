@@ -306,14 +306,13 @@ def _confusion(report: dict[str, Any]) -> str:
         return "<p>No float Keras model to compare with.</p>"
     out = []
     for h, m0 in ref["heads"].items():
-        base = m0.get("confusion")
-        if base is None:
+        if m0.get("confusion") is None:
             continue
+        float_matrix = confusion_matrix(m0["confusion"])  # once per head, not per artifact
         for a in arts:
             m = a.get("heads", {}).get(h, {})
             if a is ref or a["precision"] == "fp32" or m.get("confusion") is None:
                 continue
-            float_matrix = confusion_matrix(base)
             diff = confusion_matrix(m["confusion"]) - float_matrix
             moved = int(np.abs(diff).sum() // 2)
             per_class = np.diag(diff)
