@@ -32,7 +32,7 @@ def compress(*args: str) -> str:
 
 
 def make_files(tmp: Path, samples: int) -> tuple[Path, Path]:
-    from compress import _tf
+    from compress.keras import _tf
 
     keras = _tf.keras()
     keras.utils.set_random_seed(0)

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from compress.report import recipe_note
+from compress.report.text import recipe_note
 
 # (model, runtime, batch) -> speedup goal; (model, runtime, "size") -> int8 must be smaller
 TARGETS = {

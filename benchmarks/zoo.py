@@ -35,7 +35,7 @@ SETTINGS = [
 
 def _application(name: str) -> Callable[[], tuple[Any, np.ndarray]]:
     def make() -> tuple[Any, np.ndarray]:
-        from compress import _tf
+        from compress.keras import _tf
 
         keras = _tf.keras()
         model = getattr(keras.applications, name)(weights=None, input_shape=(224, 224, 3))
@@ -46,7 +46,7 @@ def _application(name: str) -> Callable[[], tuple[Any, np.ndarray]]:
 
 
 def _transformer() -> tuple[Any, np.ndarray]:
-    from compress.models import transformer
+    from compress.keras.models import transformer
 
     model = transformer.build(sequence=128, features=64, d_model=256, blocks=4, heads=4,
                               feed_forward=1024)  # fmt: skip
@@ -63,7 +63,7 @@ MODELS: dict[str, Callable[[], tuple[Any, np.ndarray]]] = {
 
 
 def make_files(name: str, tmp: Path) -> tuple[Path, Path]:
-    from compress import _tf
+    from compress.keras import _tf
 
     _tf.keras().utils.set_random_seed(0)
     model, x = MODELS[name]()

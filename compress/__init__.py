@@ -18,28 +18,28 @@ except PackageNotFoundError:  # running from a source tree that was not installe
     __version__ = "unknown"
 
 _EXPORTS = {
-    "CompressError": "compress.errors",
-    "GateFailed": "compress.errors",
-    "InputError": "compress.errors",
-    "StageError": "compress.errors",
-    "UsageError": "compress.errors",
-    "Pipeline": "compress.pipeline",
-    "RunResult": "compress.pipeline",
-    "run": "compress.pipeline",
-    "PipelineConfig": "compress.config",
-    "load_pipeline_file": "compress.config",
-    "StageCache": "compress.cache",
-    "load_model": "compress.keras_io",
+    "CompressError": "compress.core.errors",
+    "GateFailed": "compress.core.errors",
+    "InputError": "compress.core.errors",
+    "StageError": "compress.core.errors",
+    "UsageError": "compress.core.errors",
+    "Pipeline": "compress.runs.pipeline",
+    "RunResult": "compress.runs.pipeline",
+    "run": "compress.runs.pipeline",
+    "PipelineConfig": "compress.runs.config",
+    "load_pipeline_file": "compress.runs.config",
+    "StageCache": "compress.runs.cache",
+    "load_model": "compress.keras.model_io",
     "BACKENDS": "compress.backends",
 }
-_MODULES = ("stages", "models", "backends")
+_MODULES = {"stages": "compress.stages", "models": "compress.keras.models", "backends": "compress.backends"}
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 
 
 def __getattr__(name: str) -> Any:
     if name in _MODULES:
-        return importlib.import_module(f"compress.{name}")
+        return importlib.import_module(_MODULES[name])
     if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
     raise AttributeError(f"module 'compress' has no attribute {name!r}")

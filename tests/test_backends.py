@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compress import _tf
+from compress.keras import _tf
 from compress.backends import BACKENDS, Sources
 from compress.backends.litert import convert
 

@@ -9,7 +9,7 @@ import pytest
 
 from compress import PipelineConfig, StageCache, run
 from compress.cli import main
-from compress.fileio import sha256_file
+from compress.core.fileio import sha256_file
 
 
 def _config(tmp_path, **overrides):

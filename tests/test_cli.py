@@ -66,8 +66,8 @@ def test_readme_starts_with_the_two_setup_commands():
 
 
 def test_run_all_finishes_the_others_when_one_model_crashes(monkeypatch, tmp_path, capsys):
-    from compress import models
-    from compress.models.base import ModelSpec
+    from compress.keras import models
+    from compress.keras.models.base import ModelSpec
 
     def broken_build():
         raise RuntimeError("cannot build")

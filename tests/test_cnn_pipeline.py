@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from compress.data import digits_layout
-from compress.fileio import sha256_file
+from compress.keras.data import digits_layout
+from compress.core.fileio import sha256_file
 
 EXPECTED_FILES = {
     "model.keras", "model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx",
@@ -97,7 +97,7 @@ def _ort_probs(path, x):
 
 
 def test_report_numbers_match_independent_reevaluation(cnn_run, row):
-    from compress import _tf
+    from compress.keras import _tf
 
     report, run_dir = cnn_run["report"], cnn_run["run_dir"]
     x, y = _held_out(report)

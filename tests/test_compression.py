@@ -12,7 +12,9 @@ import itertools
 import numpy as np
 import pytest
 
-from compress import PipelineConfig, StageCache, models, run
+from compress import PipelineConfig, StageCache, run
+
+from compress.keras import models
 
 COMBOS = [
     (prune, cluster, mode)

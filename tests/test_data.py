@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compress.data import digits_layout, load_digits
-from compress.models.base import digit_target
+from compress.keras.data import digits_layout, load_digits
+from compress.keras.models.base import digit_target
 
 
 def _load(seed=0):

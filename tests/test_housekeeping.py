@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from compress import _tf
+from compress.keras import _tf
 from compress.cli import main
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import compress
-from compress import cache
+from compress.runs import cache
 from compress.backends import BACKENDS, Backend
 
 ROOT = Path(compress.__file__).parent
@@ -75,17 +75,17 @@ def test_every_module_imports_in_any_order(order):
 
 def test_nothing_low_imports_the_stages():
     # tune runs whole pipelines and checks its search space with the stages' own parameters
-    high = {"compress.pipeline", "compress.config", "compress.cli", "compress", "compress.tune"}
+    high = {"compress.runs.pipeline", "compress.runs.config", "compress.cli", "compress", "compress.tune"}
     for module, path in MODULES.items():
         if module.startswith("compress.stages") or module in high:
             continue
         bad = {m for m in _imports(path, module_level_only=False) if m.startswith("compress.st")}
-        bad.discard("compress.state")
+        bad.discard("compress.core.state")
         assert not bad, f"{module} imports {bad}"
 
 
 def test_state_imports_nothing_of_compress():
-    tree = ast.parse(MODULES["compress.state"].read_text())
+    tree = ast.parse(MODULES["compress.core.state"].read_text())
     runtime = [n for n in tree.body if isinstance(n, ast.Import | ast.ImportFrom)]
     assert not [n for n in runtime if "compress" in (getattr(n, "module", "") or "")]
 
@@ -155,8 +155,8 @@ def test_stage_cache_key_covers_the_code_a_stage_runs(tmp_path, monkeypatch):
         return cache.code_fingerprint(module)
 
     closure = cache.module_closure("compress.stages.train")
-    assert "compress.backends.keras" in closure and "compress.data" in closure
-    assert not {"compress.report", "compress.cli", "compress.pipeline"} & set(closure)
+    assert "compress.backends.keras" in closure and "compress.keras.data" in closure
+    assert not {"compress.report.text", "compress.cli", "compress.runs.pipeline"} & set(closure)
     train, quantize = key("compress.stages.train"), key("compress.stages.quantize")
     with open(copy / "report.py", "a") as f:
         f.write("\n# the renderer changed\n")

@@ -10,7 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-from compress import Pipeline, models, stages
+from compress import Pipeline, stages
+
+from compress.keras import models
 from compress.backends.litert import LiteRTRunner
 from compress.stages.verify import is_repeatable
 
@@ -99,7 +101,7 @@ def test_attention_model_reloads_in_a_fresh_process_with_same_predictions(quick_
 
 
 def test_attention_layer_config_roundtrip():
-    from compress.layers import AttentionLayer
+    from compress.keras.layers import AttentionLayer
 
     layer = AttentionLayer(7, name="att")
     clone = AttentionLayer.from_config(layer.get_config())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from compress import Pipeline, stages
-from compress.errors import StageError, UsageError
-from compress.fileio import write_atomic
+from compress.core.errors import StageError, UsageError
+from compress.core.fileio import write_atomic
 from compress.stages.base import RunState, Stage
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from compress import Pipeline
 from compress.cli import main
-from compress.config import PipelineConfig, load_pipeline_file, resolve_stages
+from compress.runs.config import PipelineConfig, load_pipeline_file, resolve_stages
 
 PIPELINES = sorted((Path(__file__).parents[1] / "pipelines").glob("*.toml"))
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import io
 
-from compress import progress
-from compress.config import make
-from compress.pipeline import run
+from compress.core import progress
+from compress.runs.config import make
+from compress.runs.pipeline import run
 
 
 class Recorder(progress.Progress):

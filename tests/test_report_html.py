@@ -10,7 +10,7 @@ import shutil
 
 from browser import blank, render
 
-from compress import report_html
+from compress.report import page as report_html
 from compress.cli import main
 
 SECTIONS = ("Artifacts", "Size and latency", "Accuracy and drift per head",
@@ -93,7 +93,7 @@ def test_a_thousand_class_head_is_stored_sparse_and_drawn_by_the_classes_that_mo
     counts), and report.html draws only the classes whose samples moved, labelled by id."""
     import numpy as np
 
-    from compress.heads import confusion, confusion_matrix
+    from compress.measure.heads import confusion, confusion_matrix
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 1000, 64)

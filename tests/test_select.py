@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from compress.backends.select import TIE, choose
-from compress.timing import measure_until_stable
+from compress.measure.timing import measure_until_stable
 
 FP32_SIZE = 1000
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compress import _tf
+from compress.keras import _tf
 from compress.cli import main
-from compress.data import split_indices
+from compress.keras.data import split_indices
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = ["--set", "build.train_samples=400", "--set", "verify.timing_budget_s=0.02"]
@@ -53,7 +53,7 @@ def test_quiet_float16_with_seed_opset_and_junit(tmp_path, capsys):
 
 
 def _digit_labels():
-    from compress.data import digits_raw
+    from compress.keras.data import digits_raw
 
     return digits_raw()[1]
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import time
 
-from compress.timing import measure_interleaved
+from compress.measure.timing import measure_interleaved
 
 
 def test_interleaved_timing_ranks_a_slow_call_above_a_fast_one():
@@ -16,7 +16,7 @@ def test_interleaved_timing_ranks_a_slow_call_above_a_fast_one():
 
 def test_warm_up_stops_after_a_second_once_two_calls_ran(monkeypatch):
     """A call that takes seconds (ResNet50 at batch 32) is not warmed ten times; a fast one is."""
-    from compress import timing
+    from compress.measure import timing
 
     monkeypatch.setattr(timing, "WARMUP_S", 0.05)
     counts = {"fast": 0, "slow": 0}

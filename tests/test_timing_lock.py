@@ -6,7 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import time
 
-from compress import timing
+from compress.measure import timing
 
 
 def _build_then_time(path: str, events: multiprocessing.Queue, build_s: float) -> None:

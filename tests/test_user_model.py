@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from compress import _tf
+from compress.keras import _tf
 from compress.cli import main
 
 

@@ -11,7 +11,7 @@ import os
 import numpy as np
 import pytest
 
-from compress import _tf
+from compress.keras import _tf
 from compress.cli import main
 
 EPOCHS = 4
@@ -278,7 +278,7 @@ def test_converter_crash_skips_the_export_and_the_run_goes_on(zoo, tmp_path, cap
 def test_worker_crash_is_reported_with_its_signal_and_the_worker_restarts(tmp_path):
     import ctypes
 
-    from compress.isolate import Worker, WorkerCrashed
+    from compress.backends.worker import Worker, WorkerCrashed
 
     log = tmp_path / "log.txt"
     with Worker(log=log) as worker:

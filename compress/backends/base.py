@@ -16,23 +16,16 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from compress import isolate
-from compress.arrays import Inputs
-from compress.fileio import write_atomic
-from compress.state import Artifact, Recipe
-from compress.weights import gzip_size
-
-# The quantize modes whose recipes are chosen by measurement, and which rows each may choose:
-# `int8` among the rows that store weights in int8 (full-integer, dynamic-range, mixed with some
-# ops kept float), `auto` among every quantized row (float16 included).
-SEARCHED_MODES = ("int8", "auto")
-
+from compress.core.arrays import Inputs
+from compress.core.fileio import write_atomic
+from compress.core.state import Artifact, Recipe
+from compress.measure.weights import gzip_size
 
 @dataclass(frozen=True)
 class RecipeSpec:
     """One row of a backend's recipe table. `mode` is the quantize mode (or `fp32` for the
     export) the row serves; the first row of a mode is its default. `search` names the modes in
-    which the row is a candidate measured against the others (see SEARCHED_MODES); `needs` a
+    which the row is a candidate measured against the others (`int8`: rows storing weights in int8; `auto`: every quantized row); `needs` a
     property of the model the row only applies to (e.g. "recurrent": a recurrent layer to keep
     float), checked by the backend's `applicable`. `knobs` are everything the backend's builder
     reads: a new recipe is a new row."""
@@ -74,19 +67,6 @@ class Sources:
     worker: Any = field(default=None, compare=False)
     # Names these sources' shared work in the worker (its memo lives there).
     token: str = field(default_factory=lambda: secrets.token_hex(6), compare=False)
-
-
-@dataclass(frozen=True)
-class SourceFiles:
-    """Sources as files, for the worker process: the models saved, the samples as .npz."""
-
-    model: str
-    x_calib: str | None
-    fp32: Artifact | None
-    qat_model: str | None
-    qat_left_float: tuple[str, ...]
-    opset: int | None
-    token: str
 
 
 class Runner(Protocol):
@@ -152,42 +132,6 @@ class Backend:
         (e.g. a fixed batch), recorded with the recipe."""
         raise NotImplementedError
 
-    def build_isolated(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
-        """`build` in the sources' worker process, then the file loaded and run there once on
-        two samples: a converter, quantizer or runtime that dies natively raises
-        isolate.WorkerCrashed here instead of ending the run. Without a worker, `build`."""
-        if src.worker is None:
-            return self.build(spec, src, path) or {}
-        shared = self.shared_step(spec, src)
-        if shared and f"crashed:{shared}" in src.memo:
-            raise src.memo[f"crashed:{shared}"]  # the same shared work would crash the same way
-        worker = src.worker
-        try:
-            qat = None if src.qat_model is None else str(
-                worker.model_file(src.qat_model, save=save_qat_model, suffix=".h5"))  # fmt: skip
-        except Exception:  # a QAT model that cannot be saved: built here, not isolated
-            return self.build(spec, src, path) or {}
-        files = SourceFiles(
-            model=str(worker.model_file(src.model)),
-            x_calib=None if src.x_calib is None else str(worker.array_file(src.x_calib)),
-            fp32=src.fp32,
-            qat_model=qat,
-            qat_left_float=src.qat_left_float,
-            opset=src.opset,
-            token=src.token,
-        )  # fmt: skip
-        probe = probe_sample(src)
-        options = self.runner_options(src.model)
-        try:
-            return worker.call(build_in_worker, self, spec, files, str(path), probe, options)
-        except isolate.WorkerCrashed as crash:
-            if shared and crash.phase == shared:
-                src.memo[f"crashed:{shared}"] = crash
-            raise
-        except isolate.ModelTransferError:
-            # the worker cannot rebuild this QAT model faithfully: built here, not isolated
-            return self.build(spec, src, path) or {}
-
     def shared_step(self, spec: RecipeSpec, src: Sources) -> str | None:
         """The step (as named to isolate.step) whose work recipes built from the same sources
         share, if `spec` needs it: a crash there fails every recipe that needs it."""
@@ -215,15 +159,6 @@ class Backend:
         `x` (see sensitivity.py), worst first: dicts with `layer`, `op`, `sqnr_db`. None when
         the runtime cannot show intermediate tensors."""
         return None
-
-    def layer_errors_isolated(
-        self, path: Path, src: Sources, x: Inputs
-    ) -> list[dict[str, Any]] | None:
-        """`layer_errors` of `path` against `src.fp32`, in the sources' worker process."""
-        options = src.fp32.options
-        if src.worker is None:
-            return self.layer_errors(path, src.fp32.path, x, **options)
-        return src.worker.call(_layer_errors, self, path, src.fp32.path, x, options)
 
     def keep_float(self, spec: RecipeSpec, layers: list[dict[str, Any]]) -> RecipeSpec | None:
         """`spec` with these layers (rows of layer_errors) left float, or None when the recipe
@@ -258,19 +193,24 @@ class Backend:
         fallback: dict[str, Any] | None = None,
         extra: dict[str, Any] | None = None,
         write: Callable[[Path], None] | None = None,
+        build: Callable[[Path], dict[str, Any]] | None = None,
     ) -> Artifact:
         """Build `spec` into WORKDIR/NAME atomically (or `write` it, e.g. a searched candidate's
-        bytes) and describe it as an Artifact with its facts counted from the file."""
+        bytes) and describe it as an Artifact with its facts counted from the file. `build`
+        writes the file and returns the knobs it decided (default: `self.build` in this process;
+        backends.isolated.builder builds it in the run's worker)."""
         name = name or self.file_name(spec.mode)
         decided: dict[str, Any] = dict(extra or {})
 
-        def build(tmp: Path) -> None:
+        def write_file(tmp: Path) -> None:
             if write is not None:
                 write(tmp)
+            elif build is not None:
+                decided.update(build(tmp))
             else:
-                decided.update(self.build_isolated(spec, src, tmp))
+                decided.update(self.build(spec, src, tmp) or {})
 
-        path = write_atomic(Path(workdir) / name, build)
+        path = write_atomic(Path(workdir) / name, write_file)
         return Artifact(
             name=name,
             path=path,
@@ -284,88 +224,3 @@ class Backend:
             left_float=tuple(self.left_float(path, spec, src)),
             facts=self.facts(path, src.model),
         )
-
-
-def probe_sample(src: Sources) -> Inputs:
-    """Two samples to run a built file on: calibration samples, else zeros of the model's input
-    shapes and dtypes (an integer input's zeros are valid ids)."""
-    from compress.arrays import rows
-
-    if src.x_calib is not None:
-        return rows(src.x_calib, 0, 2)
-    arrays = {
-        name: np.zeros((2, *(d or 1 for d in t.shape[1:])), dtype=t.dtype.as_numpy_dtype)
-        for name, t in zip(src.model.input_names, src.model.inputs, strict=True)
-    }
-    return next(iter(arrays.values())) if len(arrays) == 1 else arrays
-
-
-def save_qat_model(model: Any, path: Path) -> None:
-    """A quantization-aware-trained model as HDF5 (tfmot's wrappers do not reload from .keras:
-    their variables are restored under other names). Written and read by compress only."""
-    model.save(str(path), include_optimizer=False)
-
-
-def _load_qat_model(path: str) -> Any:
-    from compress import _tf
-    from compress import layers as compress_layers
-
-    q = _tf.tfmot().quantization.keras
-    classes = {cls.__name__: cls for cls in compress_layers.CUSTOM_OBJECTS.values()}
-    with q.quantize_scope({**compress_layers.CUSTOM_OBJECTS, **classes}):
-        return _tf.keras().models.load_model(path, compile=False)
-
-
-_WORKER_MODELS: dict[str, Any] = {}  # in the worker: file -> loaded model
-_WORKER_MEMOS: dict[str, dict[str, Any]] = {}  # in the worker: Sources.token -> memo
-
-
-def build_in_worker(
-    backend: Backend,
-    spec: RecipeSpec,
-    files: SourceFiles,
-    path: str,
-    probe: Inputs,
-    options: dict[str, bool],
-) -> dict[str, Any]:
-    """Runs in the worker: rebuild the Sources from files, build, then load and run the file."""
-    from compress.errors import one_line
-    from compress.keras_io import load_model
-
-    def _qat(file: str | None) -> Any:
-        try:
-            return model(file, _load_qat_model)
-        except Exception as exc:
-            raise isolate.ModelTransferError(one_line(exc)) from None
-
-    def model(file: str | None, loader: Callable[[str], Any]) -> Any:
-        if file is None:
-            return None
-        if file not in _WORKER_MODELS:
-            _WORKER_MODELS[file] = loader(file)
-        return _WORKER_MODELS[file]
-
-    for gone in [f for f in _WORKER_MODELS if not Path(f).exists()]:
-        del _WORKER_MODELS[gone]  # an earlier run's model: its scratch directory is removed
-    if files.token not in _WORKER_MEMOS and len(_WORKER_MEMOS) >= 4:
-        _WORKER_MEMOS.pop(next(iter(_WORKER_MEMOS)))
-    src = Sources(
-        model=model(files.model, load_model),
-        x_calib=None if files.x_calib is None else isolate.load_arrays(files.x_calib),
-        fp32=files.fp32,
-        qat_model=_qat(files.qat_model),
-        qat_left_float=files.qat_left_float,
-        opset=files.opset,
-        memo=_WORKER_MEMOS.setdefault(files.token, {}),
-    )
-    decided = backend.build(spec, src, Path(path)) or {}
-    isolate.step(backend.loader_name, f"loading and running {Path(path).name}")
-    backend.open_runner(Path(path), 1, **options).predict(probe)
-    return decided
-
-
-def _layer_errors(
-    backend: Backend, path: Path, fp32_path: Path, x: Inputs, options: dict[str, bool]
-) -> list[dict[str, Any]] | None:
-    isolate.step(backend.loader_name, f"per-layer inspection of {Path(path).name}")
-    return backend.layer_errors(path, fp32_path, x, **options)

@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from compress.arrays import Inputs
+from compress.core.arrays import Inputs
 from compress.backends.base import Backend, RecipeSpec, Sources
-from compress.state import Artifact
-from compress.weights import float_weight_bytes, summarize, tensor_stats
+from compress.core.state import Artifact
+from compress.measure.weights import float_weight_bytes, summarize, tensor_stats
 
 RECIPES = (
     RecipeSpec("trained", "fp32", "float model trained on the training split"),
@@ -30,7 +30,7 @@ class KerasBackend(Backend):
     reference = True
 
     def build(self, spec: RecipeSpec, src: Sources, path: Path) -> None:
-        from compress.keras_io import save_model
+        from compress.keras.model_io import save_model
 
         save_model(src.model, path)
 
@@ -52,7 +52,7 @@ class KerasBackend(Backend):
 
 
 def _load(path: Path) -> Any:
-    from compress.keras_io import load_model
+    from compress.keras.model_io import load_model
 
     return load_model(path)
 

@@ -20,12 +20,14 @@ from typing import Any
 
 import numpy as np
 
-from compress import _tf, isolate
-from compress.arrays import Inputs, as_feed, batched, count, take_batch
+from compress.keras import _tf
+
+from compress.backends import worker as isolate
+from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.backends.base import Backend, RecipeSpec, Sources
-from compress.keras_io import trained_weights_into
-from compress.sensitivity import compare, sqnr_db
-from compress.weights import summarize, tensor_stats
+from compress.keras.model_io import trained_weights_into
+from compress.measure.sensitivity import compare, sqnr_db
+from compress.measure.weights import summarize, tensor_stats
 
 CALIBRATED = "calibrated on the training split"
 

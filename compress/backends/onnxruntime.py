@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 
-from compress import _tf, isolate
-from compress.arrays import Inputs, as_feed, batched, count, take_batch
+from compress.keras import _tf
+
+from compress.backends import worker as isolate
+from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.backends.base import Backend, RecipeSpec, Sources
-from compress.fileio import working_directory
-from compress.sensitivity import compare
-from compress.weights import summarize, tensor_stats
+from compress.core.fileio import working_directory
+from compress.measure.sensitivity import compare
+from compress.measure.weights import summarize, tensor_stats
 
 DEFAULT_OPSET = 17
 OPSETS = (13, 18)  # tf2onnx 1.17 converts at opsets 13-18 (19 and later fail)

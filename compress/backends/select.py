@@ -12,20 +12,25 @@ report with the chosen recipe.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from compress.arrays import rows
+from compress.core.arrays import rows
 from compress.backends.base import Backend, RecipeSpec, Sources
-from compress.errors import one_line
-from compress.heads import agreement_score, match_heads
-from compress.timing import Timing, measure_until_stable
+from compress.backends.fallback import CheckSet, layer_errors
+from compress.backends.fallback import fallback as correct
+from compress.backends.isolated import build_isolated
+from compress.core.state import Artifact
+from compress.core.errors import one_line
+from compress.measure.heads import agreement_score, match_heads
+from compress.measure.timing import Timing, measure_until_stable
 
 SELECTION_SAMPLES = 200
 TIE = 1.05  # latencies within 5% are a tie (the noise of one measurement on a busy CPU)
@@ -114,7 +119,7 @@ def search(
             entry: dict[str, Any] = {"id": spec.id}
             started = time.perf_counter()
             try:
-                decided[spec.id] = backend.build_isolated(spec, src, path)
+                decided[spec.id] = build_isolated(backend, spec, src, path)
                 entry["build_s"] = round(time.perf_counter() - started, 2)
                 runner = backend.open_runner(path, threads, **options)
                 entry["agreement"] = agreement(ref_out, runner.predict(sample), src.tasks)
@@ -148,3 +153,57 @@ def search(
         blob = paths[winner["id"]].read_bytes()
     spec = next(s for s in specs if s.id == winner["id"])
     return Selection(spec, blob, decided[spec.id], tuple(entries), rounds)
+
+
+def quantized_artifact(
+    backend: Backend,
+    default: RecipeSpec,
+    src: Sources,
+    name: str,
+    workdir: Path,
+    p: Any,
+    check: CheckSet | None,
+    step: Callable[[int, int], None] | None = None,
+) -> Artifact:
+    """A quantize mode's artifact for one backend: the measured choice among its candidates
+    (or the default recipe), corrected by the fallback when `check` (the drift estimate) finds
+    it over budget, with its per-layer errors. `p` holds the quantize settings (mode, select,
+    objective, min_agreement, max_drift, threads; a stage's QuantizeParams)."""
+    candidates = backend.candidates(p.mode, src) if p.select else []
+    with tempfile.TemporaryDirectory(prefix="compress-quantize-") as tmp:
+        path = Path(tmp) / name
+        how: dict[str, Any] = {}
+        if len(candidates) > 1:
+            chosen = search(
+                backend, candidates, src, threads=p.threads,
+                # QAT candidates are one fine-tuned model stored two ways: agreement with
+                # the float fp32 file does not rank them (verify's drift gate does)
+                min_agreement=0.0 if p.mode == "qat" else p.min_agreement,
+                objective=p.objective, options=src.fp32.options, step=step,
+            )  # fmt: skip
+            spec, decided = chosen.spec, chosen.decided
+            path.write_bytes(chosen.blob)
+            how["candidates"] = chosen.candidates
+            how["selection"] = {"objective": p.objective, "min_agreement": p.min_agreement,
+                                "rounds": chosen.rounds}  # fmt: skip
+        else:
+            spec = default
+            decided = build_isolated(backend, spec, src, path)
+        errors = layer_errors(backend, path, src)
+        if check is not None:
+            spec, fallback = correct(backend, spec, src, path, errors, check, p.max_drift)
+            if fallback:
+                how["fallback"] = fallback
+            if fallback.get("kept_float"):
+                errors = layer_errors(backend, path, src)
+        art = backend.make(
+            workdir, spec, src, name=name, precision=precision(p.mode, spec), extra=decided,
+            write=lambda target: shutil.copyfile(path, target), **how,
+        )  # fmt: skip
+    return replace(art, facts={**art.facts, "layer_errors": errors})
+
+
+def precision(mode: str, spec: Any) -> str:
+    """The artifact's precision: the mode asked for (`int8` whichever int8 recipe won), or for
+    `auto` the winning recipe's own mode (int8, dynamic, float16)."""
+    return spec.mode if mode == "auto" else mode

@@ -9,7 +9,7 @@ from compress.stages.prune import Prune
 from compress.stages.quantize import Quantize
 from compress.stages.train import Train
 from compress.stages.verify import Verify
-from compress.state import Artifact, RunState, Skipped
+from compress.core.state import Artifact, RunState, Skipped
 
 # In run order: a model's standard pipeline is these stages, less the optional ones not asked for.
 # Adding a stage: its module, and one entry here.

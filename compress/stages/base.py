@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from compress.data import Dataset
-from compress.errors import StageError, validation_error
-from compress.state import RunState
+from compress.keras.data import Dataset
+from compress.core.errors import StageError, validation_error
+from compress.core.state import RunState
 
 
 class StageParams(BaseModel):
@@ -88,6 +88,6 @@ def with_reference_outputs(state: RunState) -> RunState:
 def worker_for(state: RunState) -> Any:
     """The run's worker process (isolate.Worker) for steps that can crash natively; a stage
     run alone, outside a pipeline, uses the process's shared worker."""
-    from compress import isolate
+    from compress.backends import worker as isolate
 
     return state.worker if state.worker is not None else isolate.shared()

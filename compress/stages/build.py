@@ -14,14 +14,16 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from compress import _tf, models
-from compress.arrays import count, pick
-from compress.data import load_digits, load_npz
-from compress.errors import InputError, StageError, UsageError, one_line
-from compress.heads import TaskChoice, output_activation
-from compress.keras_io import load_keras_model
+from compress.keras import _tf
+
+from compress.keras import models
+from compress.core.arrays import count, pick
+from compress.keras.data import load_digits, load_npz
+from compress.core.errors import InputError, StageError, UsageError, one_line
+from compress.measure.heads import TaskChoice, output_activation
+from compress.keras.model_io import load_keras_model
 from compress.stages.base import Stage, StageParams
-from compress.state import RunState
+from compress.core.state import RunState
 
 
 class BuildParams(StageParams):

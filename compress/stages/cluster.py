@@ -9,16 +9,12 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from compress import _tf
+from compress.keras import _tf
 from compress.backends.keras import save_artifact
 from compress.stages.base import Stage
-from compress.stages.finetune import (
-    FineTuneParams,
-    begin,
-    fine_tune,
-    wrap_layers,
-)
-from compress.state import RunState
+from compress.keras.training import fine_tune, wrap_layers
+from compress.stages.finetune import FineTuneParams, begin
+from compress.core.state import RunState
 
 
 class ClusterParams(FineTuneParams):

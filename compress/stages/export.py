@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from compress.backends import BACKENDS, Sources
-from compress.errors import one_line
+from compress.backends.isolated import builder
+from compress.core.errors import one_line
 from compress.stages.base import Stage, worker_for
-from compress.state import RunState, Skipped
+from compress.core.state import RunState, Skipped
 
 
 class ExportStage(Stage):
@@ -25,7 +26,8 @@ class ExportStage(Stage):
         model = self.model(state)
         src = Sources(model, worker=worker_for(state), **self.sources())
         try:
-            artifact = backend.make(state.workdir, backend.recipe("fp32"), src)
+            spec = backend.recipe("fp32")
+            artifact = backend.make(state.workdir, spec, src, build=builder(backend, spec, src))
         except OSError:
             raise  # a full disk or unwritable directory fails the run (see pipeline)
         except Exception as exc:  # the converter cannot (or crashed trying to) export it

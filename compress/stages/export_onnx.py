@@ -9,7 +9,7 @@ from pydantic import Field
 from compress.backends.onnxruntime import DEFAULT_OPSET, OPSETS
 from compress.stages.base import StageParams
 from compress.stages.export import ExportStage
-from compress.state import RunState
+from compress.core.state import RunState
 
 
 class ExportONNXParams(StageParams):

@@ -1,19 +1,18 @@
-"""What the compression stages share: which layers a per-layer policy selects, fine-tuning on
-the training split, and the float model's accuracy before compression (the baseline)."""
+"""What the compression stages share: their fine-tuning parameters, which layers a per-layer
+policy selects, and the float model's accuracy before compression (the baseline). The Keras
+side (fitting, wrapping layers) is compress.keras.training."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 from pydantic import Field
 
-from compress import _tf
-from compress.data import Dataset
-from compress.heads import loss_for
-from compress.keras_io import copy_model
+from compress.keras.data import Dataset
+from compress.keras.model_io import copy_model
+from compress.keras.training import layer_weight_counts
 from compress.stages.base import StageParams
-from compress.state import RunState
+from compress.core.state import RunState
 
 
 class FineTuneParams(StageParams):
@@ -30,17 +29,8 @@ class FineTuneParams(StageParams):
     seed: int = Field(0, ge=0)
 
 
-def layer_weight_counts(model: Any) -> dict[str, int]:
-    """Trainable weight elements per top-level layer."""
-    return {
-        layer.name: int(sum(np.prod(w.shape) for w in layer.trainable_weights))
-        for layer in model.layers
-        if layer.trainable_weights
-    }
-
-
 def select_layers(model: Any, params: FineTuneParams, stage: str) -> list[str]:
-    from compress.errors import UsageError
+    from compress.core.errors import UsageError
 
     counts = layer_weight_counts(model)
     if params.layers is not None:
@@ -55,58 +45,8 @@ def select_layers(model: Any, params: FineTuneParams, stage: str) -> list[str]:
     return [n for n, c in counts.items() if c / total >= params.min_weight_fraction]
 
 
-def wrap_layers(
-    model: Any, targets: list[str], wrapper: Any, tolerate: bool = True
-) -> tuple[Any, dict[str, str]]:
-    """Clone `model` with `wrapper(layer)` in place of each target layer. With `tolerate`, a
-    layer the wrapper refuses (ValueError, TypeError) stays as it is and is returned, with the
-    reason, in the second value; otherwise the error propagates."""
-    keras = _tf.keras()
-    refused: dict[str, str] = {}
-
-    def clone(layer):
-        if layer.name not in targets:
-            return layer
-        try:
-            return wrapper(layer)
-        except (ValueError, TypeError) as exc:
-            if not tolerate:
-                raise
-            refused[layer.name] = str(exc).strip().splitlines()[0]
-            return layer
-
-    return keras.models.clone_model(model, clone_function=clone), refused
-
-
-def fine_tune(
-    model: Any,
-    data: Dataset,
-    params: FineTuneParams,
-    heads: list[str],
-    callbacks: list | None = None,
-) -> None:
-    """Fit a wrapped model. tfmot's wrappers rename layers (and so outputs), so labels and
-    losses go by position, in the order of `heads` (the unwrapped model's output names)."""
-    keras = _tf.keras()
-    keras.utils.set_random_seed(params.seed)
-    model.compile(
-        optimizer=keras.optimizers.Adam(params.learning_rate),
-        loss=[loss_for(data.task(h)) for h in heads],
-    )
-    labels = [data.y_train[h] for h in heads]
-    model.fit(
-        data.x_train,
-        labels if len(labels) > 1 else labels[0],
-        epochs=params.epochs,
-        batch_size=params.batch_size,
-        shuffle=True,
-        verbose=0,
-        callbacks=callbacks or [],
-    )
-
-
 def steps_per_epoch(data: Dataset, batch_size: int) -> int:
-    from compress.arrays import count
+    from compress.core.arrays import count
 
     return -(-count(data.x_train) // batch_size)
 

@@ -13,21 +13,21 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from compress.arrays import count, rows
+from compress.core.arrays import count, rows
 from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
-from compress.gates import (
+from compress.measure.gates import (
     DEFAULT_MAX_DRIFT,
     DEFAULT_MAX_ERROR,
     compression_warnings,
     gate_failures,
 )
-from compress.heads import TaskChoice, head_metrics, match_heads, reference_metrics
-from compress.keras_io import load_model
+from compress.measure.heads import TaskChoice, head_metrics, match_heads, reference_metrics
+from compress.keras.model_io import load_model
 from compress.stages.base import Stage, StageParams, materialize
-from compress.state import RunState
-from compress.timing import MIN_CALLS, TIMING_BUDGET_S, measure_interleaved
-from compress.weights import float_weight_bytes
+from compress.core.state import RunState
+from compress.measure.timing import MIN_CALLS, TIMING_BUDGET_S, measure_interleaved
+from compress.measure.weights import float_weight_bytes
 
 
 class VerifyParams(StageParams):

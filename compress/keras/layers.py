@@ -1,0 +1,201 @@
+"""Custom Keras layers that compress ships, registered so `.keras` files holding them reload
+(with safe_mode on) in any process that imports this module; `compress.load_model` does that.
+
+The layer implements tfmot's hooks (PrunableLayer, ClusterableLayer, and a registered
+QuantizeConfig) so that pruning, clustering and quantization-aware training reach its weights
+instead of skipping it. Importing this module imports TensorFlow and tfmot.
+"""
+
+from __future__ import annotations
+
+from compress.keras import _tf
+
+keras = _tf.keras()
+tf = _tf.tf()
+import tensorflow_model_optimization as tfmot  # noqa: E402  (after TF_USE_LEGACY_KERAS is set)
+
+
+@keras.utils.register_keras_serializable(package="compress")
+class AttentionLayer(
+    keras.layers.Layer,
+    tfmot.sparsity.keras.PrunableLayer,
+    tfmot.clustering.keras.ClusterableLayer,
+):
+    """Additive attention pooling over time.
+
+    W = Dense(units), V = Dense(1); score = V(tanh(W(x))) for each timestep;
+    weights = softmax(score) over the time axis; output = sum over time of weights * x.
+    Input (batch, time, features) -> output (batch, features).
+    """
+
+    def __init__(self, units: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if not isinstance(units, int) or units < 1:
+            raise ValueError(f"AttentionLayer units must be an integer >= 1. Got {units!r}.")
+        self.units = units
+
+    def build(self, input_shape) -> None:
+        input_shape = tf.TensorShape(input_shape)
+        if input_shape.rank != 3:
+            raise ValueError(
+                f"AttentionLayer expects input of rank 3 (batch, time, features). "
+                f"Got shape {input_shape} instead."
+            )
+        features = int(input_shape[-1])
+        # W = Dense(units) and V = Dense(1), held as the layer's own kernels and biases so that
+        # tfmot's wrappers can reach them by attribute name (they replace `layer.<name>`).
+        glorot = keras.initializers.GlorotUniform()
+        self.W_kernel = self.add_weight("W_kernel", (features, self.units), initializer=glorot)
+        self.W_bias = self.add_weight("W_bias", (self.units,), initializer="zeros")
+        self.V_kernel = self.add_weight("V_kernel", (self.units, 1), initializer=glorot)
+        self.V_bias = self.add_weight("V_bias", (1,), initializer="zeros")
+        super().build(input_shape)
+
+    def call(self, x):
+        hidden = tf.tanh(tf.tensordot(x, self.W_kernel, axes=1) + self.W_bias)  # W(x)
+        score = tf.tensordot(hidden, self.V_kernel, axes=1) + self.V_bias  # (batch, time, 1)
+        weights = tf.nn.softmax(score, axis=1)  # over time
+        return tf.reduce_sum(weights * x, axis=1)
+
+    def compute_output_shape(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        return tf.TensorShape([input_shape[0], input_shape[-1]])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "units": self.units}
+
+    # tfmot hooks: the two projection kernels are what pruning and clustering act on.
+    def get_prunable_weights(self) -> list:
+        return [self.W_kernel, self.V_kernel]
+
+    def get_clusterable_weights(self) -> list:
+        return [("W_kernel", self.W_kernel), ("V_kernel", self.V_kernel)]
+
+
+_quantizers = tfmot.quantization.keras.quantizers
+
+
+@keras.utils.register_keras_serializable(package="compress")
+class AttentionQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+    """Quantization-aware training of AttentionLayer: int8 per-tensor symmetric fake-quant of
+    both kernels (as tfmot does for Dense) and of the pooled output."""
+
+    def get_weights_and_quantizers(self, layer):
+        def weight_quantizer():
+            return _quantizers.LastValueQuantizer(
+                num_bits=8, per_axis=False, symmetric=True, narrow_range=True
+            )
+
+        return [(layer.W_kernel, weight_quantizer()), (layer.V_kernel, weight_quantizer())]
+
+    def get_activations_and_quantizers(self, layer):
+        return []
+
+    def set_quantize_weights(self, layer, quantize_weights):
+        layer.W_kernel, layer.V_kernel = quantize_weights
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        pass
+
+    def get_output_quantizers(self, layer):
+        return [
+            _quantizers.MovingAverageQuantizer(
+                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+            )
+        ]
+
+    def get_config(self) -> dict:
+        return {}
+
+
+@keras.utils.register_keras_serializable(package="compress")
+class PositionEmbedding(
+    keras.layers.Layer,
+    tfmot.sparsity.keras.PrunableLayer,
+    tfmot.clustering.keras.ClusterableLayer,
+):
+    """A learned embedding per position added to a sequence: (batch, time, d) -> same shape.
+    Its table is one value per position and feature: nothing to prune or cluster."""
+
+    def build(self, input_shape) -> None:
+        input_shape = tf.TensorShape(input_shape)
+        if input_shape.rank != 3 or input_shape[1] is None:
+            raise ValueError(
+                "PositionEmbedding expects input of rank 3 with a fixed length (batch, time, "
+                f"features). Got shape {input_shape} instead."
+            )
+        self.table = self.add_weight(
+            "table", (int(input_shape[1]), int(input_shape[2])),
+            initializer=keras.initializers.RandomNormal(stddev=0.02),
+        )  # fmt: skip
+        super().build(input_shape)
+
+    def call(self, x):
+        return x + self.table
+
+    def get_prunable_weights(self) -> list:
+        return []
+
+    def get_clusterable_weights(self) -> list:
+        return []
+
+
+@keras.utils.register_keras_serializable(package="compress")
+class SelfAttention(
+    keras.layers.MultiHeadAttention,
+    tfmot.sparsity.keras.PrunableLayer,
+    tfmot.clustering.keras.ClusterableLayer,
+):
+    """MultiHeadAttention of a sequence over itself, called with one input (query = value =
+    key), so tfmot's wrappers (one input each) can take it. Its four projection kernels (query,
+    key, value, output) are what pruning and clustering act on: tfmot does not reach a
+    MultiHeadAttention's inner EinsumDense layers on its own (its registry names the exact
+    class). Clustering goes through tfmot's MHA wrapper, whose strip leaves the projections
+    holding tensors instead of their variables: `after_strip_clustering` puts them back."""
+
+    _PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+
+    def build(self, input_shape) -> None:
+        if not self._built_from_signature:
+            self._build_from_signature(query=input_shape, value=input_shape)
+        self.built = True
+
+    def call(self, inputs, training=None):
+        return super().call(inputs, inputs, training=training)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_prunable_weights(self) -> list:
+        return [d.kernel for d in self.projections()]
+
+    def get_clusterable_weights(self) -> list:
+        # dotted names: tfmot's MHA wrapper reads and sets them on the inner EinsumDense layers
+        return [(f"{name}.kernel", getattr(self, name).kernel) for name in self._PROJECTIONS]
+
+    def after_strip_clustering(self) -> None:
+        """tfmot's MHA strip assigns the clustered values to the original kernel variables but
+        leaves each projection's `kernel` a tensor, and tracks the variables on this layer under
+        the dotted names: give each projection its variable back (first, as EinsumDense creates
+        it, so the weight order is a fresh layer's), drop the dotted attributes."""
+        for name in self._PROJECTIONS:
+            variable = self.__dict__.get(f"{name}.kernel")
+            if variable is None:
+                continue
+            dense = getattr(self, name)
+            dense.kernel = variable
+            tracked = dense._trainable_weights
+            tracked.insert(0, tracked.pop(next(i for i, w in enumerate(tracked) if w is variable)))
+            delattr(self, f"{name}.kernel")
+
+    def projections(self) -> list:
+        return [getattr(self, name) for name in self._PROJECTIONS]
+
+
+CUSTOM_OBJECTS = {
+    "compress>AttentionLayer": AttentionLayer,
+    "compress>AttentionQuantizeConfig": AttentionQuantizeConfig,
+    "compress>PositionEmbedding": PositionEmbedding,
+    "compress>SelfAttention": SelfAttention,
+}
+QUANTIZE_CONFIGS = {AttentionLayer: AttentionQuantizeConfig}

@@ -1,0 +1,305 @@
+"""Reading and writing Keras files: the one module that loads a model.
+
+A user's model is untrusted: it is identified from its bytes (never its extension), zip archives
+are checked for path traversal and absurd uncompressed sizes before anything reads them, Keras
+configs are scanned for layers that carry code (Lambda) before a model is built, and every load
+runs with safe_mode. compress's own files (a run's `model.keras`, cache entries) load through the
+same `load_model`, with compress's custom layers registered.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from compress.core.errors import InputError, one_line
+
+MAX_UNCOMPRESSED = 8 * 1024**3  # bytes a zip may expand to (the machine has 24 GiB)
+MAX_RATIO = 1000  # uncompressed / compressed: beyond this a zip is a bomb, not a model
+CODE_LAYERS = {"Lambda", "TFOpLambda", "SlicingOpLambda"}  # refused in SavedModel metadata
+# Layers that record a TensorFlow op by its public API name (`x + y` is `__operators__.add`):
+# tf_keras looks the name up in TensorFlow's API registry on loading; no code is deserialized.
+# Allowed in .keras and HDF5 configs once the name is checked (op_symbol_problem, resolve_ops).
+OP_LAYERS = {"TFOpLambda", "SlicingOpLambda"}
+_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# Public API symbols that reach outside the graph (files, Python callables, printing, raw ops):
+# a model has no business calling them, so they are refused even though they resolve.
+DENIED_NAMESPACES = {"io", "raw_ops", "compat", "debugging", "summary", "saved_model", "data",
+                     "distribute", "config", "sysconfig", "experimental", "autograph", "lite",
+                     "keras", "estimator", "train", "queue", "tpu", "profiler", "test"}  # fmt: skip
+DENIED_SYMBOLS = {"py_function", "numpy_function", "py_func", "print", "Print", "write_file",
+                  "read_file", "load_op_library", "load_library", "function", "Variable",
+                  "eager_py_func"}  # fmt: skip
+KERAS_FORMATS = ("keras", "h5", "savedmodel")
+
+
+def detect(path: Path) -> str:
+    """keras | h5 | savedmodel | onnx | tflite | zip | unknown, from the content."""
+    path = Path(path)
+    if path.is_dir():
+        return "savedmodel" if (path / "saved_model.pb").is_file() else "unknown"
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = set(zf.namelist())
+        except zipfile.BadZipFile:
+            return "unknown"
+        return "keras" if "config.json" in names else "zip"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "h5"
+    if head[4:8] == b"TFL3":
+        return "tflite"
+    if _looks_like_onnx(path):
+        return "onnx"
+    return "unknown"
+
+
+def _looks_like_onnx(path: Path) -> bool:
+    if path.stat().st_size > 2 * 1024**3:
+        return False
+    try:
+        from onnx import ModelProto
+
+        proto = ModelProto()
+        proto.ParseFromString(path.read_bytes())
+        return proto.ir_version > 0 and len(proto.graph.node) > 0
+    except Exception:
+        return False
+
+
+def check_zip(path: Path, what: str) -> None:
+    """Refuse archive members that escape the archive or expand absurdly, before extraction."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+    except zipfile.BadZipFile as exc:
+        raise InputError(f"{what} '{path.name}' is a corrupt zip archive: {exc}") from None
+    total = 0
+    for info in infos:
+        name = info.filename
+        if name.startswith(("/", "\\")) or ".." in Path(name).parts or ":" in name:
+            raise InputError(f"{what} '{path.name}' has an unsafe member path {name!r}: refused")
+        total += info.file_size
+        if info.compress_size and info.file_size / info.compress_size > MAX_RATIO:
+            raise InputError(
+                f"{what} '{path.name}': member {name!r} expands {info.file_size:,} bytes from "
+                f"{info.compress_size:,} (ratio > {MAX_RATIO}): refused as a zip bomb"
+            )
+    if total > MAX_UNCOMPRESSED:
+        raise InputError(
+            f"{what} '{path.name}' expands to {total:,} bytes (limit {MAX_UNCOMPRESSED:,}): refused"
+        )
+
+
+def scan_config(config: Any, where: str) -> None:
+    """Refuse a Keras model config that would run code when built: Lambda layers, or classes
+    from modules other than Keras and compress."""
+    for node in _dicts(config):
+        cls = node.get("class_name")
+        if cls in OP_LAYERS:
+            problem = op_symbol_problem((node.get("config") or {}).get("function"))
+            if problem:
+                raise InputError(f"{where} holds a {cls} layer whose op {problem}: refused")
+        elif cls in CODE_LAYERS:
+            raise InputError(
+                f"{where} holds a {cls} layer, whose code would run on loading: refused"
+            )
+        module = node.get("module")
+        if (
+            isinstance(module, str)
+            and isinstance(cls, str)
+            and not module.startswith(("keras", "tf_keras", "tensorflow", "compress", "builtins"))
+        ):
+            raise InputError(
+                f"{where} names class {cls!r} from module {module!r}, which compress does "
+                "not trust: refused"
+            )
+
+
+def op_symbol_problem(symbol: Any) -> str | None:
+    """Why a TFOpLambda's recorded op name is not allowed (None if it is, as far as can be told
+    without TensorFlow; resolve_ops checks it resolves)."""
+    if not isinstance(symbol, str) or not _SYMBOL.match(symbol):
+        return f"name {symbol!r} is not a TensorFlow API name"
+    parts = symbol.split(".")
+    if parts[0] in DENIED_NAMESPACES or parts[-1] in DENIED_SYMBOLS:
+        return f"tf.{symbol} reaches outside the model's graph (files, Python code, printing)"
+    return None
+
+
+def _dicts(config: Any) -> Iterator[dict[str, Any]]:
+    """Every dict nested anywhere in a JSON config (layers, their configs, nested models)."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+def op_symbols(config: Any) -> list[str]:
+    """The op names the config's TFOpLambda / SlicingOpLambda layers record."""
+    return [(node.get("config") or {}).get("function") for node in _dicts(config)
+            if node.get("class_name") in OP_LAYERS]  # fmt: skip
+
+
+def resolve_ops(config: Any, where: str) -> None:
+    """Every recorded op name resolves in TensorFlow's public API registry (the lookup tf_keras
+    itself makes when it loads the layer) to a TensorFlow function."""
+    symbols = op_symbols(config)
+    if not symbols:
+        return
+    from compress.keras import _tf
+
+    _tf.tf()
+    from tensorflow.python.util import tf_export
+
+    for symbol in symbols:
+        target = tf_export.get_symbol_from_name(symbol)
+        module = getattr(target, "__module__", "") or ""
+        if target is None or not module.startswith("tensorflow"):
+            raise InputError(
+                f"{where} holds a TFOpLambda layer whose op tf.{symbol} is not in TensorFlow's "
+                "public API: refused"
+            )
+
+
+def inspect_model_file(path: Path) -> str:
+    """Every check that needs no framework: what the file is, that its archive is sane and that
+    its config holds no code. Returns the kind (keras, h5 or savedmodel). Fast: run before any
+    work, and again right before loading."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"model file '{path}' does not exist")
+    kind = detect(path)
+    where = f"model file '{path.name}'"
+    if kind in ("onnx", "tflite"):
+        raise InputError(
+            f"{where} is a {kind.upper()} model; compress compresses Keras models "
+            "(.keras, .h5 or a SavedModel directory) and exports TFLite and ONNX itself"
+        )
+    if kind not in KERAS_FORMATS:
+        raise InputError(f"{where} is not a Keras model (.keras zip, HDF5 or SavedModel)")
+    try:
+        if kind in ("keras", "h5"):
+            scan_config(model_config(path, kind), where)
+        else:
+            meta = path / "keras_metadata.pb"
+            if not meta.is_file():
+                raise InputError(f"{where} is a SavedModel without Keras metadata")
+            blob = meta.read_bytes()
+            for cls in CODE_LAYERS:
+                if f'"class_name": "{cls}"'.encode() in blob:
+                    raise InputError(
+                        f"{where} holds a {cls} layer, whose code would run on loading: refused"
+                    )
+    except InputError:
+        raise
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{where} is not a readable Keras model: {exc}") from None
+    return kind
+
+
+def model_config(path: Path, kind: str) -> Any:
+    """The model config (JSON) of a .keras or HDF5 file, read without building anything."""
+    where = f"model file '{path.name}'"
+    if kind == "keras":
+        check_zip(path, "model file")
+        with zipfile.ZipFile(path) as zf:
+            return json.loads(zf.read("config.json"))
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        raw = f.attrs.get("model_config")
+    if raw is None:
+        raise InputError(f"{where} is HDF5 without a model config (weights only?)")
+    return json.loads(raw if isinstance(raw, str) else raw.decode())
+
+
+def load_keras_model(path: Path) -> Any:
+    """A user's Keras model in any of its formats, loaded without running code from the file."""
+    from compress.keras import _tf
+
+    path = Path(path)
+    kind = inspect_model_file(path)
+    if kind in ("keras", "h5"):
+        resolve_ops(model_config(path, kind), f"model file '{path.name}'")
+    try:
+        if kind == "keras":
+            return load_model(path)
+        return _tf.keras().models.load_model(str(path), compile=False, safe_mode=True)
+    except Exception as exc:
+        where = f"model file '{path.name}'"
+        raise InputError(f"{where} cannot be loaded safely: {one_line(exc)}") from None
+
+
+def load_model(path: str | Path) -> Any:
+    """Load a `.keras` file written by compress (or any model using only registered layers),
+    with safe_mode on: no Lambda or other code from the file runs."""
+    from compress.keras import _tf
+
+    keras = _tf.keras()
+    if _uses_compress_layers(Path(path)):
+        import compress.keras.layers  # noqa: F401  (registers AttentionLayer for deserialization)
+
+    return keras.models.load_model(str(path), safe_mode=True, compile=False)
+
+
+def _uses_compress_layers(path: Path) -> bool:
+    """Whether a .keras file's config names a compress layer. Reading config.json from the zip
+    is cheap; importing compress.keras.layers (and with it tfmot) is not."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            return b'"compress>' in zf.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return True  # let Keras report what is wrong with the file
+
+
+def copy_model(model: Any) -> Any:
+    """A fresh, uncompiled model with the same weights (tfmot's wrappers mutate the layers they
+    wrap; a saved copy carries no optimizer state)."""
+    from compress.keras import _tf
+
+    fresh = _tf.keras().models.clone_model(model)
+    fresh.set_weights(model.get_weights())
+    return fresh
+
+
+def wrapped_weight(wrapper: Any, weight: Any) -> Any | None:
+    """The variable of a tfmot wrapper (QAT, pruning, clustering keep the layer's name) that
+    holds `weight` of the unwrapped layer: same last name part (`kernel:0`), same shape."""
+    suffix, shape = weight.name.split("/")[-1], tuple(weight.shape)
+    return next(
+        (t for t in wrapper.weights if t.name.split("/")[-1] == suffix and tuple(t.shape) == shape),
+        None,
+    )
+
+
+def trained_weights_into(model: Any, trained: Any) -> Any:
+    """A copy of the float `model` with the weights `trained` (its tfmot-wrapped twin, e.g.
+    after quantization-aware training) ended with: the float graph, the fine-tuned values."""
+    fresh = copy_model(model)
+    for layer in fresh.layers:
+        if not layer.weights:
+            continue
+        wrapper = trained.get_layer(layer.name)
+        found = [wrapped_weight(wrapper, w) for w in layer.weights]
+        if any(f is None for f in found):
+            missing = [w.name for w, f in zip(layer.weights, found, strict=True) if f is None]
+            raise ValueError(f"layer {layer.name!r}: no trained value for {', '.join(missing)}")
+        layer.set_weights([f.numpy() for f in found])
+    return fresh
+
+
+def save_model(model: Any, path: str | Path) -> None:
+    """Save architecture and weights without the optimizer state (which triples an
+    Adam-trained file)."""
+    copy_model(model).save(str(path))

@@ -1,0 +1,566 @@
+"""report.html: one self-contained page per run (and tune.html per tune) from its report dict.
+
+Inline CSS, plots as inline SVG drawn by matplotlib; no script, font or image is fetched, so the
+file opens offline and can be attached to a CI job as it is. Every string that came from a
+model, a data file or a config is escaped: a layer named `<script>` is text here.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;
+background:#f6f7f9}
+main{max-width:1180px;margin:0 auto;padding:24px}
+h1{font-size:22px;margin:0 0 4px}
+h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d8dce3;padding-bottom:4px}
+h3{font-size:14px;margin:16px 0 6px}
+.meta{color:#5b6575;margin-bottom:16px}
+.verdict{padding:12px 16px;border-radius:6px;margin:12px 0;font-weight:600}
+.pass{background:#e3f5e8;border:1px solid #67b07c}.fail{background:#fbe6e6;border:1px solid #d06464}
+.verdict ul{margin:6px 0 0;font-weight:400}
+.warn{background:#fff5dc;border:1px solid #d8b24a;padding:8px 14px;border-radius:6px;margin:8px 0}
+table{border-collapse:collapse;background:#fff;margin:6px 0 12px;font-size:13px}
+th,td{border:1px solid #d8dce3;padding:3px 8px;text-align:right;white-space:nowrap}
+th{background:#eef1f5}td.l,th.l{text-align:left}
+tr.chosen td{background:#eef7ff}
+.chart{background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:6px;margin:8px 0;
+display:inline-block}.chart svg{display:block;max-width:100%;height:auto}
+code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:#eef1f5;
+border-radius:4px}code{padding:1px 4px}pre{padding:8px;overflow:auto}
+.wide{overflow-x:auto;max-width:100%}details{margin:6px 0}summary{cursor:pointer}
+.bad{color:#b02a2a;font-weight:600}.good{color:#1f7a3a}
+"""
+
+SQNR_CAP_DB = 100.0  # layers above it are drawn at it: no measurable quantization error
+CONFUSION_CLASSES = 30  # most classes a confusion difference draws
+PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac")
+
+
+def esc(value: Any) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _num(value: Any, spec: str = ".2f") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return str(value)
+    try:
+        return format(value, spec)
+    except (TypeError, ValueError):
+        return esc(value)
+
+
+def table(
+    header: list[str], rows: Iterable[list[Any]], left: int = 1, classes: list[str] | None = None
+) -> str:
+    """An HTML table (scrolling sideways when wide); the first `left` columns left-aligned;
+    cells are escaped."""
+    out = ['<div class="wide"><table><tr>']
+    out += [f'<th class="{"l" if i < left else ""}">{esc(h)}</th>' for i, h in enumerate(header)]
+    out.append("</tr>")
+    for n, row in enumerate(rows):
+        cls = f' class="{classes[n]}"' if classes and classes[n] else ""
+        out.append(f"<tr{cls}>")
+        out += [f'<td class="{"l" if i < left else ""}">{esc(c)}</td>' for i, c in enumerate(row)]
+        out.append("</tr>")
+    out.append("</table></div>")
+    return "".join(out)
+
+
+def svg(fig: Any) -> str:
+    """A matplotlib figure as inline SVG (text kept as text, stable ids), and closed."""
+    import matplotlib.pyplot as plt
+
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue(), flags=re.S)
+    return '<div class="chart">' + text[text.index("<svg") :] + "</div>"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "compress", "font.size": 9})
+    return plt
+
+
+def page(title: str, body: list[str]) -> str:
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body><main>"
+        + "\n".join(body)
+        + "</main></body></html>\n"
+    )
+
+
+# --- a run ---------------------------------------------------------------------------------
+
+
+def render(report: dict[str, Any]) -> str:
+    """report.html for one run's report dict."""
+    v = report["verification"]
+    arts = v["artifacts"]
+    body = [
+        f"<h1>compress report: {esc(report['model'])}</h1>",
+        f'<div class="meta">run {esc(report["run_id"])} · {esc(report["created"])} · '
+        f"data {esc((report.get('data') or {}).get('name'))} · "
+        f"{esc(v.get('test_samples'))} held-out samples</div>",
+        _verdict(report),
+        "<h2>Artifacts</h2>",
+        _artifact_table(report),
+        "<h2>Size and latency</h2>",
+        _size_latency_charts(arts),
+        "<h2>Accuracy and drift per head</h2>",
+        _heads(report),
+        "<h2>Confusion difference against the float model</h2>",
+        _confusion(report),
+        "<h2>Per layer: weights and quantization sensitivity</h2>",
+        _layers(arts),
+        "<h2>Recipe candidates</h2>",
+        _candidates(arts),
+        "<h2>Environment and reproduction</h2>",
+        _environment(report),
+    ]
+    return page(f"compress: {report['model']} {report['run_id']}", body)
+
+
+def _verdict(report: dict[str, Any]) -> str:
+    v = report["verification"]
+    failures, warnings = v.get("failures", []), v.get("warnings", [])
+    if report.get("passed"):
+        head = '<div class="verdict pass">PASSED: every artifact is within its gates'
+    else:
+        head = f'<div class="verdict fail">FAILED: {len(failures)} gate(s) missed'
+    gates = (
+        f"max drift {_num(v.get('max_drift'), 'g')} pts, max numeric error "
+        f"{_num(v.get('max_error'), 'g')}, min speedup "
+        f"{'none' if v.get('min_speedup') is None else _num(v.get('min_speedup'), 'g')}"
+    )
+    items = "".join(f"<li>{esc(f)}</li>" for f in failures)
+    out = [f"{head}<div style='font-weight:400'>gates: {esc(gates)}</div>"]
+    if items:
+        out.append(f"<ul>{items}</ul>")
+    out.append("</div>")
+    for w in warnings:
+        out.append(f'<div class="warn">WARNING: {esc(w)}</div>')
+    for s in report.get("skipped", []):
+        out.append(
+            f'<div class="warn">SKIPPED {esc(s.get("artifact") or s.get("name"))}: '
+            f"{esc(s.get('reason'))}</div>"
+        )
+    return "\n".join(out)
+
+
+def _head_cell(m: dict[str, Any]) -> str:
+    if m.get("task") == "regress":
+        return f"rel err {_num(m.get('relative_error'), '.4f')}"
+    return f"{_num(m.get('accuracy'))}% ({_num(m.get('drift'), '+.2f')})"
+
+
+def _artifact_table(report: dict[str, Any]) -> str:
+    arts = report["verification"]["artifacts"]
+    heads = list(next((a["heads"] for a in arts if a.get("heads")), {}))
+    header = ["artifact", "runtime", "precision", "recipe", "size (B)", "gzip (B)", "ratio"]
+    header += [f"{h}: acc (drift)" for h in heads]
+    header += ["p50 b1 ms", "p50 b32 ms", "speedup b1", "speedup b32"]
+    rows = []
+    for a in arts:
+        lat, sp = a.get("latency_ms") or {}, a.get("speedup") or {}
+        rows.append(
+            [a["name"], a["runtime"], a["precision"], a["recipe"]["id"], f"{a['size_bytes']:,}",
+             f"{a['size_gzip_bytes']:,}", f"{_num(a.get('compression_ratio'))}x"]
+            + [_head_cell(a["heads"].get(h, {})) for h in heads]
+            + [_num((lat.get("b1") or {}).get("p50_ms"), ".3f"),
+               _num((lat.get("b32") or {}).get("p50_ms"), ".3f"),
+               _num(sp.get("b1"), ".2f"), _num(sp.get("b32"), ".2f")]
+        )  # fmt: skip
+    return table(header, rows, left=4)
+
+
+def _size_latency_charts(arts: list[dict[str, Any]]) -> str:
+    plt = _pyplot()
+    names = [a["name"] for a in arts]
+    fig, ax = plt.subplots(figsize=(6.2, 0.35 * len(arts) + 1.2))
+    ys = range(len(arts))
+    ax.barh([y - 0.2 for y in ys], [a["size_bytes"] for a in arts], 0.4, label="raw",
+            color=PALETTE[0])  # fmt: skip
+    ax.barh([y + 0.2 for y in ys], [a["size_gzip_bytes"] for a in arts], 0.4, label="gzip",
+            color=PALETTE[1])  # fmt: skip
+    ax.set_yticks(list(ys), names)
+    ax.invert_yaxis()
+    ax.xaxis.set_major_formatter(_bytes_formatter())
+    ax.set_xlabel("bytes")
+    ax.set_title("size per artifact")
+    ax.legend(fontsize=8)
+    out = [svg(fig)]
+    timed = [a for a in arts if a.get("latency_ms")]
+    if timed:
+        fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(timed) + 1.4), sharey=True)
+        for ax, batch in zip(axes, ("b1", "b32"), strict=True):
+            rows = [(a["name"], (a["latency_ms"].get(batch) or {})) for a in timed]
+            p50 = [r.get("p50_ms") or 0 for _, r in rows]
+            p90 = [r.get("p90_ms") or 0 for _, r in rows]
+            ax.barh(range(len(rows)), p50, color=[_runtime_color(a) for a in timed],
+                    xerr=[[0] * len(rows), [max(b - a, 0) for a, b in zip(p50, p90, strict=True)]],
+                    capsize=3)  # fmt: skip
+            ax.set_yticks(range(len(rows)), [n for n, _ in rows])
+            ax.set_xlabel("ms per call (bar: p50, whisker: p90)")
+            ax.set_title(f"latency, batch {batch[1:]}")
+        axes[0].invert_yaxis()
+        out.append(svg(fig))
+    return "\n".join(out)
+
+
+def _bytes_formatter() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    def fmt(x: float, _pos: int) -> str:
+        for unit, scale in (("MB", 1e6), ("kB", 1e3)):
+            if abs(x) >= scale:
+                return f"{x / scale:g} {unit}"
+        return f"{x:g} B"
+
+    return FuncFormatter(fmt)
+
+
+def _runtime_color(a: dict[str, Any]) -> str:
+    return {"litert": PALETTE[0], "onnxruntime": PALETTE[1]}.get(a["runtime"], PALETTE[7])
+
+
+def _heads(report: dict[str, Any]) -> str:
+    plt = _pyplot()
+    v = report["verification"]
+    arts = [a for a in v["artifacts"] if a.get("heads")]
+    out = []
+    heads = list(arts[0]["heads"]) if arts else []
+    for h in heads:
+        rows = [(a["name"], a["heads"][h]) for a in arts if h in a["heads"]]
+        task = rows[0][1].get("task", "classify")
+        if task == "regress":
+            header = ["artifact", "mean abs err", "max abs diff", "rel err", "cosine", "label MAE"]
+            body = [[n, _num(m.get("mean_abs_error"), ".5f"), _num(m.get("max_abs_diff"), ".5f"),
+                     _num(m.get("relative_error"), ".5f"), _num(m.get("cosine"), ".5f"),
+                     _num(m.get("label_mae"), ".4f")] for n, m in rows]  # fmt: skip
+            values, label = [m.get("relative_error") or 0 for _, m in rows], "relative error"
+        else:
+            header = ["artifact", "accuracy %", "drift pts", "baseline drift", "agreement %"]
+            body = [[n, _num(m.get("accuracy")), _num(m.get("drift"), "+.2f"),
+                     _num(m.get("baseline_drift"), "+.2f"), _num(m.get("agreement"))]
+                    for n, m in rows]  # fmt: skip
+            values, label = [m.get("drift") or 0 for _, m in rows], "drift (pts, + = lost)"
+        out.append(f"<h3>head {esc(h)} ({esc(task)})</h3>")
+        out.append(table(header, body))
+        fig, ax = plt.subplots(figsize=(6.2, 0.3 * len(rows) + 1.1))
+        ax.barh(range(len(rows)), values, color=[PALETTE[3] if x > 0 else PALETTE[2]
+                                                 for x in values])  # fmt: skip
+        ax.set_yticks(range(len(rows)), [n for n, _ in rows])
+        ax.invert_yaxis()
+        ax.axvline(0, color="#333", lw=0.8)
+        if task != "regress" and v.get("max_drift") is not None:
+            ax.axvline(v["max_drift"], color=PALETTE[1], ls="--", lw=1, label="max drift")
+            ax.legend(fontsize=8)
+        ax.set_xlabel(label)
+        ax.set_title(f"head {h}")
+        out.append(svg(fig))
+    return "\n".join(out) or "<p>No heads were verified.</p>"
+
+
+def _moved_classes(diff: Any) -> Any:
+    """The classes to draw of a confusion difference: all of them up to CONFUSION_CLASSES, else
+    those a sample moved from or to, the most moved first, at most CONFUSION_CLASSES (in class
+    order). A 1000-class matrix drawn whole is unreadable and took 90 s to render."""
+    import numpy as np
+
+    if len(diff) <= CONFUSION_CLASSES:
+        return np.arange(len(diff))
+    involved = np.abs(diff).sum(axis=0) + np.abs(diff).sum(axis=1)
+    top = np.argsort(-involved, kind="stable")[: min(CONFUSION_CLASSES, int((involved > 0).sum()))]
+    return np.sort(top)
+
+
+def _confusion(report: dict[str, Any]) -> str:
+    """Per classify head, each compressed artifact's confusion matrix minus the Keras float
+    model's: a cell (true t, predicted p) above 0 means the artifact put more samples there."""
+    import numpy as np
+
+    from compress.measure.heads import confusion_matrix
+
+    plt = _pyplot()
+    arts = report["verification"]["artifacts"]
+    ref = next((a for a in arts if a["runtime"] == "keras"), None)
+    if ref is None:
+        return "<p>No float Keras model to compare with.</p>"
+    out = []
+    for h, m0 in ref["heads"].items():
+        if m0.get("confusion") is None:
+            continue
+        float_matrix = confusion_matrix(m0["confusion"])  # once per head, not per artifact
+        for a in arts:
+            m = a.get("heads", {}).get(h, {})
+            if a is ref or a["precision"] == "fp32" or m.get("confusion") is None:
+                continue
+            diff = confusion_matrix(m["confusion"]) - float_matrix
+            moved = int(np.abs(diff).sum() // 2)
+            per_class = np.diag(diff)
+            changes = (
+                ", ".join(f"class {i}: {int(d):+d}" for i, d in enumerate(per_class) if d)
+                or "no class gained or lost a correct sample"
+            )
+            out.append(
+                f"<h3>{esc(a['name'])}, head {esc(h)}</h3><p>{moved} of "
+                f"{int(float_matrix.sum())} samples moved to another cell; correct per "
+                f"class (artifact minus float): {esc(changes)}</p>"
+            )
+            if not moved:
+                continue
+            shown = _moved_classes(diff)
+            if len(shown) < len(diff):
+                out.append(f"<p>Drawn: {len(shown)} of the {len(diff)} classes, those whose "
+                           "samples moved (the most moved first).</p>")  # fmt: skip
+            part = diff[np.ix_(shown, shown)]
+            n = len(shown)
+            fig, ax = plt.subplots(figsize=(0.36 * n + 1.8, 0.36 * n + 1.2))
+            lim = max(int(np.abs(part).max()), 1)
+            im = ax.imshow(part, cmap="RdBu", vmin=-lim, vmax=lim)
+            for (i, j), d in np.ndenumerate(part):
+                if d:
+                    ax.text(j, i, f"{int(d):+d}", ha="center", va="center", fontsize=7)
+            ax.set_xlabel("predicted class")
+            ax.set_ylabel("true class")
+            ax.set_xticks(range(n), [str(c) for c in shown])
+            ax.set_yticks(range(n), [str(c) for c in shown])
+            ax.set_title(f"{a['name']} − float, head {h}")
+            fig.colorbar(im, ax=ax, shrink=0.8)
+            out.append(svg(fig))
+    return "\n".join(out) or "<p>No classification head with a compressed artifact.</p>"
+
+
+def _layers(arts: list[dict[str, Any]]) -> str:
+    plt = _pyplot()
+    out = []
+    for a in arts:
+        tensors = (a.get("weights") or {}).get("tensors") or []
+        errors = (a.get("layer_errors") or {}).get("layers") or []
+        if not tensors and not errors:
+            continue
+        out.append(f"<h3>{esc(a['name'])}</h3>")
+        if tensors:
+            rows = [[t["name"], "x".join(map(str, t.get("shape", []))), t.get("dtype"),
+                     f"{t.get('size', 0):,}", _num(t.get("sparsity"), ".3f"),
+                     t.get("unique"), t.get("unique_per_channel_max", "-")]
+                    for t in tensors]  # fmt: skip
+            out.append(
+                "<details open><summary>weights: "
+                f"{len(tensors)} tensors</summary>"
+                + table(
+                    [
+                        "tensor",
+                        "shape",
+                        "dtype",
+                        "values",
+                        "sparsity",
+                        "distinct",
+                        "distinct/channel (max)",
+                    ],
+                    rows,
+                )  # fmt: skip
+                + "</details>"
+            )
+        if errors:
+            fig, ax = plt.subplots(figsize=(6.2, 0.28 * len(errors) + 1.1))
+            names = [_short(e["layer"]) for e in errors]
+            # an exact match (no error) reads as a very high SQNR: drawn at the cap, marked
+            values = [min(e["sqnr_db"], SQNR_CAP_DB) for e in errors]
+            ax.barh(range(len(errors)), values, color=[
+                PALETTE[7] if e["sqnr_db"] >= SQNR_CAP_DB else PALETTE[4] for e in errors
+            ])  # fmt: skip
+            ax.set_yticks(range(len(errors)), names)
+            ax.invert_yaxis()
+            ax.set_xlabel(f"SQNR against the fp32 artifact (dB; low = sensitive; grey: "
+                          f">= {SQNR_CAP_DB:g} dB, no measurable error)")  # fmt: skip
+            ax.set_title(f"{a['name']}: quantization sensitivity per layer")
+            out.append(svg(fig))
+    return "\n".join(out) or "<p>No per-layer data.</p>"
+
+
+def _short(name: str, width: int = 48) -> str:
+    return name if len(name) <= width else "…" + name[-(width - 1) :]
+
+
+def _cell(value: Any) -> str:
+    """A measured value as a table cell: integers with separators, floats to 4 digits."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return "-" if value is None else str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _candidates(arts: list[dict[str, Any]]) -> str:
+    out = []
+    for a in arts:
+        cands = a["recipe"].get("candidates") or []
+        if not cands:
+            continue
+        sel = a["recipe"].get("selection") or {}
+        keys = [k for k in cands[0] if k not in ("id", "chosen")]
+        rows = [[c["id"], *(_cell(c.get(k)) for k in keys), "yes" if c.get("chosen") else ""]
+                for c in cands]  # fmt: skip
+        out.append(
+            f"<h3>{esc(a['name'])}: {esc(a['recipe']['id'])}</h3>"
+            f"<p>{esc(a['recipe'].get('description'))}</p>"
+            f"<p>objective {esc(sel.get('objective'))}, agreement floor "
+            f"{esc(sel.get('min_agreement'))}%, winner after each timing round: "
+            f"{esc(', '.join(sel.get('rounds') or []) or '-')}</p>"
+        )
+        out.append(
+            table(
+                ["recipe", *keys, "chosen"],
+                rows,
+                classes=["chosen" if c.get("chosen") else "" for c in cands],
+            )  # fmt: skip
+        )
+    return "\n".join(out) or "<p>No recipe search ran (a single recipe per artifact).</p>"
+
+
+def _environment(report: dict[str, Any]) -> str:
+    env = report.get("environment") or {}
+    rows = [[k, env.get(k)] for k in ("python", "platform", "cpu", "cpu_count")]
+    rows += [[f"package {k}", ver] for k, ver in (env.get("packages") or {}).items()]
+    command = report.get("command")
+    how = (
+        f"<p>Reproduce: <code>{esc(command)}</code></p>"
+        if command
+        else "<p>Run from the Python API; the resolved pipeline below reproduces it.</p>"
+    )
+    seconds = report.get("stage_seconds") or {}
+    stage_rows = [[k, _num(s, ".2f"), (report.get("cache") or {}).get(k, "-")]
+                  for k, s in seconds.items()]  # fmt: skip
+    return (
+        how
+        + table(["", "value"], rows)
+        + "<h3>Stages</h3>"
+        + table(["stage", "seconds", "cache"], stage_rows)
+        + "<details><summary>resolved pipeline</summary><pre>"
+        + esc(json.dumps(report.get("pipeline"), indent=2))
+        + "</pre></details>"
+    )
+
+
+# --- a tune --------------------------------------------------------------------------------
+
+
+def render_tune(record: dict[str, Any]) -> str:
+    """tune.html for a tune record (tune.json)."""
+    from compress import tune
+
+    fp32 = record.get("fp32_weight_bytes")
+    passed = record.get("passed")
+    verdict = (
+        '<div class="verdict pass">A trial within the budget was found for every runtime</div>'
+        if passed
+        else '<div class="verdict fail">NO trial met the budget for '
+        + esc(", ".join(k for k, b in record["best"].items() if not b["within_budget"]) or "any")
+        + ": the closest is shown</div>"
+    )
+    body = [
+        f"<h1>compress tune: {esc(record['target'])}</h1>",
+        f'<div class="meta">tune {esc(record["tune_id"])} · objectives '
+        f"{esc(', '.join(record['objectives']))} · max drift {_num(record['max_drift'], 'g')} "
+        f"pts · {len(record['trials'])} trials</div>",
+        verdict,
+        "<h2>Recommended artifacts</h2>",
+    ]
+    rows = []
+    for name, b in record["best"].items():
+        ratio = f"{fp32 / b['size_gzip_bytes']:.1f}x" if fp32 and b.get("size_gzip_bytes") else "-"
+        rows.append([name, b["trial"], b["artifact"], b.get("recipe"),
+                     f"{b.get('size_gzip_bytes') or 0:,}", ratio,
+                     _num(b.get("latency_ms_b1"), ".3f"), _num(b.get("drift"), "+.2f"),
+                     "yes" if b["within_budget"] else "NO"])  # fmt: skip
+    body.append(table(["best", "trial", "artifact", "recipe", "gzip (B)", "ratio",
+                       "p50 b1 ms", "drift pts", "within budget"], rows))  # fmt: skip
+    body.append("<h2>Pareto fronts</h2>")
+    body.append(_pareto_svg(record))
+    body.append(f"<p>{esc(record.get('latency'))}</p>")
+    body.append("<h2>Trials</h2>")
+    trial_rows = []
+    for t in record["trials"]:
+        p = t.get("params") or {}
+        cells = [t["number"], t["state"], *(p.get(k) for k in tune.DEFAULT_SPACE)]
+        for runtime in tune.RUNTIMES:
+            m = (t.get("runtimes") or {}).get(runtime) or {}
+            gzip = f"{m['size_gzip_bytes']:,}" if m.get("size_gzip_bytes") else "-"
+            cells += [gzip, _num(m.get("latency_ms_b1"), ".3f"), _num(m.get("drift"), "+.2f")]
+        cells += [_num(t.get("seconds"), ".1f"),
+                  f"same as {t['same_as']}" if "same_as" in t else t.get("error", "")]  # fmt: skip
+        trial_rows.append(cells)
+    header = ["trial", "state", *tune.DEFAULT_SPACE]
+    for runtime in tune.RUNTIMES:
+        header += [f"{runtime} gzip", f"{runtime} p50 ms", f"{runtime} drift"]
+    body.append(table([*header, "seconds", "note"], trial_rows, left=2))
+    return page(f"compress tune: {record['target']} {record['tune_id']}", body)
+
+
+def _pareto_svg(record: dict[str, Any]) -> str:
+    from compress import tune
+
+    _pyplot()
+    return svg(tune.pareto_figure(record))
+
+
+def rerender(directory: Path) -> Path:
+    """Render DIR/report.html from DIR/report.json again (the manifest's entry follows, so the
+    run directory still verifies), or a tune directory's tune.html from its tune.json. Returns
+    the page written."""
+    from compress.core.errors import InputError
+    from compress.core.fileio import sha256_file, write_json_atomic, write_text_atomic
+
+    directory = Path(directory)
+    if directory.is_file() and directory.name in ("report.json", "tune.json"):
+        directory = directory.parent
+    for name, page_name, render_fn in (
+        ("report.json", "report.html", render),
+        ("tune.json", "tune.html", render_tune),
+    ):
+        source = directory / name
+        if not source.is_file():
+            continue
+        try:
+            record = json.loads(source.read_text(encoding="utf-8"))
+            text = render_fn(record)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise InputError(
+                f"{source} is not a report compress can render: {type(exc).__name__}: {exc}"
+            ) from None
+        target = directory / page_name
+        write_text_atomic(target, text)
+        manifest = directory / "manifest.json"
+        if manifest.is_file():
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+            data["files"][page_name] = {
+                "sha256": sha256_file(target),
+                "size_bytes": target.stat().st_size,
+            }
+            write_json_atomic(manifest, data)
+        return target
+    raise InputError(
+        f"'{directory}' holds no report.json or tune.json: expected a run directory "
+        "(OUT/MODEL/RUN_ID) or a tune directory (OUT/tune/TARGET/TUNE_ID)"
+    )

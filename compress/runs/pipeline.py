@@ -1,0 +1,308 @@
+"""Runs named stages in order into a run directory that appears only when complete.
+
+The run is written into `OUT/<model>/.tmp-<run-id>/` and renamed to `OUT/<model>/<run-id>/`
+after the report and manifest are written; any failure removes the temporary directory.
+A gate failure still completes the run directory: the report is the evidence.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import secrets
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from compress.core import interrupt
+
+from compress.backends import worker as isolate
+
+from compress.keras import models
+
+from compress.report import page as report_html
+from compress.report import text as reports
+from compress.core.arrays import count
+from compress.runs.cache import StageCache, code_fingerprint, input_fingerprint, stage_key
+from compress.runs.config import PipelineConfig, resolve_stages
+from compress.core.errors import CompressError, StageError, UsageError, one_line
+from compress.core.fileio import sha256_file, write_json_atomic, write_text_atomic
+from compress.core.progress import Progress, adapt
+from compress.stages.base import Stage, materialize, with_reference_outputs
+from compress.core.state import RunState
+
+_RESOURCE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
+LOG_FILE = "log.txt"  # native (C++) log lines of the stages
+
+
+@dataclass(frozen=True)
+class RunResult:
+    run_dir: Path
+    report: dict[str, Any]
+
+    @property
+    def failures(self) -> list[str]:
+        return list(self.report["verification"]["failures"])
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+class Pipeline:
+    """An ordered list of stages with unique names."""
+
+    def __init__(self, stages: Sequence[Stage]) -> None:
+        names = [s.name for s in stages]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise UsageError(f"pipeline stage names must be unique. Got {dupes} more than once.")
+        self.stages = list(stages)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each stage's name and validated parameters, in order (recorded in the report)."""
+        return [{"stage": s.name, "params": s.params.model_dump(mode="json")} for s in self.stages]
+
+    @classmethod
+    def from_config(cls, config: PipelineConfig) -> Pipeline:
+        from compress.stages import REGISTRY
+
+        return cls([REGISTRY[name](**params) for name, params in resolve_stages(config)])
+
+    def run(
+        self,
+        out: str | Path,
+        name: str,
+        config: dict[str, Any] | None = None,
+        progress: Progress | Callable[[str], None] | None = None,
+        cache: StageCache | None = None,
+        inputs: Sequence[str | None] = (),
+        command: str | None = None,
+    ) -> RunResult:
+        """Run every stage into OUT/NAME/RUN_ID. `inputs` are the input files whose content keys
+        the cache (a user's model and data); `cache` None runs every stage; `command` is the
+        command line that ran it (recorded in the report to reproduce it)."""
+        run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+        parent = Path(out) / name
+        # The pid in the name tells a later run whether this one is still alive.
+        tmp = parent / f"{TMP_PREFIX}{run_id}.{os.getpid()}"
+        report_to = adapt(progress)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            for stale in remove_stale_tmp(parent):
+                report_to.line(f"{name}: removed {stale} (left by a run that ended without "
+                               "cleaning up)")  # fmt: skip
+            tmp.mkdir()
+        except OSError as exc:
+            raise UsageError(
+                f"output directory '{out}' is not writable: {exc.strerror or exc}"
+            ) from None
+        worker = isolate.shared().begin_run(tmp / LOG_FILE)
+        try:
+            state = RunState(workdir=tmp, worker=worker, progress=report_to)
+            seconds: dict[str, float] = {}
+            cached: dict[str, str] = {}
+            versions = reports.package_versions()
+            key = input_fingerprint(list(inputs))
+            for stage in self.stages:
+                code = code_fingerprint(type(stage).__module__)
+                environment = {**versions, "compress_code": code}
+                key = stage_key(key, stage.name, stage.params.model_dump(mode="json"), environment)
+                t0 = time.perf_counter()
+                record = cache.load(key) if cache and stage.cacheable else None
+                if record is not None:
+                    state = StageCache.restore(record, state)
+                    cached[stage.name] = "hit"
+                else:
+                    if stage.cacheable:  # work to do: the worker imports TensorFlow meanwhile
+                        worker.start()
+                    report_to.stage_start(name, stage.name)
+                    with native_output_to(tmp / LOG_FILE):
+                        before = state
+                        state = _run_stage(stage, before)
+                        interrupt.check()  # a signal a framework swallowed: not cached, not used
+                        if stage.produces_model and stage.cacheable:
+                            state = with_reference_outputs(state)
+                        if cache and stage.cacheable:
+                            saved = cache.save(key, stage, before, state)
+                            cached[stage.name] = "stored" if saved else "not writable"
+                        else:
+                            cached[stage.name] = "off" if stage.cacheable else "never"
+                seconds[stage.name] = round(time.perf_counter() - t0, 3)
+                if cached[stage.name] != "hit":
+                    report_to.stage_end(name, stage.name, seconds[stage.name])
+            worker.end_run()  # before the manifest: nothing more goes to log.txt
+            state = state.replace(worker=None, progress=None)
+            if state.verification is None:
+                raise StageError("pipeline has no verify stage: nothing to report")
+            report = build_report(state, run_id, config or {}, seconds, self.describe())
+            report["cache"] = cached
+            report["command"] = command
+            final = parent / run_id
+            try:
+                write_json_atomic(tmp / "report.json", report)
+                write_text_atomic(tmp / "report.md", reports.render_markdown(report))
+                write_text_atomic(tmp / "report.html", report_html.render(report))
+                write_json_atomic(tmp / "manifest.json", build_manifest(tmp, report))
+                os.replace(tmp, final)
+            except OSError as exc:
+                raise StageError(
+                    f"cannot write the run directory '{final}': {exc.strerror}"
+                ) from exc
+        except BaseException:
+            worker.end_run()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return RunResult(run_dir=final, report=report)
+
+
+TMP_PREFIX = ".tmp-"
+STALE_UNOWNED_S = 3600  # a temporary directory with no pid in its name is stale after this
+
+
+def remove_stale_tmp(parent: Path) -> list[str]:
+    """Remove the temporary run directories under `parent` whose run is gone (a process killed
+    by a signal nothing can catch, SIGKILL or a native crash, cannot remove its own). Returns
+    their names."""
+    removed = []
+    for entry in sorted(parent.glob(f"{TMP_PREFIX}*")):
+        if not entry.is_dir():
+            continue
+        _, _, pid = entry.name.rpartition(".")
+        if pid.isdigit():
+            if _alive(int(pid)):
+                continue
+        elif time.time() - entry.stat().st_mtime < STALE_UNOWNED_S:
+            continue
+        shutil.rmtree(entry, ignore_errors=True)
+        if not entry.exists():
+            removed.append(entry.name)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
+
+
+@contextmanager
+def native_output_to(path: Path) -> Iterator[None]:
+    """Send file descriptor 2 (where TensorFlow, the converter and LiteRT print their C++ logs)
+    to a log file in the run directory while a stage runs, so the terminal shows only ours."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(path, "ab") as log:
+            os.dup2(log.fileno(), 2)
+            try:
+                yield
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
+def _run_stage(stage: Stage, state: RunState) -> RunState:
+    try:
+        return stage.run(materialize(state) if stage.needs_model else state)
+    except CompressError:
+        raise
+    except OSError as exc:
+        if exc.errno in _RESOURCE_ERRORS:
+            where = f"'{exc.filename}'" if exc.filename else "the run directory"
+            raise StageError(f"stage {stage.name!r} cannot write {where}: {exc.strerror}") from exc
+        raise StageError(f"stage {stage.name!r} failed: {one_line(exc)}") from exc
+    except Exception as exc:  # a library failure inside a stage: name the stage, one line
+        raise StageError(f"stage {stage.name!r} failed: {one_line(exc)}") from exc
+
+
+def build_report(
+    state: RunState,
+    run_id: str,
+    config: dict[str, Any],
+    seconds: dict[str, float],
+    pipeline: list[dict[str, Any]],
+) -> dict[str, Any]:
+    data = state.data
+    return {
+        "model": state.model_name,
+        "run_id": run_id,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "passed": not state.verification["failures"],
+        "config": config,
+        "pipeline": pipeline,
+        "data": None
+        if data is None
+        else {
+            "name": data.name,
+            "train_samples": count(data.x_train),
+            "test_samples": count(data.x_test),
+            "calibration_samples": count(data.x_calib),
+            "test_indices": [int(i) for i in data.test_indices],
+        },
+        "environment": reports.environment(),
+        "verification": state.verification,
+        "skipped": [s.__dict__ for s in state.skipped],
+        "stages": state.info,
+        "stage_seconds": seconds,
+        "fields": reports.FIELDS,
+    }
+
+
+def _seed(report: dict[str, Any]) -> int | None:
+    if "seed" in report["config"]:
+        return report["config"]["seed"]
+    seeds = [s["params"]["seed"] for s in report["pipeline"] if "seed" in s["params"]]
+    return seeds[0] if seeds else None
+
+
+def build_manifest(run_dir: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """sha256 and size of every file in the run directory, with versions, config and seed."""
+    files = {
+        p.name: {"sha256": sha256_file(p), "size_bytes": p.stat().st_size}
+        for p in sorted(run_dir.iterdir())
+        if p.is_file() and p.name != "manifest.json"
+    }
+    return {
+        "run_id": report["run_id"],
+        "model": report["model"],
+        "created": report["created"],
+        "seed": _seed(report),
+        "config": report["config"],
+        "pipeline": report["pipeline"],
+        "packages": report["environment"]["packages"],
+        "files": files,
+    }
+
+
+def output_name(model: str) -> str:
+    """The folder under OUT for a model: its reference name, or the .keras file's stem."""
+    return model if model in models.REGISTRY else Path(model).stem
+
+
+def run(
+    config: PipelineConfig,
+    progress: Progress | Callable[[str], None] | None = None,
+    cache: StageCache | None = None,
+    command: str | None = None,
+) -> RunResult:
+    """Run a pipeline config (what `compress run` does). Pass `cache=StageCache(dir)` to reuse
+    finished stages of earlier runs."""
+    inputs = [] if config.model in models.REGISTRY else [config.model, config.data]
+    return Pipeline.from_config(config).run(
+        config.out, output_name(config.model), config.model_dump(mode="json"), progress, cache,
+        inputs, command,
+    )  # fmt: skip
