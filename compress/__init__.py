@@ -9,13 +9,11 @@ Names are imported on first use, so `compress --help` does not pay for pydantic 
 from __future__ import annotations
 
 import importlib
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-try:
-    __version__ = version("compress")  # stated once, in pyproject.toml
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "unknown"
+from compress.core.versions import version
+
+__version__ = version()  # stated once, in pyproject.toml (core/versions.py reads it)
 
 _EXPORTS = {
     "CompressError": "compress.core.errors",
@@ -32,7 +30,11 @@ _EXPORTS = {
     "load_model": "compress.keras.model_io",
     "BACKENDS": "compress.backends",
 }
-_MODULES = {"stages": "compress.stages", "models": "compress.keras.models", "backends": "compress.backends"}
+_MODULES = {
+    "stages": "compress.stages",
+    "models": "compress.keras.models",
+    "backends": "compress.backends",
+}
 
 __all__ = sorted([*_EXPORTS, *_MODULES])
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compress.keras import _tf
 from compress.backends import BACKENDS, Sources
 from compress.backends.litert import convert
+from compress.keras import _tf
 
 
 def _small_model():

@@ -204,8 +204,8 @@ PIPELINE_FILES = [
 @pytest.mark.parametrize(("text", "message"), PIPELINE_FILES, ids=[m for _, m in PIPELINE_FILES])
 def test_bad_pipeline_file(text, message, tmp_path, capsys):
     """From the library (UsageError), `validate` and `run` alike: the file, the key, exit 2."""
-    from compress.runs.config import load_pipeline_file
     from compress.core.errors import UsageError
+    from compress.runs.config import load_pipeline_file
 
     path = tmp_path / "p.toml"
     path.write_text(text)

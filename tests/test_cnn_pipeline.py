@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from compress.keras.data import digits_layout
 from compress.core.fileio import sha256_file
+from compress.keras.data import digits_layout
 
 EXPECTED_FILES = {
     "model.keras", "model_fp32.tflite", "model_int8.tflite", "model_fp32.onnx",

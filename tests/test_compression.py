@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from compress import PipelineConfig, StageCache, run
-
 from compress.keras import models
 
 COMBOS = [

@@ -10,8 +10,8 @@ import json
 import numpy as np
 import pytest
 
-from compress.keras import _tf
 from compress.cli import main
+from compress.keras import _tf
 
 
 @pytest.fixture(scope="module")

@@ -7,8 +7,8 @@ import os
 
 import numpy as np
 
-from compress.keras import _tf
 from compress.cli import main
+from compress.keras import _tf
 
 
 def _listing(path) -> set[str]:

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from compress import Pipeline, stages
-
-from compress.keras import models
 from compress.backends.litert import LiteRTRunner
+from compress.keras import models
 from compress.stages.verify import is_repeatable
 
 

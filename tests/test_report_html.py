@@ -10,8 +10,8 @@ import shutil
 
 from browser import blank, render
 
-from compress.report import page as report_html
 from compress.cli import main
+from compress.report import page as report_html
 
 SECTIONS = ("Artifacts", "Size and latency", "Accuracy and drift per head",
             "Confusion difference against the float model",

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from compress.keras import _tf
 from compress.cli import main
+from compress.keras import _tf
 from compress.keras.data import split_indices
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ import os
 import numpy as np
 import pytest
 
-from compress.keras import _tf
 from compress.cli import main
+from compress.keras import _tf
 
 EPOCHS = 4
 

@@ -21,11 +21,13 @@ from compress.core.fileio import write_atomic
 from compress.core.state import Artifact, Recipe
 from compress.measure.weights import gzip_size
 
+
 @dataclass(frozen=True)
 class RecipeSpec:
     """One row of a backend's recipe table. `mode` is the quantize mode (or `fp32` for the
     export) the row serves; the first row of a mode is its default. `search` names the modes in
-    which the row is a candidate measured against the others (`int8`: rows storing weights in int8; `auto`: every quantized row); `needs` a
+    which the row is a candidate measured against the others (`int8`: rows storing weights in
+    int8; `auto`: every quantized row); `needs` a
     property of the model the row only applies to (e.g. "recurrent": a recurrent layer to keep
     float), checked by the backend's `applicable`. `knobs` are everything the backend's builder
     reads: a new recipe is a new row."""

@@ -33,21 +33,21 @@ class SourceFiles:
 
 
 def build_isolated(backend: Backend, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
-        """`build` in the sources' worker process, then the file loaded and run there once on
-        two samples: a converter, quantizer or runtime that dies natively raises
-        isolate.WorkerCrashed here instead of ending the run. Without a worker, `build`."""
-        if src.worker is None:
-            return backend.build(spec, src, path) or {}
-        shared = backend.shared_step(spec, src)
-        if shared and f"crashed:{shared}" in src.memo:
-            raise src.memo[f"crashed:{shared}"]  # the same shared work would crash the same way
-        worker = src.worker
-        try:
-            qat = None if src.qat_model is None else str(
+    """`build` in the sources' worker process, then the file loaded and run there once on
+    two samples: a converter, quantizer or runtime that dies natively raises
+    isolate.WorkerCrashed here instead of ending the run. Without a worker, `build`."""
+    if src.worker is None:
+        return backend.build(spec, src, path) or {}
+    shared = backend.shared_step(spec, src)
+    if shared and f"crashed:{shared}" in src.memo:
+        raise src.memo[f"crashed:{shared}"]  # the same shared work would crash the same way
+    worker = src.worker
+    try:
+        qat = None if src.qat_model is None else str(
                 worker.model_file(src.qat_model, save=save_qat_model, suffix=".h5"))  # fmt: skip
-        except Exception:  # a QAT model that cannot be saved: built here, not isolated
-            return backend.build(spec, src, path) or {}
-        files = SourceFiles(
+    except Exception:  # a QAT model that cannot be saved: built here, not isolated
+        return backend.build(spec, src, path) or {}
+    files = SourceFiles(
             model=str(worker.model_file(src.model)),
             x_calib=None if src.x_calib is None else str(worker.array_file(src.x_calib)),
             fp32=src.fp32,
@@ -56,17 +56,17 @@ def build_isolated(backend: Backend, spec: RecipeSpec, src: Sources, path: Path)
             opset=src.opset,
             token=src.token,
         )  # fmt: skip
-        probe = probe_sample(src)
-        options = backend.runner_options(src.model)
-        try:
-            return worker.call(build_in_worker, backend, spec, files, str(path), probe, options)
-        except isolate.WorkerCrashed as crash:
-            if shared and crash.phase == shared:
-                src.memo[f"crashed:{shared}"] = crash
-            raise
-        except isolate.ModelTransferError:
-            # the worker cannot rebuild this QAT model faithfully: built here, not isolated
-            return backend.build(spec, src, path) or {}
+    probe = probe_sample(src)
+    options = backend.runner_options(src.model)
+    try:
+        return worker.call(build_in_worker, backend, spec, files, str(path), probe, options)
+    except isolate.WorkerCrashed as crash:
+        if shared and crash.phase == shared:
+            src.memo[f"crashed:{shared}"] = crash
+        raise
+    except isolate.ModelTransferError:
+        # the worker cannot rebuild this QAT model faithfully: built here, not isolated
+        return backend.build(spec, src, path) or {}
 
 
 def layer_errors_isolated(

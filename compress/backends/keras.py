@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from compress.core.arrays import Inputs
 from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.core.arrays import Inputs
 from compress.core.state import Artifact
 from compress.measure.weights import float_weight_bytes, summarize, tensor_stats
 

@@ -20,11 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from compress.keras import _tf
-
 from compress.backends import worker as isolate
-from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.core import compat
+from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
+from compress.keras import _tf
 from compress.keras.model_io import trained_weights_into
 from compress.measure.sensitivity import compare, sqnr_db
 from compress.measure.weights import summarize, tensor_stats
@@ -217,8 +217,9 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
 
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        converter._experimental_disable_per_channel = not knobs.get("per_channel", True)
-        converter._experimental_calibrate_only = bool(knobs.get("calibrate_only"))
+        compat.tflite_quantization_knobs(
+            converter, knobs.get("per_channel", True), bool(knobs.get("calibrate_only"))
+        )
     if knobs.get("legacy_dynamic_range"):
         converter.experimental_new_dynamic_range_quantizer = False
     if knobs.get("float16"):
@@ -421,7 +422,7 @@ class LiteRTRunner:
         sess = self._session(batch)
         interp = sess[0]
         details = {d["index"]: d for d in interp.get_tensor_details()}
-        produced = [(op["op_name"], i) for op in interp._get_ops_details()
+        produced = [(op["op_name"], i) for op in compat.litert_ops(interp)
                     for i in op["outputs"] if op["op_name"] != "DELEGATE"]  # fmt: skip
         out: dict[str, tuple[str, list[np.ndarray]]] = {}
         for xb in batched(x, batch):

@@ -13,12 +13,11 @@ from typing import Any
 
 import numpy as np
 
-from compress.keras import _tf
-
 from compress.backends import worker as isolate
-from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.core.fileio import working_directory
+from compress.keras import _tf
 from compress.measure.sensitivity import compare
 from compress.measure.weights import summarize, tensor_stats
 

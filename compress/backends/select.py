@@ -22,13 +22,13 @@ from typing import Any, Literal
 
 import numpy as np
 
-from compress.core.arrays import rows
 from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.backends.fallback import CheckSet, layer_errors
 from compress.backends.fallback import fallback as correct
 from compress.backends.isolated import build_isolated
-from compress.core.state import Artifact
+from compress.core.arrays import rows
 from compress.core.errors import one_line
+from compress.core.state import Artifact
 from compress.measure.heads import agreement_score, match_heads
 from compress.measure.timing import Timing, measure_until_stable
 

@@ -7,10 +7,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:  # annotations only
-    from compress.keras.data import Dataset
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -114,7 +111,7 @@ class RunState:
 
     workdir: Path
     model_name: str = ""
-    data: Dataset | None = None
+    data: Any = None  # compress.keras.data.Dataset (this layer imports nothing above it)
     model: Any = None  # the float tf_keras Model
     # How to get `model` when a stage needs it and it is not in hand: load a cached stage's
     # file, or build a reference model (so a run whose stages are all cached imports no Keras).

@@ -8,6 +8,7 @@ instead of skipping it. Importing this module imports TensorFlow and tfmot.
 
 from __future__ import annotations
 
+from compress.core import compat
 from compress.keras import _tf
 
 keras = _tf.keras()
@@ -184,7 +185,7 @@ class SelfAttention(
                 continue
             dense = getattr(self, name)
             dense.kernel = variable
-            tracked = dense._trainable_weights
+            tracked = compat.keras_trainable_weights(dense)
             tracked.insert(0, tracked.pop(next(i for i, w in enumerate(tracked) if w is variable)))
             delattr(self, f"{name}.kernel")
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from compress.core import compat
 from compress.keras import _tf
 from compress.keras.data import Dataset
 from compress.keras.model_io import copy_model, wrapped_weight
@@ -32,13 +33,10 @@ def quantization_aware_model(
     preserved (tfmot's PQAT / CQAT / PCQAT schemes); compress's custom layers use their
     registered QuantizeConfig.
     """
-    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-        default_8bit_quantize_registry as registry_mod,
-    )
-
     from compress.keras import layers as compress_layers
 
     tfmot, keras = _tf.tfmot(), _tf.keras()
+    registry_mod = compat.tfmot_default_8bit_registry()
     q = tfmot.quantization.keras
     registry = registry_mod.Default8BitQuantizeRegistry()
     left_float: set[str] = set()

@@ -11,6 +11,33 @@ DEFAULT_MAX_ERROR = 0.05  # relative error a numeric head may have against the f
 INTEGER_PRECISIONS = ("int8", "dynamic", "qat")  # artifacts that exist to store integer weights
 
 
+REPEATABLE = "outputs depend on earlier calls (state kept between invokes)"
+
+
+def row_checks(
+    row: dict[str, Any],
+    max_drift: float,
+    max_error: float = DEFAULT_MAX_ERROR,
+    min_speedup: float | None = None,
+    drift: str = "drift",
+) -> list[tuple[str, str | None]]:
+    """Every gate of one artifact's report row, as (gate, why it fails or None): repeatability,
+    each head's accuracy (`max_drift[HEAD]` for a classifier, `max_error[HEAD]` for a numeric
+    head) and, when asked and the artifact is compressed, the batch-1 speedup. `drift` names
+    the field a classifier's drift is read from (`baseline_drift`: against the float model
+    before prune/cluster, where the row has it). The report's failures, the JUnit cases and the
+    tune's feasibility are all this list."""
+    checks: list[tuple[str, str | None]] = []
+    if "repeatable" in row:
+        checks.append(("repeatable", None if row["repeatable"] else REPEATABLE))
+    for head, m in row["heads"].items():
+        gate = "max_error" if m.get("task") == "regress" else "max_drift"
+        checks.append((f"{gate}[{head}]", head_gate(m, max_drift, max_error, drift)))
+    if min_speedup is not None and row["precision"] != "fp32":
+        checks.append(("min_speedup", speedup_gate(row, min_speedup)))
+    return checks
+
+
 def gate_failures(
     rows: list[dict[str, Any]],
     max_drift: float,
@@ -22,32 +49,36 @@ def gate_failures(
     for r in rows:
         if r["runtime"] == "keras":
             continue
-        if r.get("repeatable") is False:
-            failures.append(
-                f"{r['name']}: outputs depend on earlier calls (state kept between invokes)"
-            )
-        for head, m in r["heads"].items():
-            message = head_gate(m, max_drift, max_error)
-            if message:
-                failures.append(f"{r['name']} ({head}): {message}")
-        if min_speedup is not None and r["precision"] != "fp32":
-            message = speedup_gate(r, min_speedup)
-            if message:
-                failures.append(f"{r['name']}: {message}")
+        for gate, why in row_checks(r, max_drift, max_error, min_speedup):
+            if why is not None:
+                head = gate.partition("[")[2].rstrip("]")
+                failures.append(f"{r['name']} ({head}): {why}" if head else f"{r['name']}: {why}")
     return failures
 
 
-def head_gate(m: dict[str, Any], max_drift: float, max_error: float) -> str | None:
+def head_gate(
+    m: dict[str, Any], max_drift: float, max_error: float, drift: str = "drift"
+) -> str | None:
     """Why one head of an artifact fails its accuracy gate, or None: a classifier's drift
-    against max_drift, a numeric head's relative error against max_error."""
+    (the `drift` field, else `drift`) against max_drift, a numeric head's relative error
+    against max_error."""
     if m.get("task", "classify") == "regress":
         if m["relative_error"] > max_error:
             return (f"relative error {m['relative_error']:.4f} vs the float model exceeds "
                     f"max_error {max_error:g}")  # fmt: skip
         return None
-    if m["drift"] > max_drift:
-        return f"accuracy drift {m['drift']:.2f} pts exceeds max_drift {max_drift:g}"
+    value = m.get(drift, m["drift"])
+    if value > max_drift:
+        return f"accuracy drift {value:.2f} pts exceeds max_drift {max_drift:g}"
     return None
+
+
+def shipped_row(rows: list[dict[str, Any]], runtime: str) -> dict[str, Any] | None:
+    """The artifact a runtime ships: its compressed file, or its fp32 one when the run built
+    none (None: the runtime has no artifact)."""
+    mine = [r for r in rows if r["runtime"] == runtime]
+    compressed = next((r for r in mine if r["precision"] != "fp32"), None)
+    return compressed or next((r for r in mine if r["precision"] == "fp32"), None)
 
 
 def compression_warnings(rows: list[dict[str, Any]]) -> list[str]:

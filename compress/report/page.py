@@ -1,116 +1,44 @@
-"""report.html: one self-contained page per run (and tune.html per tune) from its report dict.
+"""report.html: one self-contained page per run from its report dict (tune.html: report/tune.py).
 
 Inline CSS, plots as inline SVG drawn by matplotlib; no script, font or image is fetched, so the
 file opens offline and can be attached to a CI job as it is. Every string that came from a
-model, a data file or a config is escaped: a layer named `<script>` is text here.
+model, a data file or a config is escaped: a layer named `<script>` is text here. Colours: a
+runtime's own (markup.runtime_colors) on every chart of it; greys for raw/gzip sizes; red and
+green for accuracy lost and gained; a dashed dark line for a gate.
 """
 
 from __future__ import annotations
 
-import html
-import io
 import json
-import re
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1d2430;
-background:#f6f7f9}
-main{max-width:1180px;margin:0 auto;padding:24px}
-h1{font-size:22px;margin:0 0 4px}
-h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #d8dce3;padding-bottom:4px}
-h3{font-size:14px;margin:16px 0 6px}
-.meta{color:#5b6575;margin-bottom:16px}
-.verdict{padding:12px 16px;border-radius:6px;margin:12px 0;font-weight:600}
-.pass{background:#e3f5e8;border:1px solid #67b07c}.fail{background:#fbe6e6;border:1px solid #d06464}
-.verdict ul{margin:6px 0 0;font-weight:400}
-.warn{background:#fff5dc;border:1px solid #d8b24a;padding:8px 14px;border-radius:6px;margin:8px 0}
-table{border-collapse:collapse;background:#fff;margin:6px 0 12px;font-size:13px}
-th,td{border:1px solid #d8dce3;padding:3px 8px;text-align:right;white-space:nowrap}
-th{background:#eef1f5}td.l,th.l{text-align:left}
-tr.chosen td{background:#eef7ff}
-.chart{background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:6px;margin:8px 0;
-display:inline-block}.chart svg{display:block;max-width:100%;height:auto}
-code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:#eef1f5;
-border-radius:4px}code{padding:1px 4px}pre{padding:8px;overflow:auto}
-.wide{overflow-x:auto;max-width:100%}details{margin:6px 0}summary{cursor:pointer}
-.bad{color:#b02a2a;font-weight:600}.good{color:#1f7a3a}
-"""
+from compress.report.markup import (
+    CAPPED,
+    GAINED,
+    GATE,
+    GZIP,
+    LOST,
+    RAW,
+    esc,
+    num,
+    page,
+    pyplot,
+    runtime_colors,
+    svg,
+    table,
+)
 
 SQNR_CAP_DB = 100.0  # layers above it are drawn at it: no measurable quantization error
 CONFUSION_CLASSES = 30  # most classes a confusion difference draws
-PALETTE = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2", "#9d755d", "#bab0ac")
 
 
-def esc(value: Any) -> str:
-    return html.escape("" if value is None else str(value), quote=True)
+SQNR_CAP_DB = 100.0  # layers above it are drawn at it: no measurable quantization error
+
+CONFUSION_CLASSES = 30  # most classes a confusion difference draws
 
 
-def _num(value: Any, spec: str = ".2f") -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    try:
-        return format(value, spec)
-    except (TypeError, ValueError):
-        return esc(value)
-
-
-def table(
-    header: list[str], rows: Iterable[list[Any]], left: int = 1, classes: list[str] | None = None
-) -> str:
-    """An HTML table (scrolling sideways when wide); the first `left` columns left-aligned;
-    cells are escaped."""
-    out = ['<div class="wide"><table><tr>']
-    out += [f'<th class="{"l" if i < left else ""}">{esc(h)}</th>' for i, h in enumerate(header)]
-    out.append("</tr>")
-    for n, row in enumerate(rows):
-        cls = f' class="{classes[n]}"' if classes and classes[n] else ""
-        out.append(f"<tr{cls}>")
-        out += [f'<td class="{"l" if i < left else ""}">{esc(c)}</td>' for i, c in enumerate(row)]
-        out.append("</tr>")
-    out.append("</table></div>")
-    return "".join(out)
-
-
-def svg(fig: Any) -> str:
-    """A matplotlib figure as inline SVG (text kept as text, stable ids), and closed."""
-    import matplotlib.pyplot as plt
-
-    buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
-    plt.close(fig)
-    text = re.sub(r"<metadata>.*?</metadata>", "", buf.getvalue(), flags=re.S)
-    return '<div class="chart">' + text[text.index("<svg") :] + "</div>"
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    plt.rcParams.update({"svg.fonttype": "none", "svg.hashsalt": "compress", "font.size": 9})
-    return plt
-
-
-def page(title: str, body: list[str]) -> str:
-    return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{esc(title)}</title><style>{STYLE}</style></head><body><main>"
-        + "\n".join(body)
-        + "</main></body></html>\n"
-    )
-
-
-# --- a run ---------------------------------------------------------------------------------
-
-
-def render(report: dict[str, Any]) -> str:
+def run_page(report: dict[str, Any]) -> str:
     """report.html for one run's report dict."""
     v = report["verification"]
     arts = v["artifacts"]
@@ -146,9 +74,9 @@ def _verdict(report: dict[str, Any]) -> str:
     else:
         head = f'<div class="verdict fail">FAILED: {len(failures)} gate(s) missed'
     gates = (
-        f"max drift {_num(v.get('max_drift'), 'g')} pts, max numeric error "
-        f"{_num(v.get('max_error'), 'g')}, min speedup "
-        f"{'none' if v.get('min_speedup') is None else _num(v.get('min_speedup'), 'g')}"
+        f"max drift {num(v.get('max_drift'), 'g')} pts, max numeric error "
+        f"{num(v.get('max_error'), 'g')}, min speedup "
+        f"{'none' if v.get('min_speedup') is None else num(v.get('min_speedup'), 'g')}"
     )
     items = "".join(f"<li>{esc(f)}</li>" for f in failures)
     out = [f"{head}<div style='font-weight:400'>gates: {esc(gates)}</div>"]
@@ -167,8 +95,8 @@ def _verdict(report: dict[str, Any]) -> str:
 
 def _head_cell(m: dict[str, Any]) -> str:
     if m.get("task") == "regress":
-        return f"rel err {_num(m.get('relative_error'), '.4f')}"
-    return f"{_num(m.get('accuracy'))}% ({_num(m.get('drift'), '+.2f')})"
+        return f"rel err {num(m.get('relative_error'), '.4f')}"
+    return f"{num(m.get('accuracy'))}% ({num(m.get('drift'), '+.2f')})"
 
 
 def _artifact_table(report: dict[str, Any]) -> str:
@@ -182,24 +110,25 @@ def _artifact_table(report: dict[str, Any]) -> str:
         lat, sp = a.get("latency_ms") or {}, a.get("speedup") or {}
         rows.append(
             [a["name"], a["runtime"], a["precision"], a["recipe"]["id"], f"{a['size_bytes']:,}",
-             f"{a['size_gzip_bytes']:,}", f"{_num(a.get('compression_ratio'))}x"]
+             f"{a['size_gzip_bytes']:,}", f"{num(a.get('compression_ratio'))}x"]
             + [_head_cell(a["heads"].get(h, {})) for h in heads]
-            + [_num((lat.get("b1") or {}).get("p50_ms"), ".3f"),
-               _num((lat.get("b32") or {}).get("p50_ms"), ".3f"),
-               _num(sp.get("b1"), ".2f"), _num(sp.get("b32"), ".2f")]
+            + [num((lat.get("b1") or {}).get("p50_ms"), ".3f"),
+               num((lat.get("b32") or {}).get("p50_ms"), ".3f"),
+               num(sp.get("b1"), ".2f"), num(sp.get("b32"), ".2f")]
         )  # fmt: skip
     return table(header, rows, left=4)
 
 
 def _size_latency_charts(arts: list[dict[str, Any]]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
+    colors = runtime_colors(a["runtime"] for a in arts)
     names = [a["name"] for a in arts]
     fig, ax = plt.subplots(figsize=(6.2, 0.35 * len(arts) + 1.2))
     ys = range(len(arts))
     ax.barh([y - 0.2 for y in ys], [a["size_bytes"] for a in arts], 0.4, label="raw",
-            color=PALETTE[0])  # fmt: skip
+            color=RAW)  # fmt: skip
     ax.barh([y + 0.2 for y in ys], [a["size_gzip_bytes"] for a in arts], 0.4, label="gzip",
-            color=PALETTE[1])  # fmt: skip
+            color=GZIP)  # fmt: skip
     ax.set_yticks(list(ys), names)
     ax.invert_yaxis()
     ax.xaxis.set_major_formatter(_bytes_formatter())
@@ -214,7 +143,7 @@ def _size_latency_charts(arts: list[dict[str, Any]]) -> str:
             rows = [(a["name"], (a["latency_ms"].get(batch) or {})) for a in timed]
             p50 = [r.get("p50_ms") or 0 for _, r in rows]
             p90 = [r.get("p90_ms") or 0 for _, r in rows]
-            ax.barh(range(len(rows)), p50, color=[_runtime_color(a) for a in timed],
+            ax.barh(range(len(rows)), p50, color=[colors[a["runtime"]] for a in timed],
                     xerr=[[0] * len(rows), [max(b - a, 0) for a, b in zip(p50, p90, strict=True)]],
                     capsize=3)  # fmt: skip
             ax.set_yticks(range(len(rows)), [n for n, _ in rows])
@@ -237,12 +166,8 @@ def _bytes_formatter() -> Any:
     return FuncFormatter(fmt)
 
 
-def _runtime_color(a: dict[str, Any]) -> str:
-    return {"litert": PALETTE[0], "onnxruntime": PALETTE[1]}.get(a["runtime"], PALETTE[7])
-
-
 def _heads(report: dict[str, Any]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
     v = report["verification"]
     arts = [a for a in v["artifacts"] if a.get("heads")]
     out = []
@@ -252,26 +177,33 @@ def _heads(report: dict[str, Any]) -> str:
         task = rows[0][1].get("task", "classify")
         if task == "regress":
             header = ["artifact", "mean abs err", "max abs diff", "rel err", "cosine", "label MAE"]
-            body = [[n, _num(m.get("mean_abs_error"), ".5f"), _num(m.get("max_abs_diff"), ".5f"),
-                     _num(m.get("relative_error"), ".5f"), _num(m.get("cosine"), ".5f"),
-                     _num(m.get("label_mae"), ".4f")] for n, m in rows]  # fmt: skip
+            body = [[n, num(m.get("mean_abs_error"), ".5f"), num(m.get("max_abs_diff"), ".5f"),
+                     num(m.get("relative_error"), ".5f"), num(m.get("cosine"), ".5f"),
+                     num(m.get("label_mae"), ".4f")] for n, m in rows]  # fmt: skip
             values, label = [m.get("relative_error") or 0 for _, m in rows], "relative error"
         else:
             header = ["artifact", "accuracy %", "drift pts", "baseline drift", "agreement %"]
-            body = [[n, _num(m.get("accuracy")), _num(m.get("drift"), "+.2f"),
-                     _num(m.get("baseline_drift"), "+.2f"), _num(m.get("agreement"))]
+            body = [[n, num(m.get("accuracy")), num(m.get("drift"), "+.2f"),
+                     num(m.get("baseline_drift"), "+.2f"), num(m.get("agreement"))]
                     for n, m in rows]  # fmt: skip
             values, label = [m.get("drift") or 0 for _, m in rows], "drift (pts, + = lost)"
         out.append(f"<h3>head {esc(h)} ({esc(task)})</h3>")
         out.append(table(header, body))
+        if not any(values):
+            none = "no relative error" if task == "regress" else "no drift"
+            out.append(
+                f'<p class="good">{none}: every artifact matches the float model on '
+                "this head (nothing to chart)</p>"
+            )
+            continue
         fig, ax = plt.subplots(figsize=(6.2, 0.3 * len(rows) + 1.1))
-        ax.barh(range(len(rows)), values, color=[PALETTE[3] if x > 0 else PALETTE[2]
+        ax.barh(range(len(rows)), values, color=[LOST if x > 0 else GAINED
                                                  for x in values])  # fmt: skip
         ax.set_yticks(range(len(rows)), [n for n, _ in rows])
         ax.invert_yaxis()
         ax.axvline(0, color="#333", lw=0.8)
         if task != "regress" and v.get("max_drift") is not None:
-            ax.axvline(v["max_drift"], color=PALETTE[1], ls="--", lw=1, label="max drift")
+            ax.axvline(v["max_drift"], color=GATE, ls="--", lw=1, label="max drift")
             ax.legend(fontsize=8)
         ax.set_xlabel(label)
         ax.set_title(f"head {h}")
@@ -299,7 +231,7 @@ def _confusion(report: dict[str, Any]) -> str:
 
     from compress.measure.heads import confusion_matrix
 
-    plt = _pyplot()
+    plt = pyplot()
     arts = report["verification"]["artifacts"]
     ref = next((a for a in arts if a["runtime"] == "keras"), None)
     if ref is None:
@@ -350,7 +282,8 @@ def _confusion(report: dict[str, Any]) -> str:
 
 
 def _layers(arts: list[dict[str, Any]]) -> str:
-    plt = _pyplot()
+    plt = pyplot()
+    colors = runtime_colors(a["runtime"] for a in arts)
     out = []
     for a in arts:
         tensors = (a.get("weights") or {}).get("tensors") or []
@@ -360,7 +293,7 @@ def _layers(arts: list[dict[str, Any]]) -> str:
         out.append(f"<h3>{esc(a['name'])}</h3>")
         if tensors:
             rows = [[t["name"], "x".join(map(str, t.get("shape", []))), t.get("dtype"),
-                     f"{t.get('size', 0):,}", _num(t.get("sparsity"), ".3f"),
+                     f"{t.get('size', 0):,}", num(t.get("sparsity"), ".3f"),
                      t.get("unique"), t.get("unique_per_channel_max", "-")]
                     for t in tensors]  # fmt: skip
             out.append(
@@ -386,7 +319,7 @@ def _layers(arts: list[dict[str, Any]]) -> str:
             # an exact match (no error) reads as a very high SQNR: drawn at the cap, marked
             values = [min(e["sqnr_db"], SQNR_CAP_DB) for e in errors]
             ax.barh(range(len(errors)), values, color=[
-                PALETTE[7] if e["sqnr_db"] >= SQNR_CAP_DB else PALETTE[4] for e in errors
+                CAPPED if e["sqnr_db"] >= SQNR_CAP_DB else colors[a["runtime"]] for e in errors
             ])  # fmt: skip
             ax.set_yticks(range(len(errors)), names)
             ax.invert_yaxis()
@@ -450,7 +383,7 @@ def _environment(report: dict[str, Any]) -> str:
         else "<p>Run from the Python API; the resolved pipeline below reproduces it.</p>"
     )
     seconds = report.get("stage_seconds") or {}
-    stage_rows = [[k, _num(s, ".2f"), (report.get("cache") or {}).get(k, "-")]
+    stage_rows = [[k, num(s, ".2f"), (report.get("cache") or {}).get(k, "-")]
                   for k, s in seconds.items()]  # fmt: skip
     return (
         how
@@ -463,81 +396,20 @@ def _environment(report: dict[str, Any]) -> str:
     )
 
 
-# --- a tune --------------------------------------------------------------------------------
-
-
-def render_tune(record: dict[str, Any]) -> str:
-    """tune.html for a tune record (tune.json)."""
-    from compress import tune
-
-    fp32 = record.get("fp32_weight_bytes")
-    passed = record.get("passed")
-    verdict = (
-        '<div class="verdict pass">A trial within the budget was found for every runtime</div>'
-        if passed
-        else '<div class="verdict fail">NO trial met the budget for '
-        + esc(", ".join(k for k, b in record["best"].items() if not b["within_budget"]) or "any")
-        + ": the closest is shown</div>"
-    )
-    body = [
-        f"<h1>compress tune: {esc(record['target'])}</h1>",
-        f'<div class="meta">tune {esc(record["tune_id"])} · objectives '
-        f"{esc(', '.join(record['objectives']))} · max drift {_num(record['max_drift'], 'g')} "
-        f"pts · {len(record['trials'])} trials</div>",
-        verdict,
-        "<h2>Recommended artifacts</h2>",
-    ]
-    rows = []
-    for name, b in record["best"].items():
-        ratio = f"{fp32 / b['size_gzip_bytes']:.1f}x" if fp32 and b.get("size_gzip_bytes") else "-"
-        rows.append([name, b["trial"], b["artifact"], b.get("recipe"),
-                     f"{b.get('size_gzip_bytes') or 0:,}", ratio,
-                     _num(b.get("latency_ms_b1"), ".3f"), _num(b.get("drift"), "+.2f"),
-                     "yes" if b["within_budget"] else "NO"])  # fmt: skip
-    body.append(table(["best", "trial", "artifact", "recipe", "gzip (B)", "ratio",
-                       "p50 b1 ms", "drift pts", "within budget"], rows))  # fmt: skip
-    body.append("<h2>Pareto fronts</h2>")
-    body.append(_pareto_svg(record))
-    body.append(f"<p>{esc(record.get('latency'))}</p>")
-    body.append("<h2>Trials</h2>")
-    trial_rows = []
-    for t in record["trials"]:
-        p = t.get("params") or {}
-        cells = [t["number"], t["state"], *(p.get(k) for k in tune.DEFAULT_SPACE)]
-        for runtime in tune.RUNTIMES:
-            m = (t.get("runtimes") or {}).get(runtime) or {}
-            gzip = f"{m['size_gzip_bytes']:,}" if m.get("size_gzip_bytes") else "-"
-            cells += [gzip, _num(m.get("latency_ms_b1"), ".3f"), _num(m.get("drift"), "+.2f")]
-        cells += [_num(t.get("seconds"), ".1f"),
-                  f"same as {t['same_as']}" if "same_as" in t else t.get("error", "")]  # fmt: skip
-        trial_rows.append(cells)
-    header = ["trial", "state", *tune.DEFAULT_SPACE]
-    for runtime in tune.RUNTIMES:
-        header += [f"{runtime} gzip", f"{runtime} p50 ms", f"{runtime} drift"]
-    body.append(table([*header, "seconds", "note"], trial_rows, left=2))
-    return page(f"compress tune: {record['target']} {record['tune_id']}", body)
-
-
-def _pareto_svg(record: dict[str, Any]) -> str:
-    from compress import tune
-
-    _pyplot()
-    return svg(tune.pareto_figure(record))
-
-
 def rerender(directory: Path) -> Path:
     """Render DIR/report.html from DIR/report.json again (the manifest's entry follows, so the
     run directory still verifies), or a tune directory's tune.html from its tune.json. Returns
     the page written."""
     from compress.core.errors import InputError
     from compress.core.fileio import sha256_file, write_json_atomic, write_text_atomic
+    from compress.report.tune import tune_page
 
     directory = Path(directory)
     if directory.is_file() and directory.name in ("report.json", "tune.json"):
         directory = directory.parent
     for name, page_name, render_fn in (
-        ("report.json", "report.html", render),
-        ("tune.json", "tune.html", render_tune),
+        ("report.json", "report.html", run_page),
+        ("tune.json", "tune.html", tune_page),
     ):
         source = directory / name
         if not source.is_file():

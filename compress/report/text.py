@@ -1,113 +1,15 @@
-"""report.json, report.md and the terminal table, all rendered from one report dict.
-
-Every number comes from the verify stage's measurements of this run's artifacts.
-"""
+"""The terminal and markdown forms of the records compress writes: a run's table and notes,
+report.md, the summary over several runs, `bench`'s and `diff`'s tables. They render records;
+how the numbers were measured is the measuring modules' business."""
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
-import os
-import platform
 from typing import Any
 
+from compress.core.text import columns
 from compress.measure import sensitivity
-from compress.measure.gates import DEFAULT_MAX_ERROR, head_gate, speedup_gate
-from compress.measure.weights import GZIP_LEVEL
-
-PACKAGES = (
-    "compress",
-    "tensorflow-cpu",
-    "tensorflow",
-    "tf-keras",
-    "tensorflow-model-optimization",
-    "tf2onnx",
-    "onnx",
-    "onnxruntime",
-    "ai-edge-litert",
-    "numpy",
-    "scikit-learn",
-)
-
-# What each report field means: report.json carries it, report.md and the README show it (a test
-# checks the README's table is exactly this one).
-FIELDS = {
-    "size_bytes": "file size in bytes",
-    "size_gzip_bytes": f"file size after gzip (level {GZIP_LEVEL}), bytes: sparsity and clusters "
-    "pay off compressed",
-    "compression_ratio": "fp32 bytes of the Keras model's weights divided by size_gzip_bytes",
-    "accuracy": "top-1 accuracy on the held-out split, percent",
-    "drift": "Keras float accuracy minus this artifact's, percentage points (positive = lost)",
-    "baseline_drift": "accuracy of the float model before prune/cluster minus this one's, pts",
-    "agreement": "percent of held-out samples whose top-1 class equals the Keras model's",
-    "max_abs_diff": "largest absolute difference from the Keras model's outputs",
-    "confusion": "classification heads: counts per [true class][predicted class] on the held-out "
-    "split; above 100 classes {classes, cells: [[true, predicted, count]]}, non-zero cells only "
-    "(report.html draws each compressed artifact's minus the float model's)",
-    "task": "what a head is verified as: classify (accuracy, drift, agreement) or regress "
-    "(numeric error against the Keras model), inferred or set by verify.task",
-    "mean_abs_error": "numeric heads: mean absolute difference from the Keras model's outputs",
-    "relative_error": "numeric heads: ||artifact - Keras|| / ||Keras|| over the held-out split; "
-    "gated by max_error",
-    "cosine": "numeric heads with vector outputs: mean cosine similarity to the Keras model's "
-    "output vectors",
-    "label_mae": "numeric heads: mean absolute error against the labels (reference_label_mae: "
-    "the Keras model's)",
-    "latency_ms.b1 / b32": "p50 and p90 of one call at batch 1 / 32, milliseconds, and the "
-    "number of timed calls",
-    "speedup.b1 / b32": "p50 latency of the same runtime's fp32 artifact divided by this one's "
-    "(same rounds)",
-    "sparsity": "fraction of zeros among the artifact's weights (constant tensors of rank >= 2)",
-    "weights.tensors[]": "per weight tensor, counted in the file: shape, dtype, sparsity, "
-    "distinct values, most distinct values in one channel",
-    "repeatable": "the artifact gives a sample the same output before and after other samples ran",
-    "left_float": "op types whose weights stayed float32 (e.g. LSTM under onnxruntime static int8)",
-    "warnings": "compressed artifacts bigger than, or slower at batch 1 than, their runtime's fp32 "
-    "artifact, each with the fastest alternative recipe measured (verification.warnings)",
-    "recipe": "how the artifact was made: id and description (a row of its backend's recipe "
-    "table), knobs, and what every candidate measured when it was chosen by measurement",
-    "recipe.selection": "the search's objective, agreement floor, and winner after each timing "
-    "round (it stops when the winner is the same 3 rounds running)",
-    "recipe.fallback": "when the drift estimated on held-back training samples exceeded max_drift: "
-    "the layers kept float, the drift before and after, each step",
-    "layer_errors": "per layer of a quantized artifact, SQNR (dB) of its output against the same "
-    "tensor in the runtime's fp32 artifact on 16 training samples, worst first (or why it could "
-    "not be measured)",
-}
-
-
-def fields_table() -> list[str]:
-    """FIELDS as a markdown table (report.md and the README)."""
-    return ["| field | meaning |", "|---|---|"] + [f"| `{k}` | {v} |" for k, v in FIELDS.items()]
-
-
-def package_versions() -> dict[str, str]:
-    versions = {}
-    for name in PACKAGES:
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return versions
-
-
-def environment() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "packages": package_versions(),
-    }
+from compress.report.fields import fields_table
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -153,12 +55,7 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
 
 def render_table(report: dict[str, Any]) -> str:
     header, rows = table_rows(report)
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in
-                       enumerate(zip(header, widths, strict=True)))]  # fmt: skip
-    for r in rows:
-        cells = enumerate(zip(r, widths, strict=True))
-        lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in cells))
+    lines = [columns(header, rows, left=2)]
     v = report["verification"]
     lines.append(
         f"{report['model']}: {v['test_samples']} held-out samples, {v['threads']} thread(s), "
@@ -249,56 +146,7 @@ def render_summary(reports: list[dict[str, Any]], errors: dict[str, str]) -> str
             rows.append([rep["model"], s["name"], "-", "-", "-", "-", "skipped"])
     for model, message in errors.items():
         rows.append([model, "-", "-", "-", "-", "-", f"ERROR: {message}"])
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    return "\n".join(
-        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
-        for r in [header, *rows]
-    )
-
-
-def render_junit(reports: list[dict[str, Any]], errors: dict[str, str]) -> str:
-    """JUnit XML for CI: a suite per model, a case per artifact x gate (x head for drift)."""
-    import xml.etree.ElementTree as ET
-
-    root = ET.Element("testsuites", name="compress")
-    for rep in reports:
-        v = rep["verification"]
-        suite = ET.SubElement(root, "testsuite", name=rep["model"])
-        cases = 0
-        for a in v["artifacts"]:
-            if a["runtime"] == "keras":
-                continue
-            max_error = v.get("max_error", DEFAULT_MAX_ERROR)
-            checks = []
-            for head, m in a["heads"].items():
-                gate = "max_error" if m.get("task") == "regress" else "max_drift"
-                why = head_gate(m, v["max_drift"], max_error)
-                checks.append((f"{gate}[{head}]", why is None, why or ""))
-            if v["min_speedup"] is not None and a["precision"] != "fp32":
-                why = speedup_gate(a, v["min_speedup"])
-                checks.append(("min_speedup", why is None, why or ""))
-            if "repeatable" in a:
-                checks.append(("repeatable", a["repeatable"], "outputs depend on earlier calls"))
-            for gate, ok, message in checks:
-                case = ET.SubElement(
-                    suite, "testcase", classname=f"{rep['model']}.{a['name']}", name=gate
-                )
-                cases += 1
-                if not ok:
-                    ET.SubElement(case, "failure", message=f"{a['name']}: {message}")
-        for s in rep["skipped"]:
-            case = ET.SubElement(suite, "testcase", classname=f"{rep['model']}.{s['name']}",
-                                 name="export")  # fmt: skip
-            ET.SubElement(case, "skipped", message=s["reason"])
-            cases += 1
-        suite.set("tests", str(cases))
-        suite.set("failures", str(len(v["failures"])))
-    for model, message in errors.items():
-        suite = ET.SubElement(root, "testsuite", name=model, tests="1", errors="1")
-        case = ET.SubElement(suite, "testcase", classname=model, name="pipeline")
-        ET.SubElement(case, "error", message=message)
-    ET.indent(root)
-    return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
+    return columns(header, rows)
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -350,3 +198,68 @@ def render_markdown(report: dict[str, Any]) -> str:
     out += [f"- {k}: {t:.2f}" for k, t in report["stage_seconds"].items()]
     out += ["", "## Fields", "", *fields_table()]
     return "\n".join(out) + "\n"
+
+
+def bench_table(result: dict[str, Any]) -> str:
+    header = ["artifact", "runtime", "thr", "b1 p50", "b1 p90", "b1 cold", "b32 p50", "b32 p90",
+              "b32 cold", "img/s b32", "speedup b1", "speedup b32"]  # fmt: skip
+    lines = []
+    for e in result["artifacts"]:
+        b1, b32 = e.get("b1"), e.get("b32")
+
+        def f(b, *keys, fmt=".3f"):
+            v = b
+            for k in keys:
+                v = None if v is None else v.get(k)
+            return "-" if v is None else format(v, fmt)
+
+        lines.append([e["name"], e["runtime"], str(e["threads"]), f(b1, "warm", "p50_ms"),
+                      f(b1, "warm", "p90_ms"), f(b1, "cold", "p50_ms"), f(b32, "warm", "p50_ms"),
+                      f(b32, "warm", "p90_ms"), f(b32, "cold", "p50_ms"),
+                      f(b32, "throughput_per_s", fmt=".0f"), f(b1, "speedup", fmt=".2f"),
+                      f(b32, "speedup", fmt=".2f")])  # fmt: skip
+    out = [columns(header, lines, left=2)]
+    out.append(f"{result['model']}: latency in ms; CPU {result['cpu']}; {result['notes']}")
+    return "\n".join(out)
+
+
+def _fmt_pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.1f}%"
+
+
+def diff_table(result: dict[str, Any]) -> str:
+    """The comparison as a terminal table, then notes and regressions."""
+    header = ["row", "artifact (base -> new)", "recipe", "gzip B", "Δgzip", "Δsize", "Δp50 b1",
+              "Δp50 b32", "heads (Δ acc pts / Δ rel err)"]  # fmt: skip
+    lines_: list[list[str]] = []
+    for r in result["rows"]:
+        if "only_in" in r:
+            lines_.append([r["row"], f"{r['artifact']} only in {r['only_in']}", *["-"] * 7])
+            continue
+        heads = []
+        for name, h in r["heads"].items():
+            if "accuracy" in h and h["accuracy"]["delta"] is not None:
+                heads.append(f"{name} {h['accuracy']['delta']:+.2f}")
+            elif "relative_error" in h and h["relative_error"]["delta"] is not None:
+                heads.append(f"{name} {h['relative_error']['delta']:+.4f}")
+        art = r["artifact"]
+        rec = r["recipe"]
+        lines_.append([
+            r["row"],
+            art["base"] if art["base"] == art["new"] else f"{art['base']} -> {art['new']}",
+            rec["base"] if rec["base"] == rec["new"] else f"{rec['base']} -> {rec['new']}",
+            f"{r['size_gzip_bytes']['base']:,} -> {r['size_gzip_bytes']['new']:,}",
+            _fmt_pct(r["size_gzip_bytes"]["pct"]),
+            _fmt_pct(r["size_bytes"]["pct"]),
+            _fmt_pct((r["latency_ms"].get("b1") or {}).get("pct")),
+            _fmt_pct((r["latency_ms"].get("b32") or {}).get("pct")),
+            ", ".join(heads) or "-",
+        ])  # fmt: skip
+    out = [columns(header, lines_)]
+    out += [f"note: {n}" for n in result["notes"]]
+    out += [f"REGRESSION: {r}" for r in result["regressions"]]
+    if not result["regressions"]:
+        gated = [k for k, v in result["gates"].items() if v is not None]
+        out.append("no regression" + (f" ({', '.join(gated)} checked)" if gated else
+                                       " (no gate given: deltas only)"))  # fmt: skip
+    return "\n".join(out)

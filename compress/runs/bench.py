@@ -18,8 +18,8 @@ import numpy as np
 
 from compress.backends import open_runner
 from compress.core.errors import InputError
-from compress.runs.integrity import verify_run_dir
 from compress.measure.timing import TIMING_BUDGET_S, measure_interleaved
+from compress.runs.integrity import verify_run_dir
 
 EVICT_BYTES = 64 * 1024 * 1024  # larger than the last-level cache of the CPUs seen here
 
@@ -41,6 +41,35 @@ def _cold(calls: dict[str, Any], reps: int) -> dict[str, dict[str, float]]:
         }
         for n, ts in samples.items()
     }
+
+
+def bench_target(
+    target: str | Path,
+    threads: list[int] | None = None,
+    out: str | None = None,
+    cache: Any = None,
+    progress: Any = None,
+) -> tuple[Path, dict[str, Any]]:
+    """`compress bench TARGET`: a run directory measured in place, or a reference model's
+    standard pipeline run first (into `out`) and its run measured. Returns the run directory
+    and the bench record."""
+    from compress.core.errors import UsageError
+    from compress.keras import models
+
+    for n in threads or []:
+        if n < 1:
+            raise UsageError(f"threads must be >= 1. Got {n} instead.", key="threads")
+    run_dir = Path(target)
+    if str(target) in models.REGISTRY:
+        from compress.runs.config import PipelineConfig
+        from compress.runs.pipeline import run
+
+        config = PipelineConfig.for_model(str(target), {"out": out} if out else {})
+        run_dir = run(config, progress=progress, cache=cache).run_dir
+    elif out:
+        raise UsageError("out is for a model TARGET; a run directory is measured in place",
+                         key="out")  # fmt: skip
+    return run_dir, bench(run_dir, threads=threads)
 
 
 def bench(
@@ -101,28 +130,3 @@ def bench(
         "2-core VM results can jump between two levels: compare p90 as well as p50",
         "artifacts": results,
     }
-
-
-def render(result: dict[str, Any]) -> str:
-    header = ["artifact", "runtime", "thr", "b1 p50", "b1 p90", "b1 cold", "b32 p50", "b32 p90",
-              "b32 cold", "img/s b32", "speedup b1", "speedup b32"]  # fmt: skip
-    lines = []
-    for e in result["artifacts"]:
-        b1, b32 = e.get("b1"), e.get("b32")
-
-        def f(b, *keys, fmt=".3f"):
-            v = b
-            for k in keys:
-                v = None if v is None else v.get(k)
-            return "-" if v is None else format(v, fmt)
-
-        lines.append([e["name"], e["runtime"], str(e["threads"]), f(b1, "warm", "p50_ms"),
-                      f(b1, "warm", "p90_ms"), f(b1, "cold", "p50_ms"), f(b32, "warm", "p50_ms"),
-                      f(b32, "warm", "p90_ms"), f(b32, "cold", "p50_ms"),
-                      f(b32, "throughput_per_s", fmt=".0f"), f(b1, "speedup", fmt=".2f"),
-                      f(b32, "speedup", fmt=".2f")])  # fmt: skip
-    widths = [max(len(r[i]) for r in [header, *lines]) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in
-                     enumerate(zip(r, widths, strict=True))) for r in [header, *lines]]  # fmt: skip
-    out.append(f"{result['model']}: latency in ms; CPU {result['cpu']}; {result['notes']}")
-    return "\n".join(out)

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 
 from compress.core.fileio import sha256_file
-from compress.keras.model_io import load_model, save_model
 from compress.core.state import Artifact, RunState, Skipped
+from compress.keras.model_io import load_model, save_model
 
 PACKAGE_ROOT = Path(__file__).parent.parent
 
@@ -64,8 +64,10 @@ def _imports(path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names if a.name.startswith("compress."))
         elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("compress"):
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)
+            # `from pkg import mod` runs `mod`; `from pkg import name` runs `pkg` (its __init__)
+            for alias in node.names:
+                sub = f"{node.module}.{alias.name}"
+                found.add(sub if _module_file(sub) is not None else node.module)
     return {name for name in found if _module_file(name) is not None}
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.core.errors import InputError
+from compress.measure.gates import shipped_row
 
 FIELDS = ("size_bytes", "size_gzip_bytes")
 
@@ -37,16 +38,16 @@ def load(path: str | Path) -> dict[str, Any]:
 
 
 def _rows(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """runtime/role -> the artifact: `RUNTIME fp32` and `RUNTIME shipped`."""
+    """runtime/role -> the artifact: `RUNTIME fp32` and `RUNTIME shipped` (gates.shipped_row),
+    runtimes in the order the report lists them."""
     out: dict[str, dict[str, Any]] = {}
-    by_runtime: dict[str, list[dict[str, Any]]] = {}
-    for a in report["verification"]["artifacts"]:
-        by_runtime.setdefault(a["runtime"], []).append(a)
-    for runtime, arts in by_runtime.items():
-        fp32 = next((a for a in arts if a["precision"] == "fp32"), None)
-        shipped = next((a for a in arts if a["precision"] != "fp32"), None) or fp32
+    artifacts = report["verification"]["artifacts"]
+    for runtime in dict.fromkeys(a["runtime"] for a in artifacts):
+        fp32 = next((a for a in artifacts if a["runtime"] == runtime and a["precision"] == "fp32"),
+                    None)  # fmt: skip
+        shipped = shipped_row(artifacts, runtime)
         if runtime == "keras":
-            out["keras"] = fp32 or arts[0]
+            out["keras"] = fp32 or shipped
             continue
         if fp32 is not None:
             out[f"{runtime} fp32"] = fp32
@@ -166,47 +167,3 @@ def compare(
         "notes": notes,
         "regressions": regressions,
     }
-
-
-def _fmt_pct(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.1f}%"
-
-
-def render(result: dict[str, Any]) -> str:
-    """The comparison as a terminal table, then notes and regressions."""
-    header = ["row", "artifact (base -> new)", "recipe", "gzip B", "Δgzip", "Δsize", "Δp50 b1",
-              "Δp50 b32", "heads (Δ acc pts / Δ rel err)"]  # fmt: skip
-    lines_: list[list[str]] = [header]
-    for r in result["rows"]:
-        if "only_in" in r:
-            lines_.append([r["row"], f"{r['artifact']} only in {r['only_in']}", *["-"] * 7])
-            continue
-        heads = []
-        for name, h in r["heads"].items():
-            if "accuracy" in h and h["accuracy"]["delta"] is not None:
-                heads.append(f"{name} {h['accuracy']['delta']:+.2f}")
-            elif "relative_error" in h and h["relative_error"]["delta"] is not None:
-                heads.append(f"{name} {h['relative_error']['delta']:+.4f}")
-        art = r["artifact"]
-        rec = r["recipe"]
-        lines_.append([
-            r["row"],
-            art["base"] if art["base"] == art["new"] else f"{art['base']} -> {art['new']}",
-            rec["base"] if rec["base"] == rec["new"] else f"{rec['base']} -> {rec['new']}",
-            f"{r['size_gzip_bytes']['base']:,} -> {r['size_gzip_bytes']['new']:,}",
-            _fmt_pct(r["size_gzip_bytes"]["pct"]),
-            _fmt_pct(r["size_bytes"]["pct"]),
-            _fmt_pct((r["latency_ms"].get("b1") or {}).get("pct")),
-            _fmt_pct((r["latency_ms"].get("b32") or {}).get("pct")),
-            ", ".join(heads) or "-",
-        ])  # fmt: skip
-    widths = [max(len(row[i]) for row in lines_) for i in range(len(header))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
-           for row in lines_]  # fmt: skip
-    out += [f"note: {n}" for n in result["notes"]]
-    out += [f"REGRESSION: {r}" for r in result["regressions"]]
-    if not result["regressions"]:
-        gated = [k for k, v in result["gates"].items() if v is not None]
-        out.append("no regression" + (f" ({', '.join(gated)} checked)" if gated else
-                                       " (no gate given: deltas only)"))  # fmt: skip
-    return "\n".join(out)

@@ -19,22 +19,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from compress.core import interrupt
-
 from compress.backends import worker as isolate
-
-from compress.keras import models
-
-from compress.report import page as report_html
-from compress.report import text as reports
+from compress.core import interrupt
 from compress.core.arrays import count
-from compress.runs.cache import StageCache, code_fingerprint, input_fingerprint, stage_key
-from compress.runs.config import PipelineConfig, resolve_stages
 from compress.core.errors import CompressError, StageError, UsageError, one_line
 from compress.core.fileio import sha256_file, write_json_atomic, write_text_atomic
 from compress.core.progress import Progress, adapt
-from compress.stages.base import Stage, materialize, with_reference_outputs
 from compress.core.state import RunState
+from compress.keras import models
+from compress.core.versions import environment, package_versions
+from compress.report.fields import FIELDS
+from compress.report.page import run_page
+from compress.report.text import render_markdown
+from compress.runs.cache import StageCache, code_fingerprint, input_fingerprint, stage_key
+from compress.runs.config import PipelineConfig, resolve_stages
+from compress.stages.base import Stage, materialize, with_reference_outputs
 
 _RESOURCE_ERRORS = {errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EDQUOT, errno.EPERM}
 LOG_FILE = "log.txt"  # native (C++) log lines of the stages
@@ -107,7 +106,7 @@ class Pipeline:
             state = RunState(workdir=tmp, worker=worker, progress=report_to)
             seconds: dict[str, float] = {}
             cached: dict[str, str] = {}
-            versions = reports.package_versions()
+            versions = package_versions()
             key = input_fingerprint(list(inputs))
             for stage in self.stages:
                 code = code_fingerprint(type(stage).__module__)
@@ -146,8 +145,8 @@ class Pipeline:
             final = parent / run_id
             try:
                 write_json_atomic(tmp / "report.json", report)
-                write_text_atomic(tmp / "report.md", reports.render_markdown(report))
-                write_text_atomic(tmp / "report.html", report_html.render(report))
+                write_text_atomic(tmp / "report.md", render_markdown(report))
+                write_text_atomic(tmp / "report.html", run_page(report))
                 write_json_atomic(tmp / "manifest.json", build_manifest(tmp, report))
                 os.replace(tmp, final)
             except OSError as exc:
@@ -253,12 +252,12 @@ def build_report(
             "calibration_samples": count(data.x_calib),
             "test_indices": [int(i) for i in data.test_indices],
         },
-        "environment": reports.environment(),
+        "environment": environment(),
         "verification": state.verification,
         "skipped": [s.__dict__ for s in state.skipped],
         "stages": state.info,
         "stage_seconds": seconds,
-        "fields": reports.FIELDS,
+        "fields": FIELDS,
     }
 
 

@@ -1,5 +1,6 @@
 """The stages, importable one by one: `from compress.stages import Quantize`."""
 
+from compress.core.state import Artifact, RunState, Skipped
 from compress.stages.base import Stage
 from compress.stages.build import Build
 from compress.stages.cluster import Cluster
@@ -9,7 +10,6 @@ from compress.stages.prune import Prune
 from compress.stages.quantize import Quantize
 from compress.stages.train import Train
 from compress.stages.verify import Verify
-from compress.core.state import Artifact, RunState, Skipped
 
 # In run order: a model's standard pipeline is these stages, less the optional ones not asked for.
 # Adding a stage: its module, and one entry here.

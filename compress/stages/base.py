@@ -12,9 +12,9 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from compress.keras.data import Dataset
 from compress.core.errors import StageError, validation_error
 from compress.core.state import RunState
+from compress.keras.data import Dataset
 
 
 class StageParams(BaseModel):

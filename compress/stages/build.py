@@ -14,16 +14,14 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from compress.keras import _tf
-
-from compress.keras import models
 from compress.core.arrays import count, pick
-from compress.keras.data import load_digits, load_npz
 from compress.core.errors import InputError, StageError, UsageError, one_line
-from compress.measure.heads import TaskChoice, output_activation
-from compress.keras.model_io import load_keras_model
-from compress.stages.base import Stage, StageParams
 from compress.core.state import RunState
+from compress.keras import _tf, models
+from compress.keras.data import load_digits, load_npz
+from compress.keras.model_io import load_keras_model
+from compress.measure.heads import TaskChoice, output_activation
+from compress.stages.base import Stage, StageParams
 
 
 class BuildParams(StageParams):

@@ -9,12 +9,12 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from compress.keras import _tf
 from compress.backends.keras import save_artifact
-from compress.stages.base import Stage
-from compress.keras.training import fine_tune, wrap_layers
-from compress.stages.finetune import FineTuneParams, begin
 from compress.core.state import RunState
+from compress.keras import _tf
+from compress.keras.training import fine_tune, wrap_layers
+from compress.stages.base import Stage
+from compress.stages.finetune import FineTuneParams, begin
 
 
 class ClusterParams(FineTuneParams):

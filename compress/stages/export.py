@@ -7,8 +7,8 @@ from typing import Any, ClassVar
 from compress.backends import BACKENDS, Sources
 from compress.backends.isolated import builder
 from compress.core.errors import one_line
-from compress.stages.base import Stage, worker_for
 from compress.core.state import RunState, Skipped
+from compress.stages.base import Stage, worker_for
 
 
 class ExportStage(Stage):

@@ -7,9 +7,9 @@ from typing import Any
 from pydantic import Field
 
 from compress.backends.onnxruntime import DEFAULT_OPSET, OPSETS
+from compress.core.state import RunState
 from compress.stages.base import StageParams
 from compress.stages.export import ExportStage
-from compress.core.state import RunState
 
 
 class ExportONNXParams(StageParams):

@@ -8,11 +8,11 @@ from typing import Any
 
 from pydantic import Field
 
+from compress.core.state import RunState
 from compress.keras.data import Dataset
 from compress.keras.model_io import copy_model
 from compress.keras.training import layer_weight_counts
 from compress.stages.base import StageParams
-from compress.core.state import RunState
 
 
 class FineTuneParams(StageParams):

@@ -11,13 +11,13 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from compress.keras import _tf
 from compress.backends.keras import save_artifact
 from compress.core.errors import StageError
-from compress.stages.base import Stage
-from compress.keras.training import fine_tune, wrap_layers
-from compress.stages.finetune import FineTuneParams, begin, steps_per_epoch
 from compress.core.state import RunState
+from compress.keras import _tf
+from compress.keras.training import fine_tune, wrap_layers
+from compress.stages.base import Stage
+from compress.stages.finetune import FineTuneParams, begin, steps_per_epoch
 
 
 class PruneParams(FineTuneParams):

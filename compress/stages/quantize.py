@@ -101,12 +101,15 @@ class Quantize(Stage):
             name = backend.file_name(p.mode)
             try:
                 step = _stepper(state, f"quantize: {backend.runtime} candidates")
-                made.append(quantized_artifact(backend, default, src, name, state.workdir, p, check, step))
+                made.append(
+                    quantized_artifact(backend, default, src, name, state.workdir, p, check, step)
+                )
             except Exception as exc:  # the converter or quantizer cannot, or crashed
                 reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
                 skipped.append(Skipped(name, backend.runtime, reason))
         info = {"mode": p.mode, "recipes": {a.name: a.recipe.id for a in made}}
         return state.add(tuple(made), tuple(skipped)).with_info("quantize", info)
+
 
 def _stepper(state: RunState, task: str) -> Any:
     """A (done, total) callback reporting `task`'s steps to the run's progress, or None."""

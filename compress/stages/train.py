@@ -6,12 +6,12 @@ from typing import Any
 
 from pydantic import Field
 
-from compress.keras import _tf
 from compress.backends.keras import save_artifact
+from compress.core.state import RunState
+from compress.keras import _tf
 from compress.keras.data import Dataset
 from compress.measure.heads import loss_for
 from compress.stages.base import Stage, StageParams
-from compress.core.state import RunState
 
 KERAS_FILE = "model.keras"
 

@@ -13,9 +13,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from compress.core.arrays import count, rows
 from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
+from compress.core.arrays import count, rows
+from compress.core.state import RunState
+from compress.keras.model_io import load_model
 from compress.measure.gates import (
     DEFAULT_MAX_DRIFT,
     DEFAULT_MAX_ERROR,
@@ -23,11 +25,9 @@ from compress.measure.gates import (
     gate_failures,
 )
 from compress.measure.heads import TaskChoice, head_metrics, match_heads, reference_metrics
-from compress.keras.model_io import load_model
-from compress.stages.base import Stage, StageParams, materialize
-from compress.core.state import RunState
 from compress.measure.timing import MIN_CALLS, TIMING_BUDGET_S, measure_interleaved
 from compress.measure.weights import float_weight_bytes
+from compress.stages.base import Stage, StageParams, materialize
 
 
 class VerifyParams(StageParams):

@@ -19,8 +19,11 @@ import secrets
 from pathlib import Path
 from typing import Any
 
-from compress import tune as tuning
+from compress.core import compat
 from compress.core.errors import InputError, UsageError
+from compress.tune import space as tuning_space
+from compress.tune import study as tuning_study
+from compress.tune import trial as tuning_trial
 
 RECORD = "compress_record"  # the result key carrying a trial's record (a JSON string)
 TOKEN = ".executor-token"  # a file in the tune directory a worker must be able to read
@@ -28,7 +31,7 @@ TOKEN = ".executor-token"  # a file in the tune directory a worker must be able 
 
 def run(
     study: Any,
-    spec: tuning.TuneSpec,
+    setup: tuning_trial.TuneSetup,
     trials: int,
     timeout_s: float | None,
     cache_root: str | None,
@@ -45,11 +48,11 @@ def run(
         raise UsageError(
             "the ray executor needs Ray: pip install -e '.[ray]'", key="executor"
         ) from None
-    count = tuning.remaining(study, spec, trials)
+    count = tuning_study.remaining(study, setup, trials)
     if not count:
         return
     token = secrets.token_hex(8)
-    (spec.directory / TOKEN).write_text(token)
+    (setup.directory / TOKEN).write_text(token)
     os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"  # Ctrl-C stops the tune as a local one
     os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the legacy reporter, silent at verbose 0
     started = not ray.is_initialized()
@@ -58,17 +61,17 @@ def run(
     try:
         searcher = _searcher(
             study,
-            spec,
+            setup,
             say,
-            lambda number, params: tuning.job(spec, number, params, cache_root, False),
+            lambda number, params: tuning_trial.job(setup, number, params, cache_root, False),
         )
-        trainable = ray_tune.with_resources(_trial, {"cpu": spec.base.threads})
+        trainable = ray_tune.with_resources(_trial, {"cpu": setup.base.threads})
         tuner = ray_tune.Tuner(
             ray_tune.with_parameters(
                 trainable,
                 context={
                     "token": token,
-                    "token_file": str((spec.directory / TOKEN).resolve()),
+                    "token_file": str((setup.directory / TOKEN).resolve()),
                     "cwd": os.getcwd(),
                 },
             ),
@@ -81,7 +84,7 @@ def run(
             ),
             run_config=ray_tune.RunConfig(
                 name="ray",
-                storage_path=str(spec.directory.resolve()),
+                storage_path=str(setup.directory.resolve()),
                 verbose=0,
                 log_to_file=True,
             ),
@@ -112,7 +115,7 @@ def _init(ray: Any, address: str | None, say: Any) -> None:
         raise InputError(f"cannot start or reach a Ray cluster {where}: {exc}") from None
 
 
-def _searcher(study: Any, spec: tuning.TuneSpec, say: Any, make_job: Any) -> Any:
+def _searcher(study: Any, setup: tuning_trial.TuneSetup, say: Any, make_job: Any) -> Any:
     """OptunaSearch on the tune's study: points from the tune's sampler (queued points first), a
     finished point proposed again answered from its trial, records told as a local tune tells
     them. Its state is the study's journal: Ray's searcher checkpoints are not written."""
@@ -120,9 +123,9 @@ def _searcher(study: Any, spec: tuning.TuneSpec, say: Any, make_job: Any) -> Any
 
     class Search(OptunaSearch):
         def suggest(self, trial_id: str) -> dict[str, Any] | None:
-            params = tuning.decode(super().suggest(trial_id))
+            params = tuning_space.decode(super().suggest(trial_id))
             ot_trial = self._ot_trials[trial_id]
-            same = tuning.propose(self._ot_study, params)
+            same = tuning_study.propose(self._ot_study, params)
             say(f"tune: trial {ot_trial.number} {params} ...")
             return {"job": make_job(ot_trial.number, params), "same": same}
 
@@ -136,29 +139,29 @@ def _searcher(study: Any, spec: tuning.TuneSpec, say: Any, make_job: Any) -> Any
             if result and RECORD in result:
                 record = json.loads(result[RECORD])
             elif error:
-                where = spec.directory / "ray"
+                where = setup.directory / "ray"
                 record = {"error": f"the trial's Ray worker failed (its log: under {where})"}
             else:
                 return  # stopped without a result (the tune was interrupted): left RUNNING
-            tuning.tell(self._ot_study, ot_trial, record, spec)
+            tuning_study.tell(self._ot_study, ot_trial, record, setup)
             if "same_as" in record:
                 say(
                     f"tune: trial {ot_trial.number} is trial {record['same_as']}'s point: not rerun"
                 )
             else:
-                say(tuning.summary(ot_trial.number, record))
+                say(tuning_trial.summary(ot_trial.number, record))
 
         def save_to_dir(self, *args: Any, **kwargs: Any) -> None:
             pass
 
-    metrics = tuning.metric_names(spec.objectives)
+    metrics = tuning_study.metric_names(setup.objectives)
     return Search(
-        space=_Space(spec.space),
+        space=_Space(setup.space),
         metric=metrics,
         mode=["min"] * len(metrics),
         sampler=study.sampler,
-        study_name=tuning.STUDY,
-        storage=study._storage,
+        study_name=tuning_study.STUDY,
+        storage=compat.optuna_storage(study),
     )
 
 
@@ -173,7 +176,7 @@ class _Space:
         self.space = space
 
     def __call__(self, trial: Any) -> None:
-        tuning.suggest_point(trial, self.space)
+        tuning_space.suggest_point(trial, self.space)
 
 
 def _trial(config: dict[str, Any], context: dict[str, Any]) -> None:
@@ -199,12 +202,12 @@ def _trial(config: dict[str, Any], context: dict[str, Any]) -> None:
         else:
             if os.path.isdir(context["cwd"]):
                 os.chdir(context["cwd"])  # user paths in the pipeline are relative to it
-            record = tuning.execute(job)
+            record = tuning_trial.execute(job)
     objectives = tuple(job["objectives"])
     values = dict(
         zip(
-            tuning.metric_names(objectives),
-            tuning.objective_values(record.get("runtimes", {}), objectives),
+            tuning_study.metric_names(objectives),
+            tuning_study.objective_values(record.get("runtimes", {}), objectives),
             strict=True,
         )
     )

@@ -1,0 +1,67 @@
+"""Every private API of a dependency compress calls, in one place, each checked against the
+version pinned in pyproject.toml (CHECKED; tests/test_compat.py fails when an installed version
+differs, so a pin bump re-checks these first). Frameworks are imported by the caller and passed
+in, so this module imports nothing heavy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# distribution -> the version every function below was checked against
+CHECKED = {
+    "optuna": "5.0.0",
+    "tensorflow-cpu": "2.21.0",
+    "tf-keras": "2.21.0",
+    "tensorflow-model-optimization": "0.8.1",
+    "ai-edge-litert": "2.3.0",
+}
+
+
+def optuna_storage(study: Any) -> Any:
+    """The storage object of an optuna Study (Ray's OptunaSearch takes it to share the study)."""
+    return study._storage
+
+
+def optuna_mark_failed(study: Any, trial: Any) -> None:
+    """Mark a FrozenTrial left RUNNING by a dead process as FAIL (optuna has no public call
+    for another process's trial)."""
+    from optuna.trial import TrialState
+
+    study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+
+
+def pool_processes(pool: Any) -> list[Any]:
+    """The worker processes of a concurrent.futures.ProcessPoolExecutor (stopped at once on an
+    interrupt: shutdown() alone waits for the running trials)."""
+    return list((pool._processes or {}).values())
+
+
+def tflite_quantization_knobs(converter: Any, per_channel: bool, calibrate_only: bool) -> None:
+    """The TFLite converter's per-tensor weights and calibrate-only switches (TFLiteConverterV2's
+    `_experimental_disable_per_channel`, `_experimental_calibrate_only`)."""
+    for name in ("_experimental_disable_per_channel", "_experimental_calibrate_only"):
+        if not hasattr(converter, name):
+            raise AttributeError(f"the TFLite converter has no {name} (checked on tensorflow "
+                                 f"{CHECKED['tensorflow-cpu']})")  # fmt: skip
+    converter._experimental_disable_per_channel = not per_channel
+    converter._experimental_calibrate_only = calibrate_only
+
+
+def litert_ops(interpreter: Any) -> list[dict[str, Any]]:
+    """Every op of a LiteRT Interpreter (`op_name`, `inputs`, `outputs`, ...)."""
+    return interpreter._get_ops_details()
+
+
+def keras_trainable_weights(layer: Any) -> list[Any]:
+    """A tf_keras layer's own list of trainable variables, in order (mutable)."""
+    return layer._trainable_weights
+
+
+def tfmot_default_8bit_registry() -> Any:
+    """tfmot's default 8-bit quantize registry module (its QuantizeConfig classes, e.g. the RNN
+    one that is not registered for LSTM)."""
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_registry,
+    )
+
+    return default_8bit_quantize_registry

@@ -1,0 +1,55 @@
+"""What each report field means: report.json carries it, report.md and the README show it (a
+test checks the README's table is exactly this one)."""
+
+from __future__ import annotations
+
+from compress.measure.weights import GZIP_LEVEL
+
+FIELDS = {
+    "size_bytes": "file size in bytes",
+    "size_gzip_bytes": f"file size after gzip (level {GZIP_LEVEL}), bytes: sparsity and clusters "
+    "pay off compressed",
+    "compression_ratio": "fp32 bytes of the Keras model's weights divided by size_gzip_bytes",
+    "accuracy": "top-1 accuracy on the held-out split, percent",
+    "drift": "Keras float accuracy minus this artifact's, percentage points (positive = lost)",
+    "baseline_drift": "accuracy of the float model before prune/cluster minus this one's, pts",
+    "agreement": "percent of held-out samples whose top-1 class equals the Keras model's",
+    "max_abs_diff": "largest absolute difference from the Keras model's outputs",
+    "confusion": "classification heads: counts per [true class][predicted class] on the held-out "
+    "split; above 100 classes {classes, cells: [[true, predicted, count]]}, non-zero cells only "
+    "(report.html draws each compressed artifact's minus the float model's)",
+    "task": "what a head is verified as: classify (accuracy, drift, agreement) or regress "
+    "(numeric error against the Keras model), inferred or set by verify.task",
+    "mean_abs_error": "numeric heads: mean absolute difference from the Keras model's outputs",
+    "relative_error": "numeric heads: ||artifact - Keras|| / ||Keras|| over the held-out split; "
+    "gated by max_error",
+    "cosine": "numeric heads with vector outputs: mean cosine similarity to the Keras model's "
+    "output vectors",
+    "label_mae": "numeric heads: mean absolute error against the labels (reference_label_mae: "
+    "the Keras model's)",
+    "latency_ms.b1 / b32": "p50 and p90 of one call at batch 1 / 32, milliseconds, and the "
+    "number of timed calls",
+    "speedup.b1 / b32": "p50 latency of the same runtime's fp32 artifact divided by this one's "
+    "(same rounds)",
+    "sparsity": "fraction of zeros among the artifact's weights (constant tensors of rank >= 2)",
+    "weights.tensors[]": "per weight tensor, counted in the file: shape, dtype, sparsity, "
+    "distinct values, most distinct values in one channel",
+    "repeatable": "the artifact gives a sample the same output before and after other samples ran",
+    "left_float": "op types whose weights stayed float32 (e.g. LSTM under onnxruntime static int8)",
+    "warnings": "compressed artifacts bigger than, or slower at batch 1 than, their runtime's fp32 "
+    "artifact, each with the fastest alternative recipe measured (verification.warnings)",
+    "recipe": "how the artifact was made: id and description (a row of its backend's recipe "
+    "table), knobs, and what every candidate measured when it was chosen by measurement",
+    "recipe.selection": "the search's objective, agreement floor, and winner after each timing "
+    "round (it stops when the winner is the same 3 rounds running)",
+    "recipe.fallback": "when the drift estimated on held-back training samples exceeded max_drift: "
+    "the layers kept float, the drift before and after, each step",
+    "layer_errors": "per layer of a quantized artifact, SQNR (dB) of its output against the same "
+    "tensor in the runtime's fp32 artifact on 16 training samples, worst first (or why it could "
+    "not be measured)",
+}
+
+
+def fields_table() -> list[str]:
+    """FIELDS as a markdown table (report.md and the README)."""
+    return ["| field | meaning |", "|---|---|"] + [f"| `{k}` | {v} |" for k, v in FIELDS.items()]
