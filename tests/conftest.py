@@ -11,13 +11,23 @@ import pytest
 from compress.cli import main
 
 
+def shared_cache_root(tmp_path_factory) -> Path:
+    """The test session's own stage cache, shared by its test workers (pytest-xdist gives each
+    worker a base directory under one session directory): a model trained or exported by one
+    test file is reused by the others instead of being made again per file. Entries are
+    written atomically, so workers storing the same key at once keep one of them."""
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if base.name.startswith("popen-gw") else base
+    return root / "shared-stage-cache"
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _private_cache(tmp_path_factory):
-    """Every test session gets its own, initially empty, stage cache."""
+    """Every test session gets its own, initially empty, stage cache (shared by its workers)."""
     import os
 
     old = os.environ.get("COMPRESS_CACHE_DIR")
-    os.environ["COMPRESS_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    os.environ["COMPRESS_CACHE_DIR"] = str(shared_cache_root(tmp_path_factory))
     yield
     if old is None:
         os.environ.pop("COMPRESS_CACHE_DIR", None)

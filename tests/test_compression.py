@@ -11,6 +11,7 @@ import itertools
 
 import numpy as np
 import pytest
+from conftest import shared_cache_root
 
 from compress import PipelineConfig, StageCache, run
 from compress.keras import models
@@ -24,7 +25,7 @@ COMBOS = [
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return StageCache(tmp_path_factory.mktemp("compression-cache"))
+    return StageCache(shared_cache_root(tmp_path_factory))
 
 
 def _config(model, prune, cluster, mode, out):

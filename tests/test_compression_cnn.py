@@ -4,6 +4,7 @@ workers share the load: the CNN's 3.9 M weights make each run the slowest)."""
 from __future__ import annotations
 
 import pytest
+from conftest import shared_cache_root
 from test_compression import COMBOS, check_combination
 
 from compress import StageCache
@@ -11,7 +12,7 @@ from compress import StageCache
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
-    return StageCache(tmp_path_factory.mktemp("compression-cnn-cache"))
+    return StageCache(shared_cache_root(tmp_path_factory))
 
 
 @pytest.mark.parametrize(("prune", "cluster", "mode"), COMBOS)

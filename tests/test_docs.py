@@ -14,7 +14,7 @@ from compress.backends.onnxruntime import DEFAULT_OPSET, OPSETS
 from compress.cli import EXIT_CODES
 from compress.measure.timing import MIN_CALLS, TIMING_BUDGET_S
 from compress.measure.weights import GZIP_LEVEL
-from compress.report.text import fields_table
+from compress.report.fields import fields_table
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()

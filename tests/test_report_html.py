@@ -68,7 +68,7 @@ def test_hostile_names_are_text_not_markup(cnn_run):
     report = json.loads(json.dumps(cnn_run["report"]))
     report["model"] = "<script>alert(1)</script>"
     report["verification"]["artifacts"][0]["name"] = '<img src=x onerror="alert(2)">'
-    text = report_html.render(report)
+    text = report_html.run_page(report)
     assert "<script>alert(1)" not in text and "<img src=x" not in text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
 
@@ -84,7 +84,7 @@ def test_confusion_difference_names_the_classes_that_moved(cnn_run):
     moved[3][3] -= 2  # two samples of class 3 now predicted as 5
     moved[3][5] += 2
     quantized["heads"]["digit"]["confusion"] = moved
-    text = report_html.render(report)
+    text = report_html.run_page(report)
     assert "2 of" in text and "class 3: -2" in text
 
 
@@ -105,7 +105,7 @@ def test_a_thousand_class_head_is_stored_sparse_and_drawn_by_the_classes_that_mo
     report = json.loads(json.dumps(cnn_run["report"]))
     for a in report["verification"]["artifacts"]:
         a["heads"]["digit"]["confusion"] = after if a["precision"] == "int8" else base
-    text = report_html.render(report)
+    text = report_html.run_page(report)
     shown = sorted({int(c) for c in labels[:3]} | {int(c + 1) % 1000 for c in labels[:3]})
     # what is drawn is the moved classes' sub-matrix (drawn whole, 1000x1000 took 90 s)
     diff = confusion_matrix(after) - confusion_matrix(base)

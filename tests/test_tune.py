@@ -117,8 +117,8 @@ def test_a_point_proposed_again_is_answered_from_its_finished_trial(tmp_path):
     first = study.ask()
     tune.suggest_point(first, {k: [v] for k, v in point.items()})
     runtimes = {r: {"artifact": "a", "size_gzip_bytes": 10, "drift": 0.0, "feasible": True}
-                for r in tune.RUNTIMES}  # fmt: skip
-    spec = tune.TuneSpec(base=None, target="m", max_drift=1.0, space={})
+                for r in tune.runtimes()}  # fmt: skip
+    spec = tune.TuneSetup(base=None, target="m", max_drift=1.0, space={})
     tune.tell(study, first, {"runtimes": runtimes, "run_dir": "x"}, spec)
     assert tune.propose(study, {**point, "quantize": "dynamic"})["same_as"] == first.number
     assert tune.propose(study, {**point, "qat": False}) is None
@@ -258,4 +258,4 @@ def test_ray_executor_gives_the_same_front_as_local(tmp_path, capsys):
 def test_the_ray_address_needs_the_ray_executor(tmp_path, capsys):
     argv = ["tune", "multitask", "--address", "auto", "--out", str(tmp_path)]
     assert main(argv) == 2
-    assert "--address is the Ray cluster's: it needs --executor ray" in capsys.readouterr().err
+    assert "--address is the Ray cluster's: it needs the ray executor" in capsys.readouterr().err

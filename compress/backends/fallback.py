@@ -37,6 +37,7 @@ class CheckSet:
         self.tasks = {h: data.task(h) for h in self.y}
         self.error_scale = error_scale  # points of drift per unit of a numeric head's error
         self.samples = count(self.x)
+        self.estimates: dict[str, dict[str, float]] = {}
 
     @cached_property
     def reference(self) -> dict[str, np.ndarray]:
@@ -47,17 +48,19 @@ class CheckSet:
     def drift(self, backend: Any, path: Path, options: dict[str, bool]) -> float:
         """How far the file is over budget, in the drift's units (points): the worst
         classifier head's accuracy drop against the float model, and each numeric head's
-        relative error scaled by max_drift / max_error, so one number is held to max_drift."""
+        relative error scaled by max_drift / max_error, so one number is held to max_drift.
+        The first estimate of each file name is kept in `estimates` (drift, relative error)."""
         runner = backend.open_runner(path, 1, **options)
         outputs = match_heads(path.name, runner.predict(self.x), list(self.y))
-        worst = 0.0
+        drift, error = 0.0, 0.0
         for h in self.y:
             m = head_metrics(self.reference[h], outputs[h], self.y[h], self.tasks[h])
             if self.tasks[h] == "classify":
-                worst = max(worst, m["drift"])
+                drift = max(drift, m["drift"])
             else:
-                worst = max(worst, m["relative_error"] * self.error_scale)
-        return worst
+                error = max(error, m["relative_error"])
+        self.estimates.setdefault(path.name, {"drift": drift, "relative_error": error})
+        return max(drift, error * self.error_scale)
 
 
 def layer_errors(backend: Any, path: Path, src: Sources) -> dict[str, Any]:

@@ -140,6 +140,10 @@ class StageCache:
         record["dir"] = entry_dir
         return record
 
+    def discard(self, key: str) -> None:
+        """Remove an entry (a stage judged it does not hold for the run at hand)."""
+        shutil.rmtree(self._dir(key), ignore_errors=True)
+
     def save(self, key: str, stage: Any, before: RunState, after: RunState) -> bool:
         """Store what the stage added to the state. Returns False if the cache is not writable
         (the run goes on without it)."""

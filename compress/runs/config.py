@@ -31,7 +31,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compress.core.errors import UsageError, validation_error
-from compress.measure.gates import DEFAULT_MAX_DRIFT, DEFAULT_MAX_ERROR
 
 # CLI flag -> (stage, parameter); `None` stage means a top-level key.
 FLAG_KEYS: dict[str, tuple[str | None, str]] = {
@@ -241,15 +240,12 @@ def resolve_stages(config: PipelineConfig) -> list[tuple[str, dict[str, Any]]]:
         cls.validate_params(params)
         resolved.append((name, params))
     by_name = dict(resolved)
-    if "quantize" in by_name and "verify" in by_name:
-        # One budget: the fallback keeps artifacts within the drift verify gates. Set after
-        # validation, so a bad value is reported under the key the user wrote.
-        budget = by_name["verify"].get("max_drift", DEFAULT_MAX_DRIFT)
-        by_name["quantize"].setdefault("max_drift", budget)
-        by_name["quantize"].setdefault(
-            "max_error", by_name["verify"].get("max_error", DEFAULT_MAX_ERROR)
-        )
-    if "build" in by_name and "verify" in by_name:
-        # the heads' tasks decide how the data's labels are read, so build needs them too
-        by_name["build"]["task"] = by_name["verify"].get("task", "auto")
+    for name, params in resolved:
+        # what a stage takes from another stage's setting, as its parameter declares it; set
+        # after validation, so a bad value is reported under the key the user wrote
+        for param, source in stages.REGISTRY[name].Params.inherited().items():
+            stage, _, field = source.partition(".")
+            if stage in by_name and param not in config.stages[name]:
+                default = stages.REGISTRY[stage].Params.model_fields[field].default
+                params[param] = by_name[stage].get(field, default)
     return resolved

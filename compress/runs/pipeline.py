@@ -26,8 +26,8 @@ from compress.core.errors import CompressError, StageError, UsageError, one_line
 from compress.core.fileio import sha256_file, write_json_atomic, write_text_atomic
 from compress.core.progress import Progress, adapt
 from compress.core.state import RunState
-from compress.keras import models
 from compress.core.versions import environment, package_versions
+from compress.keras import models
 from compress.report.fields import FIELDS
 from compress.report.page import run_page
 from compress.report.text import render_markdown
@@ -111,9 +111,14 @@ class Pipeline:
             for stage in self.stages:
                 code = code_fingerprint(type(stage).__module__)
                 environment = {**versions, "compress_code": code}
-                key = stage_key(key, stage.name, stage.params.model_dump(mode="json"), environment)
+                params = stage.params.model_dump(mode="json")
+                keyed = {k: v for k, v in params.items() if k not in stage.cache_ignores}
+                key = stage_key(key, stage.name, keyed, environment)
                 t0 = time.perf_counter()
                 record = cache.load(key) if cache and stage.cacheable else None
+                if record is not None and not stage.reuses(record["info"].get(stage.name, {})):
+                    cache.discard(key)  # made for another budget: rebuilt and stored anew
+                    record = None
                 if record is not None:
                     state = StageCache.restore(record, state)
                     cached[stage.name] = "hit"

@@ -20,6 +20,17 @@ from compress.keras.data import Dataset
 class StageParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
+    @classmethod
+    def inherited(cls) -> dict[str, str]:
+        """Parameters a pipeline gives this stage from another stage's setting, declared where
+        the parameter is defined (`Field(..., json_schema_extra={"from": "verify.max_drift"})`):
+        parameter -> `stage.param`. Set there unless the pipeline file sets it here."""
+        return {
+            name: extra["from"]
+            for name, f in cls.model_fields.items()
+            if isinstance(extra := f.json_schema_extra, dict) and "from" in extra
+        }
+
 
 class Stage:
     """Base class: subclasses set `name`, a `Params` model, and implement `run`."""
@@ -32,6 +43,9 @@ class Stage:
     # the model as that file instead of saving it twice.
     model_artifact: ClassVar[str | None] = None
     needs_model: ClassVar[bool] = True  # the pipeline loads the model before it runs
+    # Parameters left out of the stage's cache key because they change its output only when
+    # its own result says so (`reuses` decides; e.g. the fallback's drift budget).
+    cache_ignores: ClassVar[tuple[str, ...]] = ()
     optional: ClassVar[bool] = False  # in a model's standard pipeline only when asked for
 
     def __init__(self, **params: Any) -> None:
@@ -47,6 +61,11 @@ class Stage:
 
     def run(self, state: RunState) -> RunState:
         raise NotImplementedError
+
+    def reuses(self, info: dict[str, Any]) -> bool:
+        """Whether a cached result of this stage (its `info` record) holds for these parameters,
+        the `cache_ignores` ones included."""
+        return True
 
     def model(self, state: RunState) -> Any:
         """The Keras model this stage works on; a stage that changes it returns it in the state.

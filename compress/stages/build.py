@@ -35,7 +35,8 @@ class BuildParams(StageParams):
     )
     task: TaskChoice | dict[str, TaskChoice] = Field(
         "auto", description="set from verify.task: each head's task (classify | regress), "
-        "or auto: inferred from the output and its labels"
+        "or auto: inferred from the output and its labels",
+        json_schema_extra={"from": "verify.task"},
     )  # fmt: skip
 
 

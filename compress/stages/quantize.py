@@ -48,11 +48,13 @@ class QuantizeParams(StageParams):
     max_drift: float = Field(
         DEFAULT_MAX_DRIFT, ge=0.0,
         description="the fallback's drift budget, points (a pipeline gives it verify.max_drift)",
+        json_schema_extra={"from": "verify.max_drift"},
     )  # fmt: skip
     max_error: float = Field(
         DEFAULT_MAX_ERROR, ge=0.0,
         description="the fallback's budget for numeric heads, relative error (a pipeline gives "
         "it verify.max_error)",
+        json_schema_extra={"from": "verify.max_error"},
     )  # fmt: skip
     threads: int = Field(1, ge=1, description="threads when timing candidates (as verify's)")
     qat_epochs: int = Field(
@@ -65,6 +67,21 @@ class QuantizeParams(StageParams):
 class Quantize(Stage):
     name = "quantize"
     Params = QuantizeParams
+    # The budget changes the artifacts only when the fallback engages: a rerun that changes
+    # only a gate reuses them while the drift estimated on them stays within the new budget.
+    cache_ignores = ("max_drift", "max_error")
+
+    def reuses(self, info: dict[str, Any]) -> bool:
+        budget = info.get("budget")
+        if budget is None:
+            return False
+        p = self.params
+        if budget["engaged"]:  # the artifacts were corrected for that budget exactly
+            return budget["max_drift"] == p.max_drift and budget["max_error"] == p.max_error
+        return all(
+            e["drift"] <= p.max_drift and e["relative_error"] <= p.max_error
+            for e in budget["estimates"].values()
+        )
 
     def run(self, state: RunState) -> RunState:
         p = self.params
@@ -107,7 +124,18 @@ class Quantize(Stage):
             except Exception as exc:  # the converter or quantizer cannot, or crashed
                 reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
                 skipped.append(Skipped(name, backend.runtime, reason))
-        info = {"mode": p.mode, "recipes": {a.name: a.recipe.id for a in made}}
+        info = {
+            "mode": p.mode,
+            "recipes": {a.name: a.recipe.id for a in made},
+            # what reuses() judges a cached result by: the fallback's budget, whether it
+            # changed any artifact, and the drift it estimated on each before any change
+            "budget": {
+                "max_drift": p.max_drift,
+                "max_error": p.max_error,
+                "engaged": any(a.recipe.fallback for a in made),
+                "estimates": dict(check.estimates) if check is not None else {},
+            },
+        }
         return state.add(tuple(made), tuple(skipped)).with_info("quantize", info)
 
 
