@@ -13,12 +13,42 @@ FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
          "--no-first-run", "--disable-extensions", "--enable-logging=stderr", "--v=0"]  # fmt: skip
 
 
+NAMES = ("chromium", "chromium-browser", "google-chrome")
+
+
+def _find() -> str | None:
+    return next((path for name in NAMES if (path := shutil.which(name))), None)
+
+
 def chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        path = shutil.which(name)
-        if path:
-            return path
-    pytest.fail("headless Chromium is needed for the report tests: apt-get install chromium")
+    """The browser on the PATH, else Debian's `chromium` package installed now (as root, or
+    through sudo), once per machine: the two test workers take a lock so only one installs."""
+    found = _find()
+    if found:
+        return found
+    import fcntl
+    import os
+    import tempfile
+
+    sudo = [] if os.geteuid() == 0 else (["sudo", "-n"] if shutil.which("sudo") else None)
+    if sudo is None or not shutil.which("apt-get"):
+        pytest.fail("headless Chromium is needed for the report tests: apt-get install chromium")
+    with open(Path(tempfile.gettempdir()) / "compress-tests-chromium.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other worker may be installing it
+        if not _find():
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            for cmd in (
+                ["apt-get", "update", "-q"],
+                ["apt-get", "install", "-y", "-q", "chromium"],
+            ):
+                done = subprocess.run([*sudo, *cmd], capture_output=True, text=True, env=env)
+                if done.returncode != 0:
+                    pytest.fail(f"installing Chromium failed ({' '.join(cmd)}): "
+                                f"{done.stderr.strip()[-500:]}")  # fmt: skip
+    found = _find()
+    if not found:
+        pytest.fail("apt-get installed chromium but no browser is on the PATH")
+    return found
 
 
 def _run(page: Path, *extra: str, profile: Path) -> subprocess.CompletedProcess:

@@ -74,6 +74,24 @@ def test_a_new_runtime_is_one_registered_backend(monkeypatch, tmp_path):
     assert Path(result.run_dir / "model_int8.mirror.tflite").stat().st_size < (
         Path(result.run_dir / "model_fp32.mirror.tflite").stat().st_size
     )
+    # the registry names it everywhere, with no edit outside the backend: tune's fronts, the
+    # report's charts (its own colour) and diff's rows
+    from compress import tune
+    from compress.report.markup import runtime_colors
+    from compress.runs import diff
+
+    assert tune.runtimes() == ("litert", "mirror")
+    metrics = tune.trial_metrics(result.report, max_drift=100)
+    assert metrics["mirror"]["artifact"] == "model_int8.mirror.tflite"
+    trial = {"number": 0, "state": "COMPLETE", "params": {}, "runtimes": metrics}
+    setup = tune.TuneSetup(base=None, target="multitask", max_drift=100, space={})
+    assert [p["trial"] for p in tune.fronts([trial], setup)["mirror"]] == [0]
+    page = (result.run_dir / "report.html").read_text()
+    colour = runtime_colors(a["runtime"] for a in result.report["verification"]["artifacts"])
+    assert colour["mirror"] not in (colour["litert"], colour["keras"])
+    assert colour["mirror"] in page  # its latency bars are drawn in its colour
+    rows = {r["row"] for r in diff.compare(result.report, result.report)["rows"]}
+    assert {"mirror fp32", "mirror shipped"} <= rows
 
 
 @pytest.fixture(autouse=True)

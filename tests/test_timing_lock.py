@@ -10,11 +10,12 @@ from compress.measure import timing
 
 
 def _build_then_time(path: str, events: multiprocessing.Queue, build_s: float) -> None:
-    with timing.lock_file(path), timing.trial():
+    lock = timing.TimingLock(path)
+    with lock.trial():
         events.put(("build", time.monotonic()))
         time.sleep(build_s)
         events.put(("built", time.monotonic()))
-        with timing.exclusive():
+        with lock.exclusive():
             events.put(("timing", time.monotonic()))
             time.sleep(0.2)
             events.put(("timed", time.monotonic()))
@@ -44,5 +45,18 @@ def test_a_timing_waits_for_other_trials_builds_and_no_two_time_at_once(tmp_path
 
 
 def test_without_a_lock_every_context_is_free():
-    with timing.lock_file(None), timing.trial(), timing.exclusive(), timing.exclusive():
+    lock = timing.NO_LOCK
+    with lock.trial(), lock.exclusive(), lock.exclusive():
         pass
+    assert lock.path is None
+
+
+def test_the_lock_reaches_the_timings_explicitly_not_through_the_environment():
+    import inspect
+    import os
+
+    from compress.measure.timing import measure_interleaved, measure_until_stable
+
+    assert not any(k.startswith("COMPRESS_TIMING") for k in os.environ)
+    for fn in (measure_interleaved, measure_until_stable):
+        assert inspect.signature(fn).parameters["lock"].default is timing.NO_LOCK

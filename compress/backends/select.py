@@ -30,7 +30,7 @@ from compress.core.arrays import rows
 from compress.core.errors import one_line
 from compress.core.state import Artifact
 from compress.measure.heads import agreement_score, match_heads
-from compress.measure.timing import Timing, measure_until_stable
+from compress.measure.timing import NO_LOCK, Timing, TimingLock, measure_until_stable
 
 SELECTION_SAMPLES = 200
 TIE = 1.05  # latencies within 5% are a tie (the noise of one measurement on a busy CPU)
@@ -101,6 +101,7 @@ def search(
     objective: Objective = "latency",
     options: dict[str, bool] | None = None,
     step: Callable[[int, int], None] | None = None,
+    lock: TimingLock = NO_LOCK,
 ) -> Selection:
     """Build each candidate recipe, measure them side by side against the fp32 artifact
     (`src.fp32`) at `threads` threads until the choice is stable, and return the winner."""
@@ -145,7 +146,7 @@ def search(
             record(timings)
             return choose(entries, min_agreement, objective, fp32_size)["id"]
 
-        timings, rounds = measure_until_stable(calls, decide)
+        timings, rounds = measure_until_stable(calls, decide, lock=lock)
         record(timings)
         winner = choose(entries, min_agreement, objective, fp32_size)
         for entry in entries:
@@ -164,6 +165,7 @@ def quantized_artifact(
     p: Any,
     check: CheckSet | None,
     step: Callable[[int, int], None] | None = None,
+    lock: TimingLock = NO_LOCK,
 ) -> Artifact:
     """A quantize mode's artifact for one backend: the measured choice among its candidates
     (or the default recipe), corrected by the fallback when `check` (the drift estimate) finds
@@ -179,7 +181,7 @@ def quantized_artifact(
                 # QAT candidates are one fine-tuned model stored two ways: agreement with
                 # the float fp32 file does not rank them (verify's drift gate does)
                 min_agreement=0.0 if p.mode == "qat" else p.min_agreement,
-                objective=p.objective, options=src.fp32.options, step=step,
+                objective=p.objective, options=src.fp32.options, step=step, lock=lock,
             )  # fmt: skip
             spec, decided = chosen.spec, chosen.decided
             path.write_bytes(chosen.blob)

@@ -126,6 +126,9 @@ class RunState:
     # The run's worker process for framework steps that can crash natively (isolate.Worker);
     # None: a stage that needs one starts its own.
     worker: Any = field(default=None, compare=False, repr=False)
+    # The timing lock every timing of the run holds (measure.timing.TimingLock; None: none):
+    # a tune's trials time one at a time.
+    timing_lock: Any = field(default=None, compare=False, repr=False)
     # Where the run reports progress (compress.core.progress.Progress: stage steps such as epochs);
     # None: nowhere.
     progress: Any = field(default=None, compare=False, repr=False)

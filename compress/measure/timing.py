@@ -3,11 +3,11 @@ other are measured side by side (same thermal and cache conditions), never one a
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -18,86 +18,80 @@ MIN_CALLS = 30
 # Warm-up: up to `warmup` untimed calls, but no more than WARMUP_S seconds of them once two ran
 # (the first call pays allocation and kernel selection; a 2.6 s ResNet50 batch is warm after it).
 WARMUP_S = 1.0
-# The timing lock of concurrent `compress tune` trials (a file path; unset: no lock). A trial
-# holds a shared hold on it while it runs (`trial`) and gives it up only to time; a timing takes
-# it exclusively, so it waits until every other trial is timing too or done, and none builds
-# while it measures. A turnstile file keeps new holders from overtaking a waiting timing.
-LOCK_ENV = "COMPRESS_TIMING_LOCK"
-_held: dict[str, object] = {}  # this process's shared hold ("file") and timing depth ("depth")
 
 
-@contextmanager
-def lock_file(path: str | None) -> Iterator[None]:
-    """$COMPRESS_TIMING_LOCK set to `path` for the duration (unchanged when it is None)."""
-    if path is None:
-        yield
-        return
-    previous = os.environ.get(LOCK_ENV)
-    os.environ[LOCK_ENV] = path
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(LOCK_ENV, None)
-        else:
-            os.environ[LOCK_ENV] = previous
+class TimingLock:
+    """The timing lock of concurrent `compress tune` trials, a file (None: no lock, every
+    context is free). A trial holds a shared hold on it while it runs (`trial`) and gives it up
+    only to time; a timing takes it exclusively (`exclusive`), so it waits until every other
+    trial is timing too or done, and none builds while it measures. A turnstile file keeps new
+    holders from overtaking a waiting timing. Passed explicitly: tune's trial -> the pipeline
+    (RunState.timing_lock) -> verify and the recipe search."""
 
+    def __init__(self, path: str | None = None) -> None:
+        self.path = path
+        self._shared: Any = None  # this process's shared hold, while in trial()
+        self._depth = 0  # exclusive() is re-entrant
 
-def _take(f: object, mode: int) -> None:
-    import fcntl
+    @contextmanager
+    def trial(self) -> Iterator[None]:
+        """A trial's shared hold, for the whole trial."""
+        import fcntl
 
-    with open(f"{f.name}.turnstile", "a") as gate:  # type: ignore[attr-defined]
-        fcntl.flock(gate, fcntl.LOCK_EX)
+        if not self.path or self._shared is not None:
+            yield
+            return
+        f = open(self.path, "a")  # noqa: SIM115 - held across the yield
         try:
-            fcntl.flock(f, mode)  # type: ignore[arg-type]
+            _take(f, fcntl.LOCK_SH)
+            self._shared = f
+            yield
         finally:
-            fcntl.flock(gate, fcntl.LOCK_UN)
+            self._shared = None
+            f.close()  # closing releases the hold
 
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """The lock held exclusively for the duration: this process's shared hold, if any, is
+        given up meanwhile and taken again after."""
+        import fcntl
 
-@contextmanager
-def trial() -> Iterator[None]:
-    """A trial's shared hold on the timing lock, for the whole trial (no-op without a lock)."""
-    import fcntl
-
-    path = os.environ.get(LOCK_ENV)
-    if not path or "file" in _held:
-        yield
-        return
-    f = open(path, "a")  # noqa: SIM115 - held across the yield
-    try:
-        _take(f, fcntl.LOCK_SH)
-        _held["file"] = f
-        yield
-    finally:
-        _held.pop("file", None)
-        f.close()  # closing releases the hold
-
-
-@contextmanager
-def exclusive() -> Iterator[None]:
-    """Hold the timing lock exclusively for the duration (no-op without a lock): this process's
-    shared hold, if any, is given up meanwhile and taken again after. Re-entrant."""
-    import fcntl
-
-    path = os.environ.get(LOCK_ENV)
-    if not path or _held.get("depth"):
-        yield
-        return
-    shared = _held.get("file")
-    if shared is not None:
-        fcntl.flock(shared, fcntl.LOCK_UN)  # type: ignore[arg-type]
-    _held["depth"] = 1
-    try:
-        with open(path, "a") as f:
-            _take(f, fcntl.LOCK_EX)
+        if not self.path or self._depth:
+            self._depth += 1
             try:
                 yield
             finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
-    finally:
-        _held.pop("depth", None)
+                self._depth -= 1
+            return
+        shared = self._shared
         if shared is not None:
-            _take(shared, fcntl.LOCK_SH)
+            fcntl.flock(shared, fcntl.LOCK_UN)
+        self._depth = 1
+        try:
+            with open(self.path, "a") as f:
+                _take(f, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(f, fcntl.LOCK_UN)
+        finally:
+            self._depth = 0
+            if shared is not None:
+                _take(shared, fcntl.LOCK_SH)
+
+
+NO_LOCK = TimingLock(None)
+
+
+def _take(f: Any, mode: int) -> None:
+    import fcntl
+
+    with open(f"{f.name}.turnstile", "a") as gate:
+        fcntl.flock(gate, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, mode)
+        finally:
+            fcntl.flock(gate, fcntl.LOCK_UN)
 
 
 @dataclass(frozen=True)
@@ -177,14 +171,15 @@ def measure_interleaved(
     min_calls: int = MIN_CALLS,
     max_calls: int = 2000,
     chunk_s: float = 0.02,
+    lock: TimingLock = NO_LOCK,
 ) -> dict[str, Timing]:
     """Time each zero-argument callable; returns per-call latency percentiles in milliseconds.
 
     Each callable gets `warmup` untimed calls, then rounds of about `chunk_s` seconds each, the
     callables taking turns, until each has run for `budget_s` and at least `min_calls` times
-    (or `max_calls`).
+    (or `max_calls`). Measures holding `lock` exclusively.
     """
-    with exclusive():
+    with lock.exclusive():
         per_call = _warm(calls, warmup)
         samples: dict[str, list[float]] = {name: [] for name in calls}
         _interleave(calls, samples, per_call, budget_s=budget_s, min_calls=min_calls,
@@ -202,13 +197,14 @@ def measure_until_stable(
     warmup: int = 10,
     min_calls: int = 10,
     chunk_s: float = 0.01,
+    lock: TimingLock = NO_LOCK,
 ) -> tuple[dict[str, Timing], list[str]]:
     """Interleaved rounds whose samples are pooled, until the decision taken on the pooled
     timings (`decide`: e.g. the winning recipe) has been the same after `agree` rounds in a row,
     or `max_rounds` rounds ran. A decision that flips between rounds is noise, so the search
     keeps measuring instead of trusting one round. Returns the pooled timings and the decision
-    after each round."""
-    with exclusive():
+    after each round. Measures holding `lock` exclusively."""
+    with lock.exclusive():
         per_call = _warm(calls, warmup)
         samples: dict[str, list[float]] = {name: [] for name in calls}
         decisions: list[str] = []

@@ -82,10 +82,12 @@ class Pipeline:
         cache: StageCache | None = None,
         inputs: Sequence[str | None] = (),
         command: str | None = None,
+        timing_lock: Any = None,
     ) -> RunResult:
         """Run every stage into OUT/NAME/RUN_ID. `inputs` are the input files whose content keys
         the cache (a user's model and data); `cache` None runs every stage; `command` is the
-        command line that ran it (recorded in the report to reproduce it)."""
+        command line that ran it (recorded in the report to reproduce it); `timing_lock` the
+        measure.timing.TimingLock every timing holds (a tune's trials)."""
         run_id = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
         parent = Path(out) / name
         # The pid in the name tells a later run whether this one is still alive.
@@ -103,7 +105,9 @@ class Pipeline:
             ) from None
         worker = isolate.shared().begin_run(tmp / LOG_FILE)
         try:
-            state = RunState(workdir=tmp, worker=worker, progress=report_to)
+            state = RunState(
+                workdir=tmp, worker=worker, progress=report_to, timing_lock=timing_lock
+            )
             seconds: dict[str, float] = {}
             cached: dict[str, str] = {}
             versions = package_versions()
@@ -302,11 +306,12 @@ def run(
     progress: Progress | Callable[[str], None] | None = None,
     cache: StageCache | None = None,
     command: str | None = None,
+    timing_lock: Any = None,
 ) -> RunResult:
     """Run a pipeline config (what `compress run` does). Pass `cache=StageCache(dir)` to reuse
     finished stages of earlier runs."""
     inputs = [] if config.model in models.REGISTRY else [config.model, config.data]
     return Pipeline.from_config(config).run(
         config.out, output_name(config.model), config.model_dump(mode="json"), progress, cache,
-        inputs, command,
+        inputs, command, timing_lock,
     )  # fmt: skip

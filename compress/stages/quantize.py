@@ -20,6 +20,7 @@ from compress.core.errors import one_line
 from compress.core.state import Artifact, RunState, Skipped
 from compress.keras.qat import quantization_aware_model
 from compress.measure.gates import DEFAULT_MAX_DRIFT, DEFAULT_MAX_ERROR
+from compress.measure.timing import NO_LOCK
 from compress.stages.base import Stage, StageParams, worker_for
 
 
@@ -119,7 +120,17 @@ class Quantize(Stage):
             try:
                 step = _stepper(state, f"quantize: {backend.runtime} candidates")
                 made.append(
-                    quantized_artifact(backend, default, src, name, state.workdir, p, check, step)
+                    quantized_artifact(
+                        backend,
+                        default,
+                        src,
+                        name,
+                        state.workdir,
+                        p,
+                        check,
+                        step,
+                        lock=state.timing_lock or NO_LOCK,
+                    )  # fmt: skip
                 )
             except Exception as exc:  # the converter or quantizer cannot, or crashed
                 reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"

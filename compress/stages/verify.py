@@ -25,7 +25,7 @@ from compress.measure.gates import (
     gate_failures,
 )
 from compress.measure.heads import TaskChoice, head_metrics, match_heads, reference_metrics
-from compress.measure.timing import MIN_CALLS, TIMING_BUDGET_S, measure_interleaved
+from compress.measure.timing import MIN_CALLS, NO_LOCK, TIMING_BUDGET_S, measure_interleaved
 from compress.measure.weights import float_weight_bytes
 from compress.stages.base import Stage, StageParams, materialize
 
@@ -132,7 +132,7 @@ class Verify(Stage):
                     if h in baseline and "accuracy" in m:
                         m["baseline_drift"] = baseline[h] - m["accuracy"]
             rows.append(row)
-        self._time(rows, runners, state.artifacts, data.x_test)
+        self._time(rows, runners, state.artifacts, data.x_test, state.timing_lock or NO_LOCK)
         failures = gate_failures(rows, p.max_drift, p.min_speedup, p.max_error)
         warnings = compression_warnings(rows)
         verification = {
@@ -157,7 +157,7 @@ class Verify(Stage):
         }
         return state.replace(verification=verification)
 
-    def _time(self, rows, runners, artifacts, x) -> None:
+    def _time(self, rows, runners, artifacts, x, lock) -> None:
         """Latency per artifact and batch size, runtimes' artifacts interleaved; speedup vs fp32."""
         by_name = {r["name"]: r for r in rows}
         for r in rows:
@@ -173,8 +173,9 @@ class Verify(Stage):
                 calls = {n: runners[n].timed_call(x, batch) for n in names}
                 calls = {n: c for n, c in calls.items() if c is not None}
                 timings = measure_interleaved(
-                    calls, budget_s=self.params.timing_budget_s, min_calls=self.params.min_calls
-                )
+                    calls, budget_s=self.params.timing_budget_s, min_calls=self.params.min_calls,
+                    lock=lock,
+                )  # fmt: skip
                 for n in names:
                     t = timings.get(n)
                     by_name[n]["latency_ms"][f"b{batch}"] = t.as_dict() if t else None

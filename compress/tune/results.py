@@ -89,8 +89,8 @@ def write_outputs(setup: TuneSetup, trials: list[dict[str, Any]]) -> dict[str, A
         "space": {k: [encode_value(v) for v in vs] for k, vs in setup.space.items()},
         "runtimes": list(runtimes()),
         "latency": "every latency was measured with no other trial running: trials hold a "
-        "shared lock while they run and time only while holding it exclusively (timing.trial, "
-        "timing.exclusive)",
+        "shared lock while they run and time only while holding it exclusively (TimingLock.trial, "
+        "TimingLock.exclusive)",
         "fp32_weight_bytes": fp32,
         "trials": trials,
         "fronts": fronts(trials, setup),

@@ -94,22 +94,23 @@ def run_trial(
     out: str,
     cache_root: str | None,
     progress: Any = None,
+    timing_lock: Any = None,
 ) -> dict[str, Any]:
-    """One trial: the target's pipeline with the point's overrides, run into `out`. Returns the
-    run directory and report."""
+    """One trial: the target's pipeline with the point's overrides, run into `out` (every timing
+    holding `timing_lock`). Returns the run directory and report."""
     from compress.runs.cache import StageCache
     from compress.runs.pipeline import run
 
     config = with_stages(base, {**overrides(params, objectives), "out": out})
     cache = StageCache(Path(cache_root)) if cache_root else None
-    result = run(config, progress=progress, cache=cache)
+    result = run(config, progress=progress, cache=cache, timing_lock=timing_lock)
     return {"run_dir": str(result.run_dir), "report": result.report}
 
 
 def execute(job: dict[str, Any], progress: Any = None) -> dict[str, Any]:
     """One trial wherever it runs (the tune's process, a local trial process, a Ray worker):
     the job is plain data (see `job`), the result its small JSON record. The trial holds its
-    share of the timing lock while it runs (timing.trial), so its latencies are measured with no
+    share of the timing lock while it runs (TimingLock.trial), so its latencies are measured with no
     other trial running, and other trials' timings wait for its builds."""
     from compress.core.errors import CompressError
     from compress.measure import timing
@@ -125,7 +126,8 @@ def execute(job: dict[str, Any], progress: Any = None) -> dict[str, Any]:
         elif verbose:
             print(f"tune: trial {number}: {line}", file=sys.stderr, flush=True)
 
-    with timing.lock_file(job["lock"]), timing.trial():
+    lock = timing.TimingLock(job["lock"])
+    with lock.trial():
         try:
             shutil.rmtree(job["trial_dir"], ignore_errors=True)
             result = run_trial(
@@ -135,6 +137,7 @@ def execute(job: dict[str, Any], progress: Any = None) -> dict[str, Any]:
                 job["trial_dir"],
                 job["cache_root"],
                 say,
+                lock,
             )
         except CompressError as exc:
             return {

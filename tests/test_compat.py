@@ -1,0 +1,97 @@
+"""Every private API compress calls lives in compress/core/compat.py, checked against the pinned
+version: these fail when a pin moves (check the function, then its CHECKED entry) or when the
+private attribute is gone."""
+
+from __future__ import annotations
+
+import ast
+import importlib.metadata
+from pathlib import Path
+
+import pytest
+
+import compress
+from compress.core import compat
+
+ROOT = Path(compress.__file__).parent
+
+
+@pytest.mark.parametrize("dist", sorted(compat.CHECKED))
+def test_installed_version_is_the_one_compat_was_checked_against(dist):
+    assert importlib.metadata.version(dist) == compat.CHECKED[dist], (
+        f"{dist} changed: re-check compress/core/compat.py against it, then update CHECKED"
+    )
+
+
+def test_optuna_private_storage_calls(tmp_path):
+    import optuna
+    from optuna.trial import TrialState
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study()
+    trial = study.ask()
+    assert compat.optuna_storage(study) is study._storage
+    frozen = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))[0]
+    compat.optuna_mark_failed(study, frozen)
+    assert study.get_trials(deepcopy=False)[0].state == TrialState.FAIL
+    assert trial.number == 0
+
+
+def test_process_pool_processes():
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        assert pool.submit(abs, -2).result(timeout=60) == 2
+        processes = compat.pool_processes(pool)
+        assert len(processes) == 1 and processes[0].is_alive()
+    finally:
+        pool.shutdown()
+
+
+def test_tflite_converter_knobs_and_litert_ops():
+    from compress.keras import _tf
+
+    tf, keras = _tf.tf(), _tf.keras()
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    compat.tflite_quantization_knobs(converter, per_channel=False, calibrate_only=True)
+    assert converter._experimental_disable_per_channel is True
+    assert converter._experimental_calibrate_only is True
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    interp.allocate_tensors()
+    ops = compat.litert_ops(interp)
+    assert ops and {"op_name", "inputs", "outputs"} <= set(ops[0])
+
+
+def test_keras_and_tfmot_private_pieces():
+    from compress.keras import _tf
+
+    dense = _tf.keras().layers.Dense(3)
+    dense.build((None, 2))
+    assert compat.keras_trainable_weights(dense) == dense.trainable_weights
+    registry = compat.tfmot_default_8bit_registry()
+    assert hasattr(registry, "Default8BitQuantizeRegistry")
+    assert hasattr(registry, "Default8BitQuantizeConfigRNN")
+
+
+def test_no_private_attribute_of_a_dependency_outside_compat():
+    """`obj._name` on something not our own (self, cls, a module of ours) is compat's job."""
+    ours = {"self", "cls"}
+    found = []
+    for path in ROOT.rglob("*.py"):
+        if path.name == "compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (
+                isinstance(node, ast.Attribute)
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name)
+                and node.value.id not in ours
+            ):
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.value.id}.{node.attr}")
+    assert not found, found
