@@ -62,7 +62,7 @@ def render(page: Path, shot: Path, height: int = 6000) -> dict:
     """Screenshot `page` to `shot`; returns the rendered DOM and the console lines."""
     profile = shot.parent / f".chromium-{shot.stem}"
     taken = _run(page, f"--window-size=1280,{height}", f"--screenshot={shot}", profile=profile)
-    dom = _run(page, "--dump-dom", profile=profile)
+    dom = _run(page, f"--window-size=1280,{height}", "--dump-dom", profile=profile)
     assert shot.is_file(), taken.stderr[-2000:]
     console = [line for line in (taken.stderr + dom.stderr).splitlines() if "CONSOLE" in line]
     return {"dom": dom.stdout, "console": console}

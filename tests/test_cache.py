@@ -65,10 +65,31 @@ def test_changing_a_gate_retrains_nothing(first):
     again = run(_config(tmp, **{"verify.min_speedup": 0.01}), cache=cache)
     assert again.report["cache"]["train"] == "hit"
     assert again.report["cache"]["quantize"] == "hit"
-    # the drift budget is also the quantize fallback's: quantize reruns, training does not
+    # the drift budget is also the quantize fallback's: quantize is reused while the drift it
+    # estimated on every artifact fits the new budget (the fallback would not engage), else it
+    # reruns; training never does
+    budget = again.report["stages"]["quantize"]["budget"]
+    assert not budget["engaged"] and budget["estimates"]
+    worst = max(e["drift"] for e in budget["estimates"].values())
     again = run(_config(tmp, **{"verify.max_drift": 0.5}), cache=cache)
     c = again.report["cache"]
-    assert (c["train"], c["export_tflite"], c["quantize"]) == ("hit", "hit", "stored")
+    expected = "hit" if worst <= 0.5 else "stored"
+    assert (c["train"], c["export_tflite"], c["quantize"]) == ("hit", "hit", expected)
+
+
+def test_a_cached_quantize_holds_for_a_budget_only_while_its_estimates_fit():
+    from compress.stages import Quantize
+
+    estimates = {"model_int8.tflite": {"drift": 0.8, "relative_error": 0.01}}
+    clean = {"budget": {"max_drift": 1.0, "max_error": 0.05, "engaged": False,
+                        "estimates": estimates}}  # fmt: skip
+    assert Quantize(max_drift=2.0).reuses(clean) and Quantize(max_drift=0.8).reuses(clean)
+    assert not Quantize(max_drift=0.5).reuses(clean)  # the fallback would engage now
+    assert not Quantize(max_drift=2.0, max_error=0.005).reuses(clean)
+    corrected = {"budget": {**clean["budget"], "engaged": True}}
+    assert Quantize(max_drift=1.0).reuses(corrected)  # made for exactly this budget
+    assert not Quantize(max_drift=2.0).reuses(corrected)
+    assert not Quantize().reuses({})  # an entry from before budgets were recorded
 
 
 def test_changing_quantize_mode_reruns_only_quantize(first):

@@ -80,7 +80,7 @@ def test_a_new_runtime_is_one_registered_backend(monkeypatch, tmp_path):
     from compress.report.markup import runtime_colors
     from compress.runs import diff
 
-    assert tune.runtimes() == ("litert", "mirror")
+    assert tune.runtimes() == ("litert", "onnxruntime", "mirror")  # the registry's order
     metrics = tune.trial_metrics(result.report, max_drift=100)
     assert metrics["mirror"]["artifact"] == "model_int8.mirror.tflite"
     trial = {"number": 0, "state": "COMPLETE", "params": {}, "runtimes": metrics}

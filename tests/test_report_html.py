@@ -32,9 +32,14 @@ def test_the_cnn_report_renders_in_a_browser_with_every_section(cnn_run, tmp_pat
     for section in SECTIONS:
         assert f"<h2>{section}</h2>" in dom, section
     assert "PASSED" in dom or "FAILED" in dom
-    # size, latency, one drift chart per head, SQNR per quantized artifact: all drawn
-    assert dom.count("<svg") >= 2 + 1 + 2
+    # size, latency, SQNR per quantized artifact, one drift chart per head that drifted (a head
+    # where every artifact matches the float model says "no drift" instead of an empty frame)
     report = cnn_run["report"]
+    arts = report["verification"]["artifacts"]
+    drifted = [h for h in arts[0]["heads"] if any(a["heads"][h].get("drift") for a in arts)]
+    assert dom.count("<svg") >= 2 + 2 + len(drifted)
+    if len(drifted) < len(arts[0]["heads"]):
+        assert "no drift: every artifact matches the float model" in dom
     for a in report["verification"]["artifacts"]:
         assert a["name"] in dom
     assert "compress run cnn --quantize int8 --epochs 2" in dom  # the command to reproduce it
@@ -112,3 +117,59 @@ def test_a_thousand_class_head_is_stored_sparse_and_drawn_by_the_classes_that_mo
     assert report_html._moved_classes(diff).tolist() == shown
     assert f"Drawn: {len(shown)} of the 1000 classes" in text and "3 of 64 samples moved" in text
     assert f">{shown[-1]}<" in text  # ticks name the class ids
+
+
+def _with_zero_drift(report: dict) -> dict:
+    report = json.loads(json.dumps(report))
+    for a in report["verification"]["artifacts"]:
+        for m in a["heads"].values():
+            m["drift"] = 0.0
+    return report
+
+
+def test_a_head_without_drift_says_so_instead_of_an_empty_chart(cnn_run):
+    text = report_html.run_page(_with_zero_drift(cnn_run["report"]))
+    head = text.split("<h2>Accuracy and drift per head</h2>", 1)[1].split("<h2>", 1)[0]
+    assert "no drift: every artifact matches the float model on this head" in head
+    assert "<svg" not in head  # no empty frame
+    drifted = json.loads(json.dumps(cnn_run["report"]))
+    drifted["verification"]["artifacts"][-1]["heads"]["digit"]["drift"] = 0.5
+    head = report_html.run_page(drifted).split("<h2>Accuracy and drift per head</h2>", 1)[1]
+    assert "<svg" in head.split("<h2>", 1)[0]
+
+
+def test_one_colour_means_one_thing_across_the_charts(cnn_run):
+    """A runtime's colour is its own on every chart; the size chart's raw/gzip bars and the
+    drift colours are never a runtime's."""
+    from compress.report import markup
+
+    arts = cnn_run["report"]["verification"]["artifacts"]
+    colours = markup.runtime_colors(a["runtime"] for a in arts)
+    others = {markup.RAW, markup.GZIP, markup.LOST, markup.GAINED, markup.GATE, markup.CAPPED}
+    assert not others & set(markup.PALETTE)
+    assert len(set(colours.values())) == len(colours)
+    text = report_html.run_page(cnn_run["report"])
+    size = text.split("<h2>Size and latency</h2>", 1)[1].split("latency, batch 1", 1)[0]
+    assert not any(c in size for c in colours.values())  # sizes: greys only
+    assert markup.RAW in size and markup.GZIP in size
+    latency = text.split("latency, batch 1", 1)[1].split("<h2>", 1)[0]
+    timed = {a["runtime"] for a in arts if a.get("latency_ms")}
+    assert all(colours[r] in latency for r in timed)
+
+
+def test_the_artifact_table_fits_the_page_at_1280_px(cnn_run, tmp_path):
+    """Measured in Chromium: a copy of the page with a probe script that writes the widths."""
+    page = tmp_path / "probe.html"
+    probe = (
+        "<script>var w=document.querySelector('.wide');"
+        "document.body.setAttribute('data-widths',[document.documentElement.scrollWidth,"
+        "window.innerWidth,w.scrollWidth,w.clientWidth].join(','))</script>"
+    )
+    page.write_text(
+        (cnn_run["run_dir"] / "report.html").read_text().replace("</body>", probe + "</body>")
+    )
+    seen = render(page, tmp_path / "probe.png", height=900)
+    widths = re.search(r'data-widths="([\d,]+)"', seen["dom"])
+    assert widths, seen["dom"][:500]
+    page_w, window_w, table_w, box_w = map(int, widths.group(1).split(","))
+    assert page_w <= window_w and table_w <= box_w, (page_w, window_w, table_w, box_w)

@@ -17,11 +17,11 @@ from compress.core.progress import Progress, for_terminal
 
 
 def _cmd_list() -> int:
+    from compress.core.text import columns
     from compress.keras.models import REGISTRY
 
-    width = max(len(n) for n in REGISTRY)
-    for name, spec in REGISTRY.items():
-        print(f"{name.ljust(width)}  {spec.description} ({spec.epochs} epochs)")
+    rows = [[name, f"{spec.description} ({spec.epochs} epochs)"] for name, spec in REGISTRY.items()]
+    print(columns(["model", "description"], rows).split("\n", 1)[1])  # no header line
     return EXIT_OK
 
 
@@ -211,7 +211,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     try:
         objectives = tune.parse_objectives(text or "size")
     except UsageError as exc:
-        raise UsageError(f"{flag}{str(exc).removeprefix('objectives')}", key="objectives") from None
+        raise UsageError(flag + str(exc).removeprefix("objectives"), key="objectives") from None
     if args.deprecated_objective is not None:
         print("compress: warning: tune's --objective is deprecated, use --objectives (run's "
               "--objective is the recipe search's)", file=sys.stderr)  # fmt: skip

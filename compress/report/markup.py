@@ -25,7 +25,7 @@ h3{font-size:14px;margin:16px 0 6px}
 table{border-collapse:collapse;background:#fff;margin:6px 0 12px;font-size:13px}
 th,td{border:1px solid #d8dce3;padding:3px 8px;text-align:right;white-space:nowrap}
 /* names (artifacts, recipes, layers) wrap so a wide table fits the page at 1280 px */
-td.l{white-space:normal;overflow-wrap:anywhere}th{white-space:normal}
+td.l{white-space:normal;overflow-wrap:break-word}th{white-space:normal}
 th{background:#eef1f5}td.l,th.l{text-align:left}
 tr.chosen td{background:#eef7ff}
 .chart{background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:6px;margin:8px 0;

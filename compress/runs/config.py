@@ -130,13 +130,13 @@ def check_inputs(config: PipelineConfig) -> None:
 
     if config.model in models.REGISTRY:
         if config.data is not None:
-            raise UsageError(data_for_files(config.model), key="data")
+            raise UsageError(models.data_for_files(config.model), key="data")
         return
     model = Path(config.model)
     if not model.exists():
         if model.suffix in (".keras", ".h5", ".hdf5"):
             raise UsageError(f"model file '{config.model}' does not exist")
-        raise UsageError(unknown_model(config.model))
+        raise UsageError(models.unknown_model(config.model))
     from compress.keras.model_io import inspect_model_file
 
     inspect_model_file(model)  # what it is, archive sanity, no code in its config
@@ -145,22 +145,6 @@ def check_inputs(config: PipelineConfig) -> None:
         raise UsageError(message, key="data")
     if not Path(config.data).is_file():
         raise UsageError(f"data file '{config.data}' does not exist")
-
-
-def unknown_model(name: str, targets: str = "") -> str:
-    """The one message for a model name that is neither a reference model nor a file;
-    `targets` names what else the caller accepts (e.g. "all, a pipeline file (.toml)")."""
-    from compress.keras import models
-
-    extra = f"{targets}, " if targets else ""
-    return (
-        f"unknown model {name!r}. Expected one of: {', '.join(models.REGISTRY)}, {extra}"
-        "or a Keras model file (.keras, .h5, SavedModel directory)"
-    )
-
-
-def data_for_files(model: str) -> str:
-    return f"data is for Keras model files; reference model {model!r} trains on digits"
 
 
 def target_configs(target: str, overrides: dict[str, Any] | None = None) -> list[PipelineConfig]:
@@ -175,7 +159,7 @@ def target_configs(target: str, overrides: dict[str, Any] | None = None) -> list
         return [load_pipeline_file(target, overrides)]
     if target in models.REGISTRY or Path(target).exists() or target.endswith((".keras", ".h5")):
         return [PipelineConfig.for_model(target, overrides)]  # a file's kind is read from it
-    raise UsageError(unknown_model(target, "all, a pipeline file (.toml)"))
+    raise UsageError(models.unknown_model(target, "all, a pipeline file (.toml)"))
 
 
 def load_pipeline_file(path: str | Path, overrides: dict[str, Any] | None = None) -> PipelineConfig:

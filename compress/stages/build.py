@@ -75,10 +75,7 @@ class Build(Stage):
         p = self.params
         if is_reference(p.model):
             if p.data is not None:
-                raise UsageError(
-                    f"data is for Keras model files; reference model {p.model!r} trains on "
-                    "digits", key="data",
-                )  # fmt: skip
+                raise UsageError(models.data_for_files(p.model), key="data")
             forced = set(p.task.values()) if isinstance(p.task, dict) else {p.task}
             if forced - {"auto", "classify"}:
                 raise UsageError(

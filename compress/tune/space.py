@@ -59,8 +59,8 @@ def parse_objectives(text: str) -> tuple[str, ...]:
     bad = [p for p in parts if p not in OBJECTIVES]
     if not parts or bad or len(set(parts)) != len(parts):
         raise UsageError(
-            f"objective must be size, latency or size,latency. Got {text!r} instead.",
-            key="objective",
+            f"objectives must be size, latency or size,latency. Got {text!r} instead.",
+            key="objectives",
         )
     return parts
 

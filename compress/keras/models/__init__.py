@@ -15,13 +15,26 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
+def unknown_model(name: str, targets: str = "") -> str:
+    """The one message for a model name that is neither a reference model nor a file;
+    `targets` names what else the caller accepts (e.g. "all, a pipeline file (.toml)")."""
+    extra = f"{targets}, " if targets else ""
+    return (
+        f"unknown model {name!r}. Expected one of: {', '.join(REGISTRY)}, {extra}"
+        "or a Keras model file (.keras, .h5, SavedModel directory)"
+    )
+
+
+def data_for_files(name: str) -> str:
+    """The one message for data given with a reference model (it trains on its own digits)."""
+    return f"data is for Keras model files; reference model {name!r} trains on digits"
+
+
 def get(name: str) -> ModelSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UsageError(
-            f"unknown model {name!r}. Expected one of: {', '.join(REGISTRY)}"
-        ) from None
+        raise UsageError(unknown_model(name)) from None
 
 
-__all__ = ["REGISTRY", "ModelSpec", "get"]
+__all__ = ["REGISTRY", "ModelSpec", "data_for_files", "get", "unknown_model"]
