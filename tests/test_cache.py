@@ -173,3 +173,36 @@ def test_rerun_with_every_stage_cached_verifies_without_keras(tmp_path):
     assert rc == 0 and set(cached.values()) == {"hit", "never"}
     assert not imported_tf
     assert accuracy == result.report["verification"]["reference_accuracy"]
+
+
+def test_a_claimed_key_makes_a_second_claimant_wait_outside_its_timing_hold(tmp_path):
+    """The claim that lets concurrent runs make a stage once: the second claimant of a key
+    blocks until the first is done, and waits inside `waiting` (where a tune trial gives up its
+    share of the timing lock); another key is not held up."""
+    import threading
+    import time
+    from contextlib import contextmanager
+
+    cache = StageCache(tmp_path / "cache")
+    events = []
+
+    @contextmanager
+    def waiting():
+        events.append("waiting")
+        yield
+
+    def first():
+        with cache.claim("k"):
+            events.append("first in")
+            time.sleep(0.5)
+            events.append("first out")
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    time.sleep(0.1)
+    with cache.claim("other", waiting):
+        events.append("other in")
+    with cache.claim("k", waiting):
+        events.append("second in")
+    thread.join()
+    assert events == ["first in", "other in", "waiting", "first out", "second in"]

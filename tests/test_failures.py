@@ -142,6 +142,9 @@ def test_two_concurrent_runs_into_one_out_and_one_cache(tmp_path):
     assert len(runs) == 2 and not [r for r in runs if r.name.startswith(".tmp")]
     for run_dir in runs:
         assert main(["verify-artifacts", str(run_dir)]) == 0
+    # one made each stage; the other waited for it (the stage's claim) and reused it
+    states = [json.loads((r / "report.json").read_text())["cache"] for r in runs]
+    assert sorted(s["train"] for s in states) == ["hit", "stored"], states
     assert not [p for p in cache.rglob(".tmp-*")]
     third = _start(args, cache)  # the shared cache is intact: a rerun reuses it
     assert third.wait(timeout=300) == 0

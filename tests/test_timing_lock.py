@@ -60,3 +60,28 @@ def test_the_lock_reaches_the_timings_explicitly_not_through_the_environment():
     assert not any(k.startswith("COMPRESS_TIMING") for k in os.environ)
     for fn in (measure_interleaved, measure_until_stable):
         assert inspect.signature(fn).parameters["lock"].default is timing.NO_LOCK
+
+
+def test_a_trial_waiting_for_another_runs_stage_gives_up_its_hold(tmp_path):
+    """While a trial waits for a stage another run is making (TimingLock.released), a timing
+    elsewhere may take the lock exclusively; before and after, the trial's hold keeps it out."""
+    import fcntl
+
+    path = str(tmp_path / "timing.lock")
+    lock = timing.TimingLock(path)
+
+    def exclusive_now() -> bool:
+        with open(path, "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return True
+
+    assert exclusive_now()
+    with lock.trial():
+        assert not exclusive_now()
+        with lock.released():
+            assert exclusive_now()
+        assert not exclusive_now()

@@ -25,11 +25,14 @@ qat = [false]
 """
 
 
-def _tune(tmp_path, capsys, *extra):
+def _tune(tmp_path, capsys, *extra, cache=None):
+    """A tune of the small space; its trials share the session's stage cache (the same
+    multitask model and prunings serve every tune test) unless given their own `cache`."""
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
+    own = ["--cache-dir", str(cache)] if cache else []
     argv = ["tune", "multitask", "--epochs", "1", "--space", str(space), "--out",
-            str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--json", "--quiet",
+            str(tmp_path / "out"), *own, "--json", "--quiet",
             "--set", "verify.timing_budget_s=0.02", *extra]  # fmt: skip
     code = main(argv)
     out = capsys.readouterr().out
@@ -94,7 +97,7 @@ def test_a_space_no_bigger_than_trials_is_built_once_per_point(tmp_path, capsys)
     space = tmp_path / "space.toml"
     space.write_text(SPACE)
     argv = ["tune", "multitask", "--epochs", "1", "--space", str(space), "--out",
-            str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--trials", "4",
+            str(tmp_path / "out"), "--trials", "4",
             "--max-drift", "100", "--json", "--set", "verify.timing_budget_s=0.02"]  # fmt: skip
     assert main(argv) == 0
     captured = capsys.readouterr()
@@ -146,7 +149,9 @@ def test_interrupted_tune_keeps_finished_trials_and_reruns_the_cut_one(tmp_path,
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    code, record = _tune(tmp_path, capsys, "--trials", "2", "--max-drift", "100")
+    # its own cache: trial 1 must really prune (a cached pruning would print no stage line)
+    code, record = _tune(tmp_path, capsys, "--trials", "2", "--max-drift", "100",
+                         cache=tmp_path / "cache")  # fmt: skip
     assert code == 0
     states = [(t["number"], t["state"]) for t in record["trials"]]
     assert states[0] == (0, "COMPLETE")
@@ -162,7 +167,7 @@ def test_no_trial_within_budget_exits_1_and_keeps_the_closest(tmp_path, capsys):
     space = tmp_path / "space.toml"
     space.write_text(SPACE.replace('prune = ["none", 0.5, 0.8]', "prune = [0.98]"))
     argv = ["tune", "multitask", "--epochs", "1", "--space", str(space), "--out",
-            str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), "--trials", "1",
+            str(tmp_path / "out"), "--trials", "1",
             "--max-drift", "0", "--json", "--quiet"]  # fmt: skip
     code = main(argv)
     captured = capsys.readouterr()

@@ -51,6 +51,22 @@ class TimingLock:
             f.close()  # closing releases the hold
 
     @contextmanager
+    def released(self) -> Iterator[None]:
+        """This process's shared hold given up for the duration (waiting on something that is
+        not building, e.g. another run's stage), taken again after."""
+        import fcntl
+
+        shared = self._shared
+        if shared is None or self._depth:
+            yield
+            return
+        fcntl.flock(shared, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            _take(shared, fcntl.LOCK_SH)
+
+    @contextmanager
     def exclusive(self) -> Iterator[None]:
         """The lock held exclusively for the duration: this process's shared hold, if any, is
         given up meanwhile and taken again after."""

@@ -21,6 +21,8 @@ import json
 import os
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict
 from functools import cache, partial
 from pathlib import Path
@@ -37,6 +39,7 @@ PACKAGE_ROOT = Path(__file__).parent.parent
 MODEL_FILE = "state_model.keras"
 OUTPUTS_FILE = "reference_outputs.npz"
 ENTRY_FILE = "entry.json"
+LOCKS = ".locks"  # one lock file per key being made (see claim)
 
 
 def default_root() -> Path:
@@ -139,6 +142,32 @@ class StageCache:
             return None
         record["dir"] = entry_dir
         return record
+
+    @contextmanager
+    def claim(
+        self, key: str, waiting: Callable[[], AbstractContextManager[Any]] = nullcontext
+    ) -> Iterator[None]:
+        """Hold `key` while its stage is looked up, made and stored: a concurrent run (another
+        process) that needs the same stage waits, inside `waiting()`, and then finds it stored
+        instead of making it too. A cache that cannot hold lock files claims nothing."""
+        import fcntl
+
+        try:
+            locks = self.root / LOCKS
+            locks.mkdir(parents=True, exist_ok=True)
+            f = open(locks / f"{key}.lock", "a")  # noqa: SIM115 - held across the yield
+        except OSError:
+            yield
+            return
+        try:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                with waiting():
+                    fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+        finally:
+            f.close()  # closing releases the lock
 
     def discard(self, key: str) -> None:
         """Remove an entry (a stage judged it does not hold for the run at hand)."""

@@ -14,7 +14,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from compress.core.progress import Progress, adapt
 from compress.core.state import RunState
 from compress.core.versions import environment, package_versions
 from compress.keras import models
+from compress.measure.timing import NO_LOCK
 from compress.report.fields import FIELDS
 from compress.report.page import run_page
 from compress.report.text import render_markdown
@@ -112,35 +113,18 @@ class Pipeline:
             cached: dict[str, str] = {}
             versions = package_versions()
             key = input_fingerprint(list(inputs))
+            # waiting for another run's stage is not building: a tune trial's share of the
+            # timing lock is given up meanwhile (its holder may be waiting to time)
+            waiting = (timing_lock or NO_LOCK).released
             for stage in self.stages:
                 code = code_fingerprint(type(stage).__module__)
-                environment = {**versions, "compress_code": code}
                 params = stage.params.model_dump(mode="json")
                 keyed = {k: v for k, v in params.items() if k not in stage.cache_ignores}
-                key = stage_key(key, stage.name, keyed, environment)
+                key = stage_key(key, stage.name, keyed, {**versions, "compress_code": code})
                 t0 = time.perf_counter()
-                record = cache.load(key) if cache and stage.cacheable else None
-                if record is not None and not stage.reuses(record["info"].get(stage.name, {})):
-                    cache.discard(key)  # made for another budget: rebuilt and stored anew
-                    record = None
-                if record is not None:
-                    state = StageCache.restore(record, state)
-                    cached[stage.name] = "hit"
-                else:
-                    if stage.cacheable:  # work to do: the worker imports TensorFlow meanwhile
-                        worker.start()
-                    report_to.stage_start(name, stage.name)
-                    with native_output_to(tmp / LOG_FILE):
-                        before = state
-                        state = _run_stage(stage, before)
-                        interrupt.check()  # a signal a framework swallowed: not cached, not used
-                        if stage.produces_model and stage.cacheable:
-                            state = with_reference_outputs(state)
-                        if cache and stage.cacheable:
-                            saved = cache.save(key, stage, before, state)
-                            cached[stage.name] = "stored" if saved else "not writable"
-                        else:
-                            cached[stage.name] = "off" if stage.cacheable else "never"
+                claim = cache.claim(key, waiting) if cache and stage.cacheable else nullcontext()
+                with claim:  # a concurrent run making the same stage: wait for it, then reuse
+                    state, cached[stage.name] = _step(stage, state, key, cache, name, report_to)
                 seconds[stage.name] = round(time.perf_counter() - t0, 3)
                 if cached[stage.name] != "hit":
                     report_to.stage_end(name, stage.name, seconds[stage.name])
@@ -221,6 +205,32 @@ def native_output_to(path: Path) -> Iterator[None]:
                 os.dup2(saved, 2)
     finally:
         os.close(saved)
+
+
+def _step(
+    stage: Stage, state: RunState, key: str, cache: StageCache | None, name: str, report_to: Any
+) -> tuple[RunState, str]:
+    """One stage: its cached result restored, or the stage run (and stored). Returns the new
+    state and what the cache did: hit, stored, not writable, off (no cache) or never."""
+    record = cache.load(key) if cache and stage.cacheable else None
+    if record is not None and not stage.reuses(record["info"].get(stage.name, {})):
+        cache.discard(key)  # made for another budget: rebuilt and stored anew
+        record = None
+    if record is not None:
+        return StageCache.restore(record, state), "hit"
+    if stage.cacheable and state.worker is not None:  # the worker imports TensorFlow meanwhile
+        state.worker.start()
+    report_to.stage_start(name, stage.name)
+    with native_output_to(state.workdir / LOG_FILE):
+        before = state
+        state = _run_stage(stage, before)
+        interrupt.check()  # a signal a framework swallowed: not cached, not used
+        if stage.produces_model and stage.cacheable:
+            state = with_reference_outputs(state)
+        if cache and stage.cacheable:
+            saved = cache.save(key, stage, before, state)
+            return state, "stored" if saved else "not writable"
+        return state, "off" if stage.cacheable else "never"
 
 
 def _run_stage(stage: Stage, state: RunState) -> RunState:
