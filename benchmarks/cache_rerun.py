@@ -1,7 +1,9 @@
 """Wall time of `compress run cnn --quantize int8`: cold (empty cache), warm (same command
-again), and warm with only `--max-drift` changed. Prints the times and the cold/warm ratio.
+again), and warm with only `--max-drift` changed (2: a looser gate, which the fallback's
+estimates fit, so quantize is reused too). Prints the times, what the cache did, and the
+cold/warm ratio; report.html is rendered in every run.
 
-Run: python benchmarks/cache_rerun.py      (target: warm <= 5 s on 2 cores)
+Run: python benchmarks/cache_rerun.py      (target: both warm runs <= 5 s on 2 cores)
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ def main() -> None:
         out, cache = Path(tmp) / "out", Path(tmp) / "cache"
         cold, _ = timed_run(out, cache)
         warm, report = timed_run(out, cache)
-        gate, gate_report = timed_run(out, cache, "--max-drift", "0.5")
+        gate, gate_report = timed_run(out, cache, "--max-drift", "2")
     print(f"cold run:                  {cold:6.2f} s")
     print(f"warm run:                  {warm:6.2f} s   cache {report['cache']}")
-    print(f"warm, --max-drift changed: {gate:6.2f} s   train: {gate_report['cache']['train']}")
+    print(f"warm, --max-drift 2:       {gate:6.2f} s   cache {gate_report['cache']}")
     print(f"stage seconds (warm):      {report['stage_seconds']}")
-    print(f"cold / warm ratio:         {cold / warm:6.2f}x   (target: warm <= 5 s: "
-          f"{'met' if warm <= 5 else 'MISSED'})")  # fmt: skip
+    met = "met" if max(warm, gate) <= 5 else "MISSED"
+    print(f"cold / warm ratio:         {cold / warm:6.2f}x   (target: both warm <= 5 s: {met})")
 
 
 if __name__ == "__main__":

@@ -16,6 +16,9 @@ from conftest import shared_cache_root
 from compress import PipelineConfig, StageCache, run
 from compress.keras import models
 
+# every run here trains and exports a model (the quick tier skips them)
+pytestmark = pytest.mark.slow
+
 COMBOS = [
     (prune, cluster, mode)
     for prune, cluster in itertools.product([False, True], repeat=2)

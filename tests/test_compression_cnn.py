@@ -9,6 +9,9 @@ from test_compression import COMBOS, check_combination
 
 from compress import StageCache
 
+# the CNN's combinations: the slowest runs of the suite
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):

@@ -36,6 +36,7 @@ def _wait_for(proc, marker, timeout=300):
     pytest.fail(f"never saw {marker!r}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("sig", "code", "stage"), [(signal.SIGINT, 130, "export_onnx"), (signal.SIGTERM, 143, "train")]
 )
@@ -64,6 +65,7 @@ def test_signal_mid_run_leaves_nothing_partial_and_next_run_works(sig, code, sta
     assert main(["verify-artifacts", str(run_dir)]) == 0
 
 
+@pytest.mark.slow
 def test_a_killed_run_leaves_its_tmp_dir_and_the_next_run_removes_it(tmp_path):
     """SIGKILL cannot be caught: the run's temporary directory stays. The next run into the same
     --out removes it (its process is gone) and says so; a live run's directory is left alone."""
@@ -132,6 +134,7 @@ def test_verify_artifacts_finds_tampered_truncated_and_extra_files(cnn_run, tmp_
         assert expected in err, err
 
 
+@pytest.mark.slow
 def test_two_concurrent_runs_into_one_out_and_one_cache(tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
     # --max-drift 100: a 1-epoch model's int8 drift is noise; this is about concurrent runs

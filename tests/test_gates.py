@@ -7,6 +7,7 @@ import json
 import xml.etree.ElementTree as ET
 
 import numpy as np
+import pytest
 
 from compress.cli import main
 from compress.stages.verify import gate_failures
@@ -38,6 +39,7 @@ def test_speedup_gate_ignores_fp32_and_flags_slow_quantized():
     ]
 
 
+@pytest.mark.slow
 def test_too_tight_gate_exits_1_and_still_leaves_report(tmp_path, capsys):
     junit = tmp_path / "ci" / "junit.xml"
     code = main(["run", "cnn", "--quantize", "dynamic", "--epochs", "1", "--out", str(tmp_path),

@@ -6,6 +6,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from compress.cli import main
 from compress.keras import _tf
@@ -33,6 +34,7 @@ def _two_input_model(where):
     return where / "two.keras", where / "two.npz"
 
 
+@pytest.mark.slow
 def test_runs_leave_the_current_directory_as_it_was(tmp_path, monkeypatch, capsys):
     inputs, cwd, out = tmp_path / "inputs", tmp_path / "cwd", tmp_path / "out"
     inputs.mkdir()

@@ -33,6 +33,7 @@ def quick_runs(tmp_path_factory) -> dict:
     return results
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(models.REGISTRY))
 def test_every_model_builds_trains_exports_and_verifies(quick_runs, name):
     result = quick_runs[name]
@@ -51,6 +52,7 @@ def test_every_model_builds_trains_exports_and_verifies(quick_runs, name):
             assert m["agreement"] == 100.0 and m["max_abs_diff"] < 1e-4
 
 
+@pytest.mark.slow
 def test_multitask_reports_and_gates_every_head(quick_runs):
     report = quick_runs["multitask"].report
     int8 = next(a for a in report["verification"]["artifacts"] if a["name"] == "model_int8.tflite")
@@ -66,6 +68,7 @@ def test_multitask_reports_and_gates_every_head(quick_runs):
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_lstm_state_is_reset_per_call_and_verify_catches_a_stateful_runner(quick_runs):
     run_dir = quick_runs["rnn"].run_dir
     x = np.random.default_rng(0).random((6, 8, 8), dtype=np.float32)
@@ -73,12 +76,14 @@ def test_lstm_state_is_reset_per_call_and_verify_catches_a_stateful_runner(quick
     assert not is_repeatable(LiteRTRunner(run_dir / "model_fp32.tflite", reset_state=False), x)
 
 
+@pytest.mark.slow
 def test_onnx_static_int8_reports_lstm_left_float(quick_runs):
     rows = quick_runs["rnn"].report["verification"]["artifacts"]
     onnx_int8 = next(a for a in rows if a["name"] == "model_int8.onnx")
     assert onnx_int8["left_float"] == ["LSTM"]
 
 
+@pytest.mark.slow
 def test_attention_model_reloads_in_a_fresh_process_with_same_predictions(quick_runs, tmp_path):
     run_dir = quick_runs["attention"].run_dir
     x = np.random.default_rng(1).random((16, 8, 8), dtype=np.float32)

@@ -64,6 +64,7 @@ def test_write_atomic_leaves_nothing_when_the_writer_fails(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_python_api_example_runs(tmp_path):
     import subprocess
     import sys

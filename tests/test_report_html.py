@@ -4,6 +4,7 @@ safe against hostile names in a report."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import shutil
@@ -37,7 +38,13 @@ def test_the_cnn_report_renders_in_a_browser_with_every_section(cnn_run, tmp_pat
     report = cnn_run["report"]
     arts = report["verification"]["artifacts"]
     drifted = [h for h in arts[0]["heads"] if any(a["heads"][h].get("drift") for a in arts)]
-    assert dom.count("<svg") >= 2 + 2 + len(drifted)
+    # a file whose layers could not be inspected says why instead (layer_errors.unavailable)
+    inspected = [a for a in arts if (a.get("layer_errors") or {}).get("layers")]
+    assert dom.count("<svg") >= 2 + len(inspected) + len(drifted)
+    for a in arts:
+        why_not = (a.get("layer_errors") or {}).get("unavailable")
+        if why_not:  # said on the page (escaped there: checked in its source)
+            assert html.escape(why_not, quote=True) in page.read_text()
     if len(drifted) < len(arts[0]["heads"]):
         assert "no drift: every artifact matches the float model" in dom
     for a in report["verification"]["artifacts"]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import pytest
 
 from compress.cli import main
 from compress.keras import _tf
@@ -58,6 +59,7 @@ def _digit_labels():
     return digits_raw()[1]
 
 
+@pytest.mark.slow
 def test_prune_cluster_and_qat_from_flags(tmp_path, capsys):
     # 1 fine-tuning epoch per stage on 400 samples: the gate is the product's default (1 pt)
     # against the model in hand (the clustered float model), which QAT stays close to.
@@ -76,6 +78,7 @@ def test_prune_cluster_and_qat_from_flags(tmp_path, capsys):
     assert code == 0, report["verification"]["failures"]
 
 
+@pytest.mark.slow
 def test_run_all_json_with_quantize_none(tmp_path, capsys):
     # 1 epoch on 400 samples leaves the recurrent models near chance: this test is about every
     # model running and the JSON's shape; fp32 exports must still agree 100% with Keras.
@@ -98,6 +101,7 @@ def test_run_all_json_with_quantize_none(tmp_path, capsys):
                 assert m["agreement"] == 100.0 and m["max_abs_diff"] < 1e-4
 
 
+@pytest.mark.slow
 def test_shipped_pipeline_files_run(tmp_path, capsys):
     # The files' own epochs are cut (tests stay fast): the gate is relaxed to 5 pts because a
     # 1-epoch QAT/prune of a briefly trained model may move a few held-out samples.

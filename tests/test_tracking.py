@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from compress.cli import main
 
 
@@ -30,6 +32,7 @@ def test_a_run_is_logged_to_a_local_store_as_measured(tmp_path, capsys):
     assert {"report.json", "report.html", "model_int8.tflite", "manifest.json"} <= logged
 
 
+@pytest.mark.slow
 def test_mlflow_is_not_imported_without_the_flag(tmp_path):
     code = (
         "import sys\nfrom compress.cli import main\n"

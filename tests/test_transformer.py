@@ -13,6 +13,9 @@ import pytest
 
 from compress.cli import main
 
+# trains the transformer (40 epochs) and runs it through every stage
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):

@@ -194,6 +194,19 @@ def test_bad_tune_arguments_are_one_line(extra, message, tmp_path, capsys):
     assert not (tmp_path / "tune").exists()
 
 
+def test_tunes_old_objective_flag_still_works_with_a_deprecation_message(tmp_path, capsys):
+    """`--objective` was tune's name for what `--objectives` is now (run's `--objective` is the
+    recipe search's): it is still read, and says so."""
+    assert main(["tune", "multitask", "--objective", "size", "--trials", "0",
+                 "--out", str(tmp_path)]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "--objective is deprecated, use --objectives" in err
+    assert "--trials must be >= 1. Got 0 instead." in err  # the value was taken: it got that far
+    assert main(["tune", "multitask", "--objectives", "size,latency,size", "--out",
+                 str(tmp_path)]) == 2  # fmt: skip
+    assert "--objectives must be size, latency or size,latency" in capsys.readouterr().err
+
+
 def test_bad_space_file_names_the_key(tmp_path, capsys):
     space = tmp_path / "s.toml"
     space.write_text("[space]\nprune = [1.5]\n")

@@ -14,6 +14,9 @@ import pytest
 from compress.cli import main
 from compress.keras import _tf
 
+# user models of every layer kind, each built, trained and exported
+pytestmark = pytest.mark.slow
+
 EPOCHS = 4
 
 
@@ -163,7 +166,6 @@ def _run(zoo, name, out, capsys, *extra):
     return code, json.loads(captured.out), captured.err
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
 def test_user_model_runs_end_to_end_with_int8(name, zoo, tmp_path, capsys):
     out = tmp_path / "out"
@@ -211,7 +213,6 @@ def test_user_model_runs_end_to_end_with_int8(name, zoo, tmp_path, capsys):
     assert main(["verify-artifacts", str(parent / report["run_id"])]) == 0
 
 
-@pytest.mark.slow
 def test_integer_inputs_stay_integers_in_every_runtime(zoo):
     """Token ids are fed as the integers they are: the TFLite and ONNX files take int32 ids."""
     from compress.backends import open_runner
@@ -234,7 +235,6 @@ def test_integer_inputs_stay_integers_in_every_runtime(zoo):
     assert interp.get_input_details()[0]["dtype"] == np.int32
 
 
-@pytest.mark.slow
 def test_regress_task_is_overridable_per_head(zoo, tmp_path, capsys):
     """verify.task forces a head's task: the classifier head, given as one-hot rows (which
     alone would classify), verified numerically instead."""
@@ -250,7 +250,6 @@ def test_regress_task_is_overridable_per_head(zoo, tmp_path, capsys):
     assert code in (0, 1)
 
 
-@pytest.mark.slow
 def test_a_numeric_gate_failure_names_max_error(zoo, tmp_path, capsys):
     """--max-error 0: any difference at all from the float model fails the numeric head."""
     code, report, _ = _run(zoo, "regression", tmp_path / "out", capsys, "--max-error", "0")
@@ -259,7 +258,6 @@ def test_a_numeric_gate_failure_names_max_error(zoo, tmp_path, capsys):
     assert any("(value): relative error" in f and "exceeds max_error 0" in f for f in failures)
 
 
-@pytest.mark.slow
 def test_converter_crash_skips_the_export_and_the_run_goes_on(zoo, tmp_path, capsys, monkeypatch):
     """A TFLite converter that dies with SIGSEGV (injected in the worker at its conversion
     step) costs the TFLite files, not the run: ONNX is still built and verified."""

@@ -288,7 +288,8 @@ def _layers(arts: list[dict[str, Any]]) -> str:
     for a in arts:
         tensors = (a.get("weights") or {}).get("tensors") or []
         errors = (a.get("layer_errors") or {}).get("layers") or []
-        if not tensors and not errors:
+        why_not = (a.get("layer_errors") or {}).get("unavailable")
+        if not tensors and not errors and not why_not:
             continue
         out.append(f"<h3>{esc(a['name'])}</h3>")
         if tensors:
@@ -313,6 +314,8 @@ def _layers(arts: list[dict[str, Any]]) -> str:
                 )  # fmt: skip
                 + "</details>"
             )
+        if why_not:
+            out.append(f"<p>Per-layer sensitivity not measured: {esc(why_not)}</p>")
         if errors:
             fig, ax = plt.subplots(figsize=(6.2, 0.28 * len(errors) + 1.1))
             names = [_short(e["layer"]) for e in errors]

@@ -12,8 +12,8 @@ from compress.measure import sensitivity
 from compress.report.fields import fields_table
 
 
-def _fmt(value: Any, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+def _fmt(value: Any, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
 
 
 def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
