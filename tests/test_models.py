@@ -9,8 +9,9 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import shared_cache_root
 
-from compress import Pipeline, stages
+from compress import PipelineConfig, StageCache, run
 from compress.backends.litert import LiteRTRunner
 from compress.keras import models
 from compress.stages.verify import is_repeatable
@@ -18,19 +19,20 @@ from compress.stages.verify import is_repeatable
 
 @pytest.fixture(scope="module")
 def quick_runs(tmp_path_factory) -> dict:
-    """Each registered model: build, train 1 epoch, export, int8, verify (short timing)."""
+    """Each registered model: build, train 1 epoch, export, int8, verify (short timing); the
+    standard pipeline of `compress run NAME --epochs 1`, so its trained models and exports are
+    the session cache's for every test that runs a model for one epoch."""
     out = tmp_path_factory.mktemp("models")
-    results = {}
-    for name in models.REGISTRY:
-        pipe = Pipeline([
-            stages.Build(model=name), stages.Train(epochs=1), stages.ExportTFLite(),
-            stages.ExportONNX(), stages.Quantize(mode="int8", select=False),
-            # max_drift 100: one epoch leaves int8 drift as noise; these runs check the exports
-            # and each model's hazards (int8 at the shipped gate: test_compression.py)
-            stages.Verify(batch_sizes=(1,), timing_budget_s=0.02, max_drift=100.0),
-        ])  # fmt: skip
-        results[name] = pipe.run(out, name)
-    return results
+    cache = StageCache(shared_cache_root(tmp_path_factory))
+    # max_drift 100: one epoch leaves int8 drift as noise; these runs check the exports and
+    # each model's hazards (int8 at the shipped gate: test_compression.py)
+    overrides = {"train.epochs": 1, "quantize.mode": "int8", "quantize.select": False,
+                 "verify.batch_sizes": [1], "verify.timing_budget_s": 0.02,
+                 "verify.max_drift": 100.0, "out": str(out)}  # fmt: skip
+    return {
+        name: run(PipelineConfig.for_model(name, overrides), cache=cache)
+        for name in models.REGISTRY
+    }
 
 
 @pytest.mark.slow

@@ -80,10 +80,13 @@ def test_prune_cluster_and_qat_from_flags(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_run_all_json_with_quantize_none(tmp_path, capsys):
-    # 1 epoch on 400 samples leaves the recurrent models near chance: this test is about every
-    # model running and the JSON's shape; fp32 exports must still agree 100% with Keras.
+    # 1 epoch leaves the recurrent models near chance: this test is about every model running
+    # and the JSON's shape; fp32 exports must still agree 100% with Keras. The full training
+    # split (no build.train_samples): the same models and exports test_models.py trains, taken
+    # from the session's stage cache by whichever test runs second.
     code = main(["run", "all", "--quantize", "none", "--epochs", "1", "--max-drift", "100",
-                 "--out", str(tmp_path), "--json", *QUICK])  # fmt: skip
+                 "--out", str(tmp_path), "--json",
+                 "--set", "verify.timing_budget_s=0.02"])  # fmt: skip
     payload = json.loads(capsys.readouterr().out)
     assert code == 0 and payload["errors"] == {}
     assert [r["model"] for r in payload["runs"]] == [

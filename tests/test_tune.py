@@ -214,19 +214,37 @@ def test_bad_space_file_names_the_key(tmp_path, capsys):
     assert "space.prune: 1.5" in capsys.readouterr().err
 
 
+def _grid_argv(where, name, *extra):
+    space = where / "space.toml"
+    space.write_text(SPACE)
+    return ["tune", "multitask", "--epochs", "1", "--space", str(space), "--out",
+            str(where / name), "--cache-dir", str(where / f"cache-{name}"), "--trials", "3",
+            "--max-drift", "100", "--json", "--quiet", "--set", "verify.timing_budget_s=0.02",
+            "--set", "quantize.select=false", *extra]  # fmt: skip
+
+
 def _grid(tmp_path, capsys, name, *extra):
     """The small grid with the mode's default recipe (no timed recipe choice), into its own
     output directory and cache."""
-    space = tmp_path / "space.toml"
-    space.write_text(SPACE)
-    argv = ["tune", "multitask", "--epochs", "1", "--space", str(space), "--out",
-            str(tmp_path / name), "--cache-dir", str(tmp_path / f"cache-{name}"), "--trials", "3",
-            "--max-drift", "100", "--json", "--quiet", "--set", "verify.timing_budget_s=0.02",
-            "--set", "quantize.select=false", *extra]  # fmt: skip
-    code = main(argv)
+    code = main(_grid_argv(tmp_path, name, *extra))
     out = capsys.readouterr().out
     assert code == 0
     return json.loads(out)
+
+
+@pytest.fixture(scope="module")
+def local_grid(tmp_path_factory):
+    """The grid on the local executor, one trial at a time: what the other executors are
+    compared with (made once for this file's tests)."""
+    import contextlib
+    import io
+
+    where = tmp_path_factory.mktemp("grid")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(_grid_argv(where, "local"))
+    assert code == 0
+    return json.loads(buf.getvalue())
 
 
 def _built(record):
@@ -243,8 +261,10 @@ def _built(record):
 
 
 @pytest.mark.slow
-def test_two_local_workers_run_trials_side_by_side_with_the_same_results(tmp_path, capsys):
-    one = _grid(tmp_path, capsys, "one")
+def test_two_local_workers_run_trials_side_by_side_with_the_same_results(
+    local_grid, tmp_path, capsys
+):
+    one = local_grid
     two = _grid(tmp_path, capsys, "two", "--workers", "2")
     assert _built(two) == _built(one)
     spans = sorted((t["started"], t["started"] + t["seconds"]) for t in two["trials"])
@@ -255,10 +275,10 @@ def test_two_local_workers_run_trials_side_by_side_with_the_same_results(tmp_pat
 
 
 @pytest.mark.slow
-def test_ray_executor_gives_the_same_front_as_local(tmp_path, capsys):
+def test_ray_executor_gives_the_same_front_as_local(local_grid, tmp_path, capsys):
     """A local Ray instance (the machine's CPUs): the same trials, sizes, recipes and drifts as
     the local executor; latencies measured in both."""
-    local = _grid(tmp_path, capsys, "local")
+    local = local_grid
     ray = _grid(tmp_path, capsys, "ray", "--executor", "ray")
     assert _built(ray) == _built(local)
     for runtime in ("litert", "onnxruntime"):
