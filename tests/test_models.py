@@ -114,3 +114,23 @@ def test_attention_layer_config_roundtrip():
     assert clone.units == 7 and clone.name == "att"
     with pytest.raises(ValueError, match="units must be an integer >= 1"):
         AttentionLayer(0)
+
+
+def test_loading_compress_layers_leaves_tfmot_unimported_until_a_stage_needs_it():
+    """tfmot costs 1.4 s of every process that imports it: loading a model does not; pruning,
+    clustering and QAT get it through with_tfmot, which registers the layers' hooks."""
+    code = (
+        "import sys\nfrom compress.keras import layers\n"
+        "print('tensorflow_model_optimization' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False"
+    from compress.keras import layers
+
+    tfmot = layers.with_tfmot()
+    layer = layers.AttentionLayer(3)
+    assert isinstance(layer, tfmot.sparsity.keras.PrunableLayer)
+    assert isinstance(layer, tfmot.clustering.keras.ClusterableLayer)
+    config = layers.quantize_configs()[layers.AttentionLayer]
+    assert issubclass(config, tfmot.quantization.keras.QuantizeConfig)
+    assert "compress>AttentionQuantizeConfig" in layers.quantize_objects()

@@ -1,27 +1,27 @@
 """Custom Keras layers that compress ships, registered so `.keras` files holding them reload
 (with safe_mode on) in any process that imports this module; `compress.load_model` does that.
 
-The layer implements tfmot's hooks (PrunableLayer, ClusterableLayer, and a registered
-QuantizeConfig) so that pruning, clustering and quantization-aware training reach its weights
-instead of skipping it. Importing this module imports TensorFlow and tfmot.
+The layers implement tfmot's hooks (PrunableLayer, ClusterableLayer, and a registered
+QuantizeConfig) so that pruning, clustering and quantization-aware training reach their weights
+instead of skipping them. Importing this module imports TensorFlow, not tfmot (1.4 s more of
+every process that loads a model): `with_tfmot()` imports it, registers the layers with its
+hook classes and defines their QuantizeConfig; every use of tfmot goes through it.
 """
 
 from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
 
 from compress.core import compat
 from compress.keras import _tf
 
 keras = _tf.keras()
 tf = _tf.tf()
-import tensorflow_model_optimization as tfmot  # noqa: E402  (after TF_USE_LEGACY_KERAS is set)
 
 
 @keras.utils.register_keras_serializable(package="compress")
-class AttentionLayer(
-    keras.layers.Layer,
-    tfmot.sparsity.keras.PrunableLayer,
-    tfmot.clustering.keras.ClusterableLayer,
-):
+class AttentionLayer(keras.layers.Layer):  # tfmot hooks: with_tfmot
     """Additive attention pooling over time.
 
     W = Dense(units), V = Dense(1); score = V(tanh(W(x))) for each timestep;
@@ -72,49 +72,12 @@ class AttentionLayer(
     def get_clusterable_weights(self) -> list:
         return [("W_kernel", self.W_kernel), ("V_kernel", self.V_kernel)]
 
-
-_quantizers = tfmot.quantization.keras.quantizers
-
-
-@keras.utils.register_keras_serializable(package="compress")
-class AttentionQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
-    """Quantization-aware training of AttentionLayer: int8 per-tensor symmetric fake-quant of
-    both kernels (as tfmot does for Dense) and of the pooled output."""
-
-    def get_weights_and_quantizers(self, layer):
-        def weight_quantizer():
-            return _quantizers.LastValueQuantizer(
-                num_bits=8, per_axis=False, symmetric=True, narrow_range=True
-            )
-
-        return [(layer.W_kernel, weight_quantizer()), (layer.V_kernel, weight_quantizer())]
-
-    def get_activations_and_quantizers(self, layer):
-        return []
-
-    def set_quantize_weights(self, layer, quantize_weights):
-        layer.W_kernel, layer.V_kernel = quantize_weights
-
-    def set_quantize_activations(self, layer, quantize_activations):
-        pass
-
-    def get_output_quantizers(self, layer):
-        return [
-            _quantizers.MovingAverageQuantizer(
-                num_bits=8, per_axis=False, symmetric=False, narrow_range=False
-            )
-        ]
-
-    def get_config(self) -> dict:
-        return {}
+    def get_clusterable_algorithm(self, weight_name):  # ClusterableLayer's default
+        return None
 
 
 @keras.utils.register_keras_serializable(package="compress")
-class PositionEmbedding(
-    keras.layers.Layer,
-    tfmot.sparsity.keras.PrunableLayer,
-    tfmot.clustering.keras.ClusterableLayer,
-):
+class PositionEmbedding(keras.layers.Layer):  # tfmot hooks: with_tfmot
     """A learned embedding per position added to a sequence: (batch, time, d) -> same shape.
     Its table is one value per position and feature: nothing to prune or cluster."""
 
@@ -140,13 +103,12 @@ class PositionEmbedding(
     def get_clusterable_weights(self) -> list:
         return []
 
+    def get_clusterable_algorithm(self, weight_name):  # ClusterableLayer's default
+        return None
+
 
 @keras.utils.register_keras_serializable(package="compress")
-class SelfAttention(
-    keras.layers.MultiHeadAttention,
-    tfmot.sparsity.keras.PrunableLayer,
-    tfmot.clustering.keras.ClusterableLayer,
-):
+class SelfAttention(keras.layers.MultiHeadAttention):  # tfmot hooks: with_tfmot
     """MultiHeadAttention of a sequence over itself, called with one input (query = value =
     key), so tfmot's wrappers (one input each) can take it. Its four projection kernels (query,
     key, value, output) are what pruning and clustering act on: tfmot does not reach a
@@ -174,6 +136,9 @@ class SelfAttention(
         # dotted names: tfmot's MHA wrapper reads and sets them on the inner EinsumDense layers
         return [(f"{name}.kernel", getattr(self, name).kernel) for name in self._PROJECTIONS]
 
+    def get_clusterable_algorithm(self, weight_name):  # ClusterableLayer's default
+        return None
+
     def after_strip_clustering(self) -> None:
         """tfmot's MHA strip assigns the clustered values to the original kernel variables but
         leaves each projection's `kernel` a tensor, and tracks the variables on this layer under
@@ -193,10 +158,71 @@ class SelfAttention(
         return [getattr(self, name) for name in self._PROJECTIONS]
 
 
+# The layers, for loading a model file that holds them (registered above under these names).
 CUSTOM_OBJECTS = {
     "compress>AttentionLayer": AttentionLayer,
-    "compress>AttentionQuantizeConfig": AttentionQuantizeConfig,
     "compress>PositionEmbedding": PositionEmbedding,
     "compress>SelfAttention": SelfAttention,
 }
-QUANTIZE_CONFIGS = {AttentionLayer: AttentionQuantizeConfig}
+_TFMOT: dict[str, Any] = {}  # with_tfmot's work, done once per process
+
+
+def with_tfmot() -> ModuleType:
+    """tfmot, with compress's layers registered as its PrunableLayer and ClusterableLayer (its
+    wrappers check isinstance) and their QuantizeConfig defined: the one way compress imports
+    tfmot (see quantize_configs)."""
+    if "tfmot" in _TFMOT:
+        return _TFMOT["tfmot"]
+    tfmot = _tf.tfmot()
+    for cls in CUSTOM_OBJECTS.values():
+        tfmot.sparsity.keras.PrunableLayer.register(cls)
+        tfmot.clustering.keras.ClusterableLayer.register(cls)
+    quantizers = tfmot.quantization.keras.quantizers
+
+    @keras.utils.register_keras_serializable(package="compress")
+    class AttentionQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        """Quantization-aware training of AttentionLayer: int8 per-tensor symmetric fake-quant of
+        both kernels (as tfmot does for Dense) and of the pooled output."""
+
+        def get_weights_and_quantizers(self, layer):
+            def weight_quantizer():
+                return quantizers.LastValueQuantizer(
+                    num_bits=8, per_axis=False, symmetric=True, narrow_range=True
+                )
+
+            return [(layer.W_kernel, weight_quantizer()), (layer.V_kernel, weight_quantizer())]
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            layer.W_kernel, layer.V_kernel = quantize_weights
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [
+                quantizers.MovingAverageQuantizer(
+                    num_bits=8, per_axis=False, symmetric=False, narrow_range=False
+                )
+            ]
+
+        def get_config(self) -> dict:
+            return {}
+
+    _TFMOT["configs"] = {AttentionLayer: AttentionQuantizeConfig}
+    _TFMOT["tfmot"] = tfmot
+    return tfmot
+
+
+def quantize_configs() -> dict[type, type]:
+    """Layer class -> the QuantizeConfig class QAT annotates it with."""
+    with_tfmot()
+    return dict(_TFMOT["configs"])
+
+
+def quantize_objects() -> dict[str, type]:
+    """CUSTOM_OBJECTS and the QuantizeConfigs, for reading a QAT model."""
+    configs = quantize_configs()
+    return {**CUSTOM_OBJECTS, **{f"compress>{c.__name__}": c for c in configs.values()}}

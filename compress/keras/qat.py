@@ -35,7 +35,7 @@ def quantization_aware_model(
     """
     from compress.keras import layers as compress_layers
 
-    tfmot, keras = _tf.tfmot(), _tf.keras()
+    tfmot, keras = compress_layers.with_tfmot(), _tf.keras()
     registry_mod = compat.tfmot_default_8bit_registry()
     q = tfmot.quantization.keras
     registry = registry_mod.Default8BitQuantizeRegistry()
@@ -44,7 +44,7 @@ def quantization_aware_model(
     def annotate(layer):
         if isinstance(layer, keras.layers.InputLayer):
             return layer
-        for cls, config in compress_layers.QUANTIZE_CONFIGS.items():
+        for cls, config in compress_layers.quantize_configs().items():
             if isinstance(layer, cls):
                 return q.quantize_annotate_layer(layer, config())
         if isinstance(layer, keras.layers.LSTM):
@@ -69,7 +69,7 @@ def quantization_aware_model(
         scheme = combine.Default8BitPrunePreserveQuantizeScheme()
     else:
         scheme = q.default_8bit.Default8BitQuantizeScheme()
-    with q.quantize_scope(compress_layers.CUSTOM_OBJECTS):
+    with q.quantize_scope(compress_layers.quantize_objects()):
         # Keep layer (and so output) names: the heads are matched by name downstream.
         qmodel = q.quantize_apply(annotated, scheme, quantized_layer_name_prefix="")
     tuning = SimpleNamespace(epochs=epochs, batch_size=32, learning_rate=learning_rate, seed=seed)
@@ -105,7 +105,8 @@ def save_qat_model(model: Any, path: Path) -> None:
 def load_qat_model(path: str) -> Any:
     from compress.keras import layers as compress_layers
 
-    q = _tf.tfmot().quantization.keras
-    classes = {cls.__name__: cls for cls in compress_layers.CUSTOM_OBJECTS.values()}
-    with q.quantize_scope({**compress_layers.CUSTOM_OBJECTS, **classes}):
+    q = compress_layers.with_tfmot().quantization.keras
+    objects = compress_layers.quantize_objects()
+    classes = {cls.__name__: cls for cls in objects.values()}
+    with q.quantize_scope({**objects, **classes}):
         return _tf.keras().models.load_model(path, compile=False)

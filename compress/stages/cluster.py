@@ -11,7 +11,7 @@ from pydantic import Field
 
 from compress.backends.keras import save_artifact
 from compress.core.state import RunState
-from compress.keras import _tf
+from compress.keras import layers
 from compress.keras.training import fine_tune, wrap_layers
 from compress.stages.base import Stage
 from compress.stages.finetune import FineTuneParams, begin
@@ -49,7 +49,7 @@ class Cluster(Stage):
 
     def run(self, state: RunState) -> RunState:
         p = self.params
-        tfmot = _tf.tfmot()
+        tfmot = layers.with_tfmot()
         state, data, fresh, targets = begin(self, state)
         preserve = "prune" in state.info if p.preserve_sparsity is None else p.preserve_sparsity
         init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
