@@ -11,7 +11,6 @@ from pydantic import Field
 
 from compress.backends.keras import save_artifact
 from compress.core.state import RunState
-from compress.keras import layers
 from compress.keras.training import fine_tune, wrap_layers
 from compress.stages.base import Stage
 from compress.stages.finetune import FineTuneParams, begin
@@ -49,7 +48,9 @@ class Cluster(Stage):
 
     def run(self, state: RunState) -> RunState:
         p = self.params
-        tfmot = layers.with_tfmot()
+        from compress.keras.layers import with_tfmot  # imports TensorFlow
+
+        tfmot = with_tfmot()
         state, data, fresh, targets = begin(self, state)
         preserve = "prune" in state.info if p.preserve_sparsity is None else p.preserve_sparsity
         init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS

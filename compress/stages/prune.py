@@ -14,7 +14,6 @@ from pydantic import Field, field_validator
 from compress.backends.keras import save_artifact
 from compress.core.errors import StageError
 from compress.core.state import RunState
-from compress.keras import layers
 from compress.keras.training import fine_tune, wrap_layers
 from compress.stages.base import Stage
 from compress.stages.finetune import FineTuneParams, begin, steps_per_epoch
@@ -52,7 +51,9 @@ def schedule(sparsity: float, total_steps: int) -> Any:
     which silently prunes nothing; the frequency here comes from the step count, and the
     schedule ends on an update step at about 70% of training, leaving steps to recover.
     """
-    tfmot = layers.with_tfmot()
+    from compress.keras.layers import with_tfmot  # imports TensorFlow
+
+    tfmot = with_tfmot()
     frequency = max(1, total_steps // 10)
     end = max(frequency, (int(total_steps * 0.7) // frequency) * frequency)
     return tfmot.sparsity.keras.PolynomialDecay(
@@ -70,7 +71,9 @@ class Prune(Stage):
 
     def run(self, state: RunState) -> RunState:
         p = self.params
-        tfmot = layers.with_tfmot()
+        from compress.keras.layers import with_tfmot  # imports TensorFlow
+
+        tfmot = with_tfmot()
         state, data, fresh, targets = begin(self, state)
         structured = p.sparsity == "2:4"
         total = steps_per_epoch(data, p.batch_size) * p.epochs
