@@ -65,7 +65,8 @@ class Sources:
     # Work the recipes built from these sources share (a calibration, a pre-processed graph),
     # kept by the backend that made it; lives as long as these sources (one quantize run).
     memo: dict[str, Any] = field(default_factory=dict, compare=False)
-    # The worker process recipes are built in (see isolate.py); None builds in this process.
+    # The worker process recipes are built in (backends/worker.py, through
+    # backends/isolated.py); None builds in this process.
     worker: Any = field(default=None, compare=False)
     # Names these sources' shared work in the worker (its memo lives there).
     token: str = field(default_factory=lambda: secrets.token_hex(6), compare=False)

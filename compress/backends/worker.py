@@ -180,7 +180,8 @@ class Worker:
     def model_file(
         self, model: Any, save: Callable[[Any, Path], None] | None = None, suffix: str = ".keras"
     ) -> Path:
-        """`model` saved once (by `save`, default keras_io.save_model) for the worker to load."""
+        """`model` saved once (by `save`; default: keras.model_io.save_model) for the worker to
+        load."""
         if id(model) not in self._files:
             from compress.keras.model_io import save_model
 

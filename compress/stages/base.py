@@ -37,7 +37,7 @@ class Stage:
 
     name: ClassVar[str]
     Params: ClassVar[type[StageParams]] = StageParams
-    cacheable: ClassVar[bool] = True  # its output may be reused by a later run (see cache.py)
+    cacheable: ClassVar[bool] = True  # its output may be reused by a later run (see runs/cache.py)
     produces_model: ClassVar[bool] = False  # it changes the Keras model (cache stores it)
     # The Keras artifact this stage saves the model it returns into, if any: the cache keeps
     # the model as that file instead of saving it twice.

@@ -64,7 +64,7 @@ class Cluster(Stage):
         clustered, skipped = wrap_layers(fresh, targets, wrap)
         fine_tune(clustered, data, p, fresh.output_names)
         stripped = tfmot.clustering.keras.strip_clustering(clustered)
-        for layer in stripped.layers:  # a layer whose strip needs finishing (layers.py)
+        for layer in stripped.layers:  # a layer whose strip needs finishing (keras/layers.py)
             if hasattr(layer, "after_strip_clustering"):
                 layer.after_strip_clustering()
         done = [n for n in targets if n not in skipped]
