@@ -73,10 +73,12 @@ def _spell_flag(message: str, key: str | None, args: argparse.Namespace) -> str:
     spelled = "--" + flag.replace("_", "-") if flag else None
     if flag and getattr(args, flag, None) is not None:  # a flag's value wins over --set's
         return f"{spelled} ({key}){rest}" if "." in key else spelled + rest
-    if any(item.partition("=")[0].strip() == key for item in args.overrides):
+    if any(item.partition("=")[0].strip() == key for item in getattr(args, "overrides", [])):
         return f"--set {message}"
     if spelled and "." not in key:  # a missing top-level value: its flag (`data`: --data)
         return spelled + rest
+    if "." not in key and hasattr(args, key):  # a command's own flag (`trials`: --trials)
+        return "--" + key.replace("_", "-") + rest
     return message
 
 
@@ -183,20 +185,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     try:
         target, result = bench_target(args.target, args.threads, args.out, _cache(args), progress)
     except UsageError as exc:
-        raise UsageError(_spell_key(str(exc), exc.key), exc.key) from None
+        raise UsageError(_spell_flag(str(exc), exc.key, args), exc.key) from None
     write_json_atomic(target / "bench.json", result)
     print(json.dumps(result, indent=2) if args.json else bench_table(result))
     if not args.json:
         print(f"written: {target / 'bench.json'}")
     return EXIT_OK
-
-
-def _spell_key(message: str, key: str | None) -> str:
-    """A library message that starts with its key (`workers must be ...`) as the flag the user
-    typed (`--workers must be ...`)."""
-    if key and message.startswith(key):
-        return "--" + key.replace("_", "-") + message[len(key) :]
-    return message
 
 
 def _cmd_tune(args: argparse.Namespace) -> int:
@@ -235,7 +229,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
             if progress is not None:
                 progress.close()
     except UsageError as exc:
-        raise UsageError(_spell_key(str(exc), exc.key), exc.key) from None
+        raise UsageError(_spell_flag(str(exc), exc.key, args), exc.key) from None
     if args.json:
         print(json.dumps(record, indent=2))
     elif not args.quiet:

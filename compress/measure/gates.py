@@ -9,8 +9,6 @@ from typing import Any
 DEFAULT_MAX_DRIFT = 1.0  # points of accuracy an artifact may lose against the float model
 DEFAULT_MAX_ERROR = 0.05  # relative error a numeric head may have against the float model
 INTEGER_PRECISIONS = ("int8", "dynamic", "qat")  # artifacts that exist to store integer weights
-
-
 REPEATABLE = "outputs depend on earlier calls (state kept between invokes)"
 
 
@@ -59,9 +57,9 @@ def gate_failures(
 def head_gate(
     m: dict[str, Any], max_drift: float, max_error: float, drift: str = "drift"
 ) -> str | None:
-    """Why one head of an artifact fails its accuracy gate, or None: a classifier's drift
-    (the `drift` field, else `drift`) against max_drift, a numeric head's relative error
-    against max_error."""
+    """Why one head of an artifact fails its accuracy gate, or None: a classifier's drift (read
+    from the field named by `drift`, the head's own `drift` where it lacks that field) against
+    max_drift, a numeric head's relative error against max_error."""
     if m.get("task", "classify") == "regress":
         if m["relative_error"] > max_error:
             return (f"relative error {m['relative_error']:.4f} vs the float model exceeds "
