@@ -119,19 +119,10 @@ class Quantize(Stage):
             name = backend.file_name(p.mode)
             try:
                 step = _stepper(state, f"quantize: {backend.runtime} candidates")
-                made.append(
-                    quantized_artifact(
-                        backend,
-                        default,
-                        src,
-                        name,
-                        state.workdir,
-                        p,
-                        check,
-                        step,
-                        lock=state.timing_lock or NO_LOCK,
-                    )  # fmt: skip
-                )
+                lock = state.timing_lock or NO_LOCK
+                art = quantized_artifact(backend, default, src, name, state.workdir, p, check,
+                                         step, lock=lock)  # fmt: skip
+                made.append(art)
             except Exception as exc:  # the converter or quantizer cannot, or crashed
                 reason = f"{backend.runtime} {p.mode} recipe failed: {one_line(exc)}"
                 skipped.append(Skipped(name, backend.runtime, reason))
