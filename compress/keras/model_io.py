@@ -110,7 +110,14 @@ def scan_config(config: Any, where: str) -> None:
             raise InputError(
                 f"{where} holds a {cls} layer, whose code would run on loading: refused"
             )
-        module = node.get("module")
+        module, registered = node.get("module"), node.get("registered_name")
+        if isinstance(registered, str) and ">" in registered and not registered.startswith(
+            "compress>"
+        ):
+            raise InputError(
+                f"{where} names class {cls!r} registered as {registered!r} (a user's custom "
+                "class, not Keras's or compress's), which compress does not trust: refused"
+            )
         if (
             isinstance(module, str)
             and isinstance(cls, str)
@@ -224,28 +231,41 @@ def model_config(path: Path, kind: str) -> Any:
     return json.loads(raw if isinstance(raw, str) else raw.decode())
 
 
-def load_keras_model(path: Path) -> Any:
-    """A user's Keras model in any of its formats, loaded without running code from the file."""
-    from compress.keras import _tf
+def load_keras_model(path: Path) -> tuple[Any, Any]:
+    """A user's Keras model in any of its formats, loaded without running code from the file:
+    (the tf_keras model every stage uses, the Keras 3 model it was translated from or None).
+    Which Keras wrote a `.keras` file is read from the file's metadata."""
+    from compress.keras import _tf, keras3
 
     path = Path(path)
     kind = inspect_model_file(path)
-    if kind in ("keras", "h5"):
-        resolve_ops(model_config(path, kind), f"model file '{path.name}'")
+    where = f"model file '{path.name}'"
+    if kind in ("keras", "h5") and not keras3.is_keras3_file(path):
+        resolve_ops(model_config(path, kind), where)
     try:
-        if kind == "keras":
-            return load_model(path)
-        return _tf.keras().models.load_model(str(path), compile=False, safe_mode=True)
+        if kind == "keras" and keras3.is_keras3_file(path):
+            original = keras3.load(path)
+        elif kind == "keras":
+            return load_model(path), None
+        else:
+            return _tf.keras().models.load_model(str(path), compile=False, safe_mode=True), None
     except Exception as exc:
-        where = f"model file '{path.name}'"
         raise InputError(f"{where} cannot be loaded safely: {one_line(exc)}") from None
+    try:
+        return keras3.to_tf_keras(original), original
+    except keras3.TranslationError as exc:
+        raise InputError(f"{where} (Keras 3): {exc}") from None
+    except Exception as exc:
+        raise InputError(f"{where} (Keras 3) has no tf_keras translation: {one_line(exc)}") from None
 
 
 def load_model(path: str | Path) -> Any:
     """Load a `.keras` file written by compress (or any model using only registered layers),
     with safe_mode on: no Lambda or other code from the file runs."""
-    from compress.keras import _tf
+    from compress.keras import _tf, keras3
 
+    if keras3.is_keras3_file(path):  # a Keras 3 user model's run file: its tf_keras twin
+        return keras3.to_tf_keras(keras3.load(path))
     keras = _tf.keras()
     if _uses_compress_layers(Path(path)):
         import compress.keras.layers  # noqa: F401  (registers AttentionLayer for deserialization)
@@ -270,7 +290,15 @@ def copy_model(model: Any) -> Any:
 
     fresh = _tf.keras().models.clone_model(model)
     fresh.set_weights(model.get_weights())
-    return fresh
+    return same_origin(fresh, model)
+
+
+def same_origin(model: Any, like: Any) -> Any:
+    """`model` (a copy or stripped version of `like`) saved in the Keras `like` came in: a
+    translated Keras 3 model's config travels with every model made from it."""
+    from compress.keras import keras3
+
+    return keras3.mark(model, keras3.origin(like))
 
 
 def wrapped_weight(wrapper: Any, weight: Any) -> Any | None:
@@ -301,5 +329,10 @@ def trained_weights_into(model: Any, trained: Any) -> Any:
 
 def save_model(model: Any, path: str | Path) -> None:
     """Save architecture and weights without the optimizer state (which triples an
-    Adam-trained file)."""
-    copy_model(model).save(str(path))
+    Adam-trained file), in the Keras the model came in: a Keras 3 user's model as Keras 3."""
+    from compress.keras import keras3
+
+    if keras3.origin(model) is not None:
+        keras3.to_keras3(model).save(str(path))
+    else:
+        copy_model(model).save(str(path))

@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from compress.report.text import source_line
 from compress.report.markup import (
     CAPPED,
     GAINED,
@@ -388,8 +389,10 @@ def _environment(report: dict[str, Any]) -> str:
     seconds = report.get("stage_seconds") or {}
     stage_rows = [[k, num(s, ".2f"), (report.get("cache") or {}).get(k, "-")]
                   for k, s in seconds.items()]  # fmt: skip
+    source = source_line(report)
     return (
         how
+        + (f"<p>{esc(source)}</p>" if source else "")
         + table(["", "value"], rows)
         + "<h3>Stages</h3>"
         + table(["stage", "seconds", "cache"], stage_rows)

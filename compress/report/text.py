@@ -61,6 +61,8 @@ def render_table(report: dict[str, Any]) -> str:
         f"{report['model']}: {v['test_samples']} held-out samples, {v['threads']} thread(s), "
         f"CPU {report['environment']['cpu']}"
     )
+    if source_line(report):
+        lines.append(source_line(report))
     if v.get("baseline_accuracy"):
         base = ", ".join(f"{h} {acc:.2f}%" for h, acc in v["baseline_accuracy"].items())
         lines.append(f"baseline (float model before prune/cluster): {base}")
@@ -69,6 +71,20 @@ def render_table(report: dict[str, Any]) -> str:
             lines.append(f"{a['name']}: weight sparsity {a['sparsity']:.3f}")
     lines += notes(report)
     return "\n".join(lines)
+
+
+def source_line(report: dict[str, Any]) -> str | None:
+    """How a Keras 3 model got in: its translation to tf_keras and how exactly it was proven
+    (None for a tf_keras model)."""
+    t = ((report.get("stages") or {}).get("build") or {}).get("keras3")
+    if not t:
+        return None
+    return (
+        f"source: a Keras {t['keras_version']} model, translated to {t['translated_to']}; "
+        f"outputs equal within max |difference| {t['max_abs_difference']:.3g} on "
+        f"{t['samples']} held-out samples (tolerance {t['tolerance']:g}); every artifact "
+        "below is compared with the translation"
+    )
 
 
 def recipe_note(name: str, recipe: dict[str, Any]) -> str | None:
@@ -160,6 +176,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- gates: max drift {v['max_drift']} pts, max error {v.get('max_error')}, "
         f"min speedup {v['min_speedup']}; "
         f"result: **{'passed' if not v['failures'] else 'FAILED'}**",
+        *([f"- {source_line(report)}"] if source_line(report) else []),
         "",
         "| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
         "|" + "|".join("---" for _ in header) + "|",

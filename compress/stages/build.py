@@ -93,12 +93,14 @@ class Build(Stage):
             # Built when a stage needs it: a rerun whose stages are all cached imports no Keras.
             loader = partial(build_reference, spec, data.heads, p.seed)
             model_name, model = spec.name, None
+            translation = None
         else:
             if p.data is None:
                 message = f"data is required: model file '{p.model}' needs an .npz"
                 raise UsageError(message, key="data")
             _tf.keras().utils.set_random_seed(p.seed)
-            model = load_keras_model(Path(p.model))
+            model, original = load_keras_model(Path(p.model))
+            translation = None
             input_shapes, input_dtypes, heads = _model_io(model)
             tasks = _tasks(p.task, list(heads))
             data = load_npz(
@@ -112,6 +114,8 @@ class Build(Stage):
                 calibration_samples=p.calibration_samples,
             )
             model_name, loader = Path(p.model).stem, None
+            if original is not None:
+                translation = prove_translation(original, model, data.x_test, p.model)
         if p.train_samples is not None and p.train_samples < count(data.x_train):
             keep = np.random.default_rng(p.seed).permutation(count(data.x_train))
             keep = np.sort(keep[: p.train_samples])
@@ -121,7 +125,31 @@ class Build(Stage):
                 y_train={h: y[keep] for h, y in data.y_train.items()},
             )
         state = state.replace(model_name=model_name, model=model, model_loader=loader, data=data)
-        return state.with_info("build", {"model": model_name, "dataset": data.name})
+        info = {"model": model_name, "dataset": data.name}
+        if translation:
+            info["keras3"] = translation
+        return state.with_info("build", info)
+
+
+def prove_translation(original: Any, model: Any, x: Any, where: str) -> dict[str, Any]:
+    """The Keras 3 model and its tf_keras twin agree on the user's held-out samples within
+    keras3.TOLERANCE before any stage uses the twin; the difference goes in the report."""
+    from compress.keras import keras3
+
+    samples = pick(x, np.arange(min(count(x), 256)))
+    diff = keras3.max_difference(original, model, samples)
+    if not diff <= keras3.TOLERANCE:
+        raise InputError(
+            f"model file '{Path(where).name}' (Keras 3): its tf_keras translation differs by "
+            f"{diff:.3g} on the data (tolerance {keras3.TOLERANCE:g}): refused"
+        )
+    return {
+        "keras_version": keras3.keras3().__version__,
+        "translated_to": "tf_keras " + _tf.keras().__version__,
+        "samples": count(samples),
+        "max_abs_difference": diff,
+        "tolerance": keras3.TOLERANCE,
+    }
 
 
 def _tasks(task: str | dict[str, str], heads: list[str]) -> dict[str, str]:

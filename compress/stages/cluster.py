@@ -11,6 +11,7 @@ from pydantic import Field
 
 from compress.backends.keras import save_artifact
 from compress.core.state import RunState
+from compress.keras.model_io import same_origin
 from compress.keras.training import fine_tune, wrap_layers
 from compress.stages.base import Stage
 from compress.stages.finetune import FineTuneParams, begin
@@ -63,7 +64,7 @@ class Cluster(Stage):
 
         clustered, skipped = wrap_layers(fresh, targets, wrap)
         fine_tune(clustered, data, p, fresh.output_names)
-        stripped = tfmot.clustering.keras.strip_clustering(clustered)
+        stripped = same_origin(tfmot.clustering.keras.strip_clustering(clustered), fresh)
         for layer in stripped.layers:  # a layer whose strip needs finishing (keras/layers.py)
             if hasattr(layer, "after_strip_clustering"):
                 layer.after_strip_clustering()

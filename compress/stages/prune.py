@@ -14,6 +14,7 @@ from pydantic import Field, field_validator
 from compress.backends.keras import save_artifact
 from compress.core.errors import StageError
 from compress.core.state import RunState
+from compress.keras.model_io import same_origin
 from compress.keras.training import fine_tune, wrap_layers
 from compress.stages.base import Stage
 from compress.stages.finetune import FineTuneParams, begin, steps_per_epoch
@@ -90,7 +91,7 @@ class Prune(Stage):
 
         pruned, skipped = wrap_layers(fresh, targets, wrap, tolerate=structured)
         fine_tune(pruned, data, p, fresh.output_names, [tfmot.sparsity.keras.UpdatePruningStep()])
-        stripped = tfmot.sparsity.keras.strip_pruning(pruned)
+        stripped = same_origin(tfmot.sparsity.keras.strip_pruning(pruned), fresh)
         done = [n for n in targets if n not in skipped]
         reached = kernel_sparsity(stripped, done)
         if not structured and done and max(reached.values()) == 0.0 and float(p.sparsity) > 0:
