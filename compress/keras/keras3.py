@@ -33,8 +33,9 @@ _DROPPABLE: dict[str, tuple[Any, ...] | None] = {
     "build_config": None, "input_axes": (None,), "output_axes": (None,), "use_gate": (False,),
     "sliding_window": (None,), "zero_output_for_mask": (False, True),
 }  # fmt: skip
-_LAYER_KWARGS = {"name", "trainable", "dtype", "input_dim", "input_shape", "batch_input_shape",
-                 "batch_size", "weights", "activity_regularizer", "autocast", "dynamic"}  # fmt: skip
+_LAYER_KWARGS = {"name", "trainable", "dtype", "input_dim", "input_shape", "batch_size",
+                 "batch_input_shape", "weights", "activity_regularizer", "autocast",
+                 "dynamic"}  # fmt: skip
 _RENAMED = {("LeakyReLU", "negative_slope"): "alpha"}  # Keras 3 name -> tf_keras argument
 _MODELS = {"Functional", "Sequential", "Model"}
 
@@ -240,7 +241,7 @@ def _sequential(config: dict[str, Any], inputs: list[Any] | None) -> Any:
     return _tf.keras().Model(first, x, name=config.get("name"))
 
 
-def _call(entry: dict[str, Any], args: list[Any], kwargs: dict[str, Any], ops: Any = None) -> Any:
+def _call(entry: dict[str, Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
     if entry["class_name"] in _MODELS:
         return _model(entry)(*args, **kwargs)
     return _tk_layer(entry)(*args, **kwargs)
@@ -369,4 +370,5 @@ def max_difference(keras3_model: Any, twin: Any, x: Any) -> float:
     b = twin.predict(x, batch_size=32, verbose=0)
     a = list(a.values()) if isinstance(a, dict) else a if isinstance(a, list | tuple) else [a]
     b = b if isinstance(b, list | tuple) else [b]
-    return max(float(np.max(np.abs(np.asarray(p) - np.asarray(q)))) for p, q in zip(a, b, strict=True))
+    pairs = zip(a, b, strict=True)
+    return max(float(np.max(np.abs(np.asarray(p) - np.asarray(q)))) for p, q in pairs)

@@ -111,8 +111,10 @@ def scan_config(config: Any, where: str) -> None:
                 f"{where} holds a {cls} layer, whose code would run on loading: refused"
             )
         module, registered = node.get("module"), node.get("registered_name")
-        if isinstance(registered, str) and ">" in registered and not registered.startswith(
-            "compress>"
+        if (
+            isinstance(registered, str)
+            and ">" in registered
+            and not registered.startswith("compress>")
         ):
             raise InputError(
                 f"{where} names class {cls!r} registered as {registered!r} (a user's custom "
@@ -256,7 +258,8 @@ def load_keras_model(path: Path) -> tuple[Any, Any]:
     except keras3.TranslationError as exc:
         raise InputError(f"{where} (Keras 3): {exc}") from None
     except Exception as exc:
-        raise InputError(f"{where} (Keras 3) has no tf_keras translation: {one_line(exc)}") from None
+        message = f"{where} (Keras 3) has no tf_keras translation: {one_line(exc)}"
+        raise InputError(message) from None
 
 
 def load_model(path: str | Path) -> Any:

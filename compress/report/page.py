@@ -13,7 +13,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-from compress.report.text import source_line
 from compress.report.markup import (
     CAPPED,
     GAINED,
@@ -29,6 +28,7 @@ from compress.report.markup import (
     svg,
     table,
 )
+from compress.report.text import source_line
 
 SQNR_CAP_DB = 100.0  # layers above it are drawn at it: no measurable quantization error
 CONFUSION_CLASSES = 30  # most classes a confusion difference draws

@@ -1,0 +1,226 @@
+"""Keras 3 models in, as users on TensorFlow >= 2.16 save them (`import keras`): the zoo of
+test_user_zoo built with Keras 3, its translation to tf_keras proven exact, runs through every
+stage, and the run's model files load in Keras 3 again. Bad Keras 3 files: one line, exit 2."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from compress.cli import main
+from compress.keras import _tf, keras3
+from tests.test_user_zoo import ZOO, _digits, _inputs, _targets
+
+
+def _keras3_model(name: str):
+    keras = keras3.keras3()
+    keras.utils.set_random_seed(0)
+    return keras, ZOO[name][0](keras.layers, keras)
+
+
+def _x(name: str, model, n: int = 64):
+    images, ids, _ = _digits()
+    inputs = _inputs(ZOO[name][1], images[:n], ids[:n])
+    if len(inputs) == 1:
+        return inputs["x"]
+    return {t.name: inputs[f"x_{t.name}"] for t in model.inputs}
+
+
+@pytest.mark.parametrize("name", list(ZOO))
+def test_keras3_translation_is_exact_and_goes_back(name):
+    keras, model = _keras3_model(name)
+    twin = keras3.to_tf_keras(model)
+    assert isinstance(twin, _tf.keras().Model)
+    x = _x(name, model)
+    assert keras3.max_difference(model, twin, x) <= keras3.TOLERANCE
+    # the twin's weights are the model's, layer by layer (not re-initialised)
+    for layer in model.layers:
+        for a, b in zip(layer.get_weights(), twin.get_layer(layer.name).get_weights(), strict=True):
+            np.testing.assert_array_equal(a, b)
+    # back to Keras 3 with changed weights: the user's architecture, the new values
+    for w in twin.weights:
+        if "kernel" in w.name:
+            w.assign(w.numpy() * 0.5)
+    back = keras3.to_keras3(twin)
+    assert type(back).__module__.startswith("keras.")
+    assert keras3.max_difference(back, twin, x) <= keras3.TOLERANCE
+
+
+def test_keras3_ops_become_tensorflow_ops():
+    keras = keras3.keras3()
+    ops = keras.ops
+    i = keras.Input((6, 8), name="seq")
+    y = ops.mean(i * 2.0 + 1.0, axis=1)
+    z = ops.concatenate([y, i[:, 0, :]], axis=-1)
+    t = ops.reshape(ops.transpose(i, (0, 2, 1)), (-1, 48))
+    model = keras.Model(i, [z, t])
+    x = np.random.default_rng(0).random((5, 6, 8), dtype=np.float32)
+    twin = keras3.to_tf_keras(model)
+    assert keras3.max_difference(model, twin, x) <= keras3.TOLERANCE
+    assert "TFOpLambda" in {type(layer).__name__ for layer in twin.layers}
+
+
+def test_a_keras3_layer_without_counterpart_is_named():
+    keras = keras3.keras3()
+    i = keras.Input((8,))
+    model = keras.Model(i, keras.layers.RMSNormalization(name="rms")(i))
+    with pytest.raises(keras3.TranslationError, match="'rms'.*RMSNormalization"):
+        keras3.to_tf_keras(model)
+
+
+def _save_bad(tmp_path, kind: str):
+    keras = keras3.keras3()
+    i = keras.Input((64,), name="pixels")
+    if kind == "lambda":
+        model = keras.Model(i, keras.layers.Dense(10)(keras.layers.Lambda(lambda t: t * 2)(i)))
+    elif kind == "custom":
+
+        @keras.saving.register_keras_serializable(package="userpkg")
+        class Scale(keras.layers.Layer):
+            def call(self, t):
+                return t * 2
+
+        model = keras.Model(i, keras.layers.Dense(10)(Scale()(i)))
+    else:
+        model = keras.Model(i, keras.layers.Dense(10)(i))
+    path = tmp_path / f"{kind}.keras"
+    model.save(path)
+    if kind == "corrupt":  # the weights member truncated: the archive itself is damaged
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    if kind == "no_weights":  # a valid archive whose weights file is missing
+        with zipfile.ZipFile(path) as zf:
+            members = {n: zf.read(n) for n in zf.namelist() if not n.endswith(".h5")}
+        with zipfile.ZipFile(path, "w") as zf:
+            for n, b in members.items():
+                zf.writestr(n, b)
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("lambda", "holds a Lambda layer"),
+        ("custom", "registered as 'userpkg>Scale'"),
+        ("corrupt", "is not a Keras model"),
+        ("no_weights", "cannot be loaded safely"),
+    ],
+)
+def test_bad_keras3_files_are_one_line_exit_2(kind, expected, tmp_path, capsys):
+    model = _save_bad(tmp_path, kind)
+    images, _, y = _digits()
+    np.savez(tmp_path / "d.npz", x=images.reshape(-1, 64)[:100], y=y[:100])
+    out = tmp_path / "out"
+    code = main(["run", str(model), "--data", str(tmp_path / "d.npz"), "--out", str(out)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    errors = [line for line in err if line.startswith("compress: error:")]
+    assert len(errors) == 1 and expected in errors[0] and model.name in errors[0], err
+    assert len(errors[0]) < 400 and "Traceback" not in "\n".join(err)
+    assert not any(p.is_file() for p in out.rglob("*")) if out.exists() else True
+
+
+# ---- end to end: trained Keras 3 models through the CLI ----------------------------------------
+
+
+def _cnn(L, keras):
+    return keras.Sequential([
+        keras.Input((8, 8, 1)), L.Conv2D(8, 3, activation="relu"), L.BatchNormalization(),
+        L.MaxPooling2D(), L.Flatten(), L.Dense(32, activation="relu"),
+        L.Dense(10, activation="softmax"),
+    ], name="cnn")  # fmt: skip
+
+
+def _lstm(L, keras):
+    i = keras.Input((8, 8), name="rows")
+    return keras.Model(i, L.Dense(10, activation="softmax", name="digit")(L.LSTM(24)(i)))
+
+
+E2E = {"cnn": (_cnn, "image"), "transformer": (ZOO["transformer"][0], "rows"),
+       "lstm": (_lstm, "rows")}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Each end-to-end model trained in Keras 3 for 2 epochs and saved as a user would."""
+    keras = keras3.keras3()
+    d = tmp_path_factory.mktemp("keras3")
+    images, ids, y = _digits()
+    for name, (builder, layout) in E2E.items():
+        keras.utils.set_random_seed(0)
+        model = builder(keras.layers, keras)
+        x = _inputs(layout, images, ids)["x"]
+        model.compile("adam", "sparse_categorical_crossentropy")
+        model.fit(x, y, epochs=2, verbose=0)
+        model.save(d / f"{name}.keras")
+        np.savez(d / f"{name}.npz", x=x, **_targets({"digit": "classify"}, images, y))
+    return d
+
+
+def _run(trained, name, out, capsys, *extra):
+    argv = ["run", str(trained / f"{name}.keras"), "--data", str(trained / f"{name}.npz"),
+            "--out", str(out), "--json", "--quiet", "--no-cache",
+            "--set", "verify.timing_budget_s=0.05", *extra]  # fmt: skip
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert captured.out, f"{name}: no report (exit {code}): {captured.err}"
+    report = json.loads(captured.out)
+    return code, report, out / name / report["run_id"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(E2E))
+def test_keras3_model_runs_int8_and_every_artifact_agrees(name, trained, tmp_path, capsys):
+    code, report, run_dir = _run(trained, name, tmp_path / "out", capsys, "--quantize", "int8")
+    v = report["verification"]
+    assert code == (1 if v["failures"] else 0), v["failures"]
+    proof = report["stages"]["build"]["keras3"]
+    assert proof["max_abs_difference"] <= proof["tolerance"] == keras3.TOLERANCE
+    assert proof["keras_version"].startswith("3.")
+    rows = {a["name"]: a for a in v["artifacts"]}
+    assert {"model_fp32.tflite", "model_fp32.onnx", "model_int8.tflite",
+            "model_int8.onnx"} <= set(rows), (sorted(rows), report["skipped"])  # fmt: skip
+    for artifact, row in rows.items():
+        (head,) = row["heads"].values()  # a Sequential names its head after its last layer
+        agreement = head["agreement"]
+        assert agreement >= (99.0 if "fp32" in artifact or artifact.endswith(".keras") else 90.0)
+    # the run's model file is a Keras 3 file that Keras 3 loads, with the user's architecture
+    keras = keras3.keras3()
+    assert keras3.is_keras3_file(run_dir / "model.keras")
+    loaded = keras.saving.load_model(run_dir / "model.keras", safe_mode=True)
+    original = keras.saving.load_model(trained / f"{name}.keras", safe_mode=True)
+    assert [type(layer).__name__ for layer in loaded.layers] == [
+        type(layer).__name__ for layer in original.layers
+    ]
+    if name == "cnn":  # independently of verify: the TFLite file against Keras 3's own outputs
+        from ai_edge_litert.interpreter import Interpreter
+
+        x = np.load(trained / "cnn.npz")["x"][:100]
+        runner = Interpreter(str(run_dir / "model_fp32.tflite")).get_signature_runner()
+        (out,) = runner(**{runner.get_input_details().popitem()[0]: x}).values()
+        assert (out.argmax(1) == original.predict(x, verbose=0).argmax(1)).mean() >= 0.99
+
+
+@pytest.mark.slow
+def test_keras3_cnn_prunes_to_sparse_artifacts_saved_as_keras3(trained, tmp_path, capsys):
+    code, report, run_dir = _run(trained, "cnn", tmp_path / "out", capsys,
+                                 "--prune", "0.5", "--quantize", "int8")  # fmt: skip
+    assert code in (0, 1), report["verification"]["failures"]
+    rows = {a["name"]: a for a in report["verification"]["artifacts"]}
+    for artifact in ("model_pruned.keras", "model_fp32.tflite", "model_fp32.onnx"):
+        assert rows[artifact]["sparsity"] >= 0.4, (artifact, rows[artifact]["sparsity"])
+    keras = keras3.keras3()
+    pruned = keras.saving.load_model(run_dir / "model_pruned.keras", safe_mode=True)
+    kernel = pruned.get_layer(index=-2).get_weights()[0]
+    assert (kernel == 0).mean() >= 0.4
+
+
+@pytest.mark.slow
+def test_keras3_transformer_runs_qat(trained, tmp_path, capsys):
+    code, report, _ = _run(trained, "transformer", tmp_path / "out", capsys, "--quantize", "qat")
+    rows = {a["name"]: a for a in report["verification"]["artifacts"]}
+    assert code in (0, 1) and {"model_qat.tflite", "model_qat.onnx"} & set(rows), rows.keys()
+    for row in rows.values():
+        assert row["heads"]["digit"]["agreement"] >= 80.0, row["name"]  # fine-tuned weights
