@@ -24,6 +24,7 @@ _EXPORTS = {
     "Pipeline": "compress.runs.pipeline",
     "RunResult": "compress.runs.pipeline",
     "run": "compress.runs.pipeline",
+    "run_model": "compress.runs.pipeline",
     "PipelineConfig": "compress.runs.config",
     "load_pipeline_file": "compress.runs.config",
     "StageCache": "compress.runs.cache",

@@ -224,3 +224,30 @@ def test_keras3_transformer_runs_qat(trained, tmp_path, capsys):
     assert code in (0, 1) and {"model_qat.tflite", "model_qat.onnx"} & set(rows), rows.keys()
     for row in rows.values():
         assert row["heads"]["digit"]["agreement"] >= 80.0, row["name"]  # fine-tuned weights
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flavor", ["keras3", "tf_keras"])
+def test_a_model_in_memory_runs_without_files(flavor, tmp_path):
+    import compress
+
+    keras = keras3.keras3() if flavor == "keras3" else _tf.keras()
+    keras.utils.set_random_seed(0)
+    layers = [keras.Input((64,)), keras.layers.Dense(16, activation="relu"),
+              keras.layers.Dense(10, activation="softmax")]  # fmt: skip
+    model = keras.Sequential(layers, name="mlp")
+    images, _, y = _digits()
+    result = compress.run_model(model, (images.reshape(-1, 64), y),
+                                {"verify.timing_budget_s": 0.05}, out=tmp_path)  # fmt: skip
+    rows = {a["name"]: a for a in result.report["verification"]["artifacts"]}
+    assert {"model_fp32.tflite", "model_int8.onnx"} <= set(rows)
+    assert ("keras3" in result.report["stages"]["build"]) == (flavor == "keras3")
+    assert [p.name for p in tmp_path.iterdir()] == ["mlp"]
+
+
+def test_a_model_in_memory_with_misnamed_data_is_refused(tmp_path):
+    import compress
+    from compress.core.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"data keys \['labels'\]"):
+        compress.run_model(object(), {"x": np.zeros((4, 64)), "labels": np.zeros(4)}, out=tmp_path)

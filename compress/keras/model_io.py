@@ -203,7 +203,10 @@ def inspect_model_file(path: Path) -> str:
         else:
             meta = path / "keras_metadata.pb"
             if not meta.is_file():
-                raise InputError(f"{where} is a SavedModel without Keras metadata")
+                raise InputError(
+                    f"{where} is a SavedModel without Keras metadata (as Keras 3's "
+                    "model.export writes): compress needs the model's .keras file"
+                )
             blob = meta.read_bytes()
             for cls in CODE_LAYERS:
                 if f'"class_name": "{cls}"'.encode() in blob:

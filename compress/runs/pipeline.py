@@ -325,3 +325,40 @@ def run(
         config.out, output_name(config.model), config.model_dump(mode="json"), progress, cache,
         inputs, command, timing_lock,
     )  # fmt: skip
+
+
+def run_model(
+    model: Any,
+    data: dict[str, Any] | tuple[Any, Any],
+    overrides: dict[str, Any] | None = None,
+    name: str | None = None,
+    out: str | Path = "artifacts",
+    progress: Progress | Callable[[str], None] | None = None,
+    cache: StageCache | None = None,
+) -> RunResult:
+    """Run the standard pipeline on a model in memory (tf_keras or Keras 3) and its arrays:
+    `data` is `(x, y)` or the `.npz` layout as a dict (`x`/`x_<input>`, `y`/`y_<head>`).
+    `overrides` as in PipelineConfig.for_model (`{"quantize.mode": "int8"}`). The model goes
+    through the same checks as a file (it is saved once into a private temporary folder that is
+    removed afterwards), so what runs is exactly what `compress run m.keras` would run."""
+    import tempfile
+
+    import numpy as np
+
+    arrays = {"x": data[0], "y": data[1]} if isinstance(data, tuple) else dict(data)
+    bad = sorted(k for k in arrays if not (k in ("x", "y") or k.startswith(("x_", "y_"))))
+    if bad:
+        raise UsageError(f"data keys {bad} are not x, y, x_<input> or y_<head>", key="data")
+    name = name or getattr(model, "name", None) or "model"
+    with tempfile.TemporaryDirectory(prefix="compress-model-") as tmp:
+        path, npz = Path(tmp) / f"{name}.keras", Path(tmp) / f"{name}.npz"
+        if type(model).__module__.startswith("keras."):  # Keras 3
+            model.save(str(path))
+        else:
+            from compress.keras.model_io import save_model
+
+            save_model(model, path)
+        np.savez(npz, **{k: np.asarray(v) for k, v in arrays.items()})
+        config = PipelineConfig.for_model(str(path), {"data": str(npz), "out": str(out),
+                                                      **(overrides or {})})  # fmt: skip
+        return run(config, progress, cache)
