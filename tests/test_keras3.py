@@ -251,3 +251,28 @@ def test_a_model_in_memory_with_misnamed_data_is_refused(tmp_path):
 
     with pytest.raises(UsageError, match=r"data keys \['labels'\]"):
         compress.run_model(object(), {"x": np.zeros((4, 64)), "labels": np.zeros(4)}, out=tmp_path)
+
+
+def test_keras3_graphs_nested_shared_masked_and_dict_io_translate_exactly():
+    keras, rng = keras3.keras3(), np.random.default_rng(0)
+    L = keras.layers
+    block = keras.Sequential([L.Dense(8, activation="relu"), L.Dense(8)], name="block")
+    i, shared = keras.Input((8,), name="a"), L.Dense(8, name="shared")
+    h = shared(block(i))
+    nested = keras.Model(i, L.Dense(3, name="out")(shared(h) + h))  # a layer used twice
+    a, b = keras.Input((4,), name="img"), keras.Input((3,), name="meta")
+    h = L.Concatenate()([a, b])
+    dicts = keras.Model({"img": a, "meta": b}, {"cls": L.Dense(2, name="cls")(h),
+                                                "reg": L.Dense(1, name="reg")(h)})  # fmt: skip
+    ids = keras.Input((10,), dtype="int32")
+    masked = keras.Model(ids, L.Dense(2)(L.LSTM(8)(L.Embedding(20, 8, mask_zero=True)(ids))))
+    tokens = rng.integers(1, 20, (6, 10)).astype(np.int32)
+    tokens[:, 6:] = 0  # padding: the mask (a Keras 3 not_equal op node) must be honoured
+    cases = [(nested, rng.random((6, 8), dtype=np.float32)), (masked, tokens),
+             (dicts, {"img": rng.random((6, 4), dtype=np.float32),
+                      "meta": rng.random((6, 3), dtype=np.float32)})]  # fmt: skip
+    for model, x in cases:
+        twin = keras3.to_tf_keras(model)
+        assert keras3.max_difference(model, twin, x) <= keras3.TOLERANCE, model.name
+        assert keras3.max_difference(keras3.to_keras3(twin), twin, x) <= keras3.TOLERANCE
+    assert keras3.to_tf_keras(dicts).output_names == ["cls", "reg"]
