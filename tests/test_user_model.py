@@ -84,3 +84,23 @@ def test_multi_input_multi_output_user_model(tmp_path, digits8, capsys):
     for name in ("model_int8.tflite", "model_int8.onnx"):
         for head, m in rows[name]["heads"].items():
             assert m["drift"] <= 1.0 and m["agreement"] >= 97.0, (name, head, m)
+
+
+def test_a_keras_applications_layer_tf_keras_does_not_register_loads(tmp_path):
+    """ConvNeXt's LayerScale is Keras's own class, unregistered: tf_keras alone cannot load a
+    ConvNeXt file (`'str' object is not callable`); compress finds it in tf_keras's package."""
+    import numpy as np
+
+    from compress.keras import _tf
+    from compress.keras.model_io import load_keras_model
+
+    keras = _tf.keras()
+    from tf_keras.src.applications.convnext import LayerScale
+
+    i = keras.Input((8,))
+    model = keras.Model(i, LayerScale(0.5, 4, name="scale")(keras.layers.Dense(4)(i)))
+    model.save(tmp_path / "m.keras")
+    loaded, original = load_keras_model(tmp_path / "m.keras")
+    x = np.random.default_rng(0).random((3, 8), dtype=np.float32)
+    assert original is None and type(loaded.get_layer("scale")).__name__ == "LayerScale"
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0))

@@ -276,7 +276,41 @@ def load_model(path: str | Path) -> Any:
     if _uses_compress_layers(Path(path)):
         import compress.keras.layers  # noqa: F401  (registers AttentionLayer for deserialization)
 
-    return keras.models.load_model(str(path), safe_mode=True, compile=False)
+    return keras.models.load_model(
+        str(path), safe_mode=True, compile=False, custom_objects=_application_layers(path)
+    )
+
+
+APPLICATIONS = "tf_keras.src.applications."  # Keras's own model zoo: its classes are Keras's
+
+
+def _application_layers(path: str | Path) -> dict[str, Any]:
+    """Layer classes that tf_keras's applications define without registering them (ConvNeXt's
+    `LayerScale`): tf_keras cannot load its own ConvNeXt file without them. Only classes of
+    tf_keras's applications package are looked up, by the module and name the config states."""
+    import importlib
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            config = json.loads(zf.read("config.json"))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return {}
+    from compress.keras import _tf
+
+    base = _tf.keras().layers.Layer
+    found = {}
+    for node in _dicts(config):
+        module, cls = node.get("module"), node.get("class_name")
+        if (
+            isinstance(module, str)
+            and module.startswith(APPLICATIONS)
+            and _SYMBOL.match(module)
+            and isinstance(cls, str)
+        ):
+            target = getattr(importlib.import_module(module), cls, None)
+            if isinstance(target, type) and issubclass(target, base):
+                found[cls] = target
+    return found
 
 
 def _uses_compress_layers(path: Path) -> bool:
