@@ -276,3 +276,14 @@ def test_keras3_graphs_nested_shared_masked_and_dict_io_translate_exactly():
         assert keras3.max_difference(model, twin, x) <= keras3.TOLERANCE, model.name
         assert keras3.max_difference(keras3.to_keras3(twin), twin, x) <= keras3.TOLERANCE
     assert keras3.to_tf_keras(dicts).output_names == ["cls", "reg"]
+
+
+def test_a_keras3_hdf5_file_is_read_as_keras3(tmp_path):
+    from compress.keras.model_io import load_keras_model
+
+    keras, model = _keras3_model("conv1d_bn")
+    model.save(tmp_path / "m.h5")  # Keras 3's legacy format: keras_version 3.x in its attributes
+    assert keras3.is_keras3_file(tmp_path / "m.h5")
+    twin, original = load_keras_model(tmp_path / "m.h5")
+    assert original is not None
+    assert keras3.max_difference(original, twin, _x("conv1d_bn", model)) <= keras3.TOLERANCE

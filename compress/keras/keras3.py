@@ -45,15 +45,22 @@ class TranslationError(InputError):
 
 
 def is_keras3_file(path: Any) -> bool:
-    """Whether a `.keras` archive was written by Keras 3, from its own metadata.json."""
+    """Whether a `.keras` archive (its metadata.json) or an HDF5 file (its `keras_version`
+    attribute) was written by Keras 3."""
     import zipfile
 
     try:
-        with zipfile.ZipFile(path) as zf:
-            meta = json.loads(zf.read("metadata.json"))
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                version = str(json.loads(zf.read("metadata.json")).get("keras_version", ""))
+        else:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                raw = f.attrs.get("keras_version", "")
+            version = raw if isinstance(raw, str) else raw.decode()
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return False
-    version = str(meta.get("keras_version", ""))
     return version.split(".")[0].isdigit() and int(version.split(".")[0]) >= 3
 
 

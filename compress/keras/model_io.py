@@ -248,7 +248,7 @@ def load_keras_model(path: Path) -> tuple[Any, Any]:
     if kind in ("keras", "h5") and not keras3.is_keras3_file(path):
         resolve_ops(model_config(path, kind), where)
     try:
-        if kind == "keras" and keras3.is_keras3_file(path):
+        if kind in ("keras", "h5") and keras3.is_keras3_file(path):
             original = keras3.load(path)
         elif kind == "keras":
             return load_model(path), None
