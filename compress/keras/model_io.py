@@ -245,10 +245,11 @@ def load_keras_model(path: Path) -> tuple[Any, Any]:
     path = Path(path)
     kind = inspect_model_file(path)
     where = f"model file '{path.name}'"
-    if kind in ("keras", "h5") and not keras3.is_keras3_file(path):
+    is_keras3 = kind in ("keras", "h5") and keras3.is_keras3_file(path)
+    if kind in ("keras", "h5") and not is_keras3:
         resolve_ops(model_config(path, kind), where)
     try:
-        if kind in ("keras", "h5") and keras3.is_keras3_file(path):
+        if is_keras3:
             original = keras3.load(path)
         elif kind == "keras":
             return load_model(path), None
@@ -273,30 +274,31 @@ def load_model(path: str | Path) -> Any:
     if keras3.is_keras3_file(path):  # a Keras 3 user model's run file: its tf_keras twin
         return keras3.to_tf_keras(keras3.load(path))
     keras = _tf.keras()
-    if _uses_compress_layers(Path(path)):
+    config = _config_json(Path(path))
+    if config is None or b'"compress>' in config:
+        # compress's layers (and tfmot with them) are imported only for a file that names them
         import compress.keras.layers  # noqa: F401  (registers AttentionLayer for deserialization)
 
-    return keras.models.load_model(
-        str(path), safe_mode=True, compile=False, custom_objects=_application_layers(path)
-    )
+    applications = config is not None and APPLICATIONS.encode() in config
+    custom = _application_layers(config) if applications else {}
+    return keras.models.load_model(str(path), safe_mode=True, compile=False, custom_objects=custom)
 
 
 APPLICATIONS = "tf_keras.src.applications."  # Keras's own model zoo: its classes are Keras's
 
 
-def _application_layers(path: str | Path) -> dict[str, Any]:
+def _application_layers(raw: bytes) -> dict[str, Any]:
     """Layer classes that tf_keras's applications define without registering them (ConvNeXt's
     `LayerScale`): tf_keras cannot load its own ConvNeXt file without them. Only classes of
     tf_keras's applications package are looked up, by the module and name the config states."""
     import importlib
 
-    try:
-        with zipfile.ZipFile(path) as zf:
-            config = json.loads(zf.read("config.json"))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return {}
     from compress.keras import _tf
 
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        return {}  # Keras reports what is wrong with the file
     base = _tf.keras().layers.Layer
     found = {}
     for node in _dicts(config):
@@ -313,14 +315,14 @@ def _application_layers(path: str | Path) -> dict[str, Any]:
     return found
 
 
-def _uses_compress_layers(path: Path) -> bool:
-    """Whether a .keras file's config names a compress layer. Reading config.json from the zip
-    is cheap; importing compress.keras.layers (and with it tfmot) is not."""
+def _config_json(path: Path) -> bytes | None:
+    """A .keras file's config.json, read from the zip without building anything (None: not
+    readable; Keras then reports what is wrong with the file)."""
     try:
         with zipfile.ZipFile(path) as zf:
-            return b'"compress>' in zf.read("config.json")
+            return zf.read("config.json")
     except (OSError, KeyError, zipfile.BadZipFile):
-        return True  # let Keras report what is wrong with the file
+        return None
 
 
 def copy_model(model: Any) -> Any:
