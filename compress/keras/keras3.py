@@ -231,35 +231,32 @@ def _input(entry: dict[str, Any]) -> Any:
     )
 
 
-def _sequential(config: dict[str, Any], inputs: list[Any] | None) -> Any:
+def _sequential(config: dict[str, Any]) -> Any:
     from compress.keras import _tf
 
     entries = config["layers"]
     if entries and entries[0]["class_name"] == "InputLayer":
         x, entries = _input(entries[0]), entries[1:]
-    elif inputs is None:
+    else:
         shape = (config.get("build_input_shape") or
                  entries[0].get("build_config", {}).get("input_shape"))  # fmt: skip
         if shape is None:
             raise TranslationError(f"model {config.get('name')!r} has no input shape")
         x = _tf.keras().Input(batch_shape=tuple(shape))
-    else:
-        x = inputs[0]
     first = x
     for entry in entries:
-        x = _call(entry, [x], {})
+        x = _make(entry)(x)
     return _tf.keras().Model(first, x, name=config.get("name"))
 
 
-def _call(entry: dict[str, Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    if entry["class_name"] in _MODELS:
-        return _model(entry)(*args, **kwargs)
-    return _tk_layer(entry)(*args, **kwargs)
+def _make(entry: dict[str, Any]) -> Any:
+    """The tf_keras layer (or nested model) a Keras 3 config entry describes."""
+    return _model(entry) if entry["class_name"] in _MODELS else _tk_layer(entry)
 
 
 def _model(entry: dict[str, Any]) -> Any:
     if entry["class_name"] == "Sequential":
-        return _sequential(entry["config"], None)
+        return _sequential(entry["config"])
     return _functional(entry["config"])
 
 
@@ -280,10 +277,8 @@ def _functional(config: dict[str, Any]) -> Any:
                     f"op {entry['name']!r}: Keras 3 keras.ops.{entry['class_name']} has no "
                     "tf_keras counterpart"
                 )
-        elif entry["class_name"] in _MODELS:
-            layer = _model(entry)
         else:
-            layer = _tk_layer(entry)
+            layer = _make(entry)
         for index, node in enumerate(entry["inbound_nodes"]):
             pending.append((entry, layer, index, node))
     while pending:
@@ -340,11 +335,7 @@ def to_tf_keras(model: Any) -> Any:
     """The tf_keras twin of a Keras 3 model: same layers, names and weights. The Keras 3 config
     travels with it (`ORIGIN`), so saving it writes a Keras 3 file again."""
     serialized = json.dumps(keras3().saving.serialize_keras_object(model))
-    config = json.loads(serialized)["config"]  # the form a file holds: lists, not tuples
-    if type(model).__name__ == "Sequential":
-        twin = _sequential(config, None)
-    else:
-        twin = _functional(config)
+    twin = _model(json.loads(serialized))  # the form a file holds: lists, not tuples
     _copy_weights(model, twin)
     mark(twin, serialized)
     return twin
