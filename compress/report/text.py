@@ -61,8 +61,9 @@ def render_table(report: dict[str, Any]) -> str:
         f"{report['model']}: {v['test_samples']} held-out samples, {v['threads']} thread(s), "
         f"CPU {report['environment']['cpu']}"
     )
-    if source_line(report):
-        lines.append(source_line(report))
+    source = source_line(report)
+    if source:
+        lines.append(source)
     if v.get("baseline_accuracy"):
         base = ", ".join(f"{h} {acc:.2f}%" for h, acc in v["baseline_accuracy"].items())
         lines.append(f"baseline (float model before prune/cluster): {base}")
@@ -176,7 +177,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"- gates: max drift {v['max_drift']} pts, max error {v.get('max_error')}, "
         f"min speedup {v['min_speedup']}; "
         f"result: **{'passed' if not v['failures'] else 'FAILED'}**",
-        *([f"- {source_line(report)}"] if source_line(report) else []),
+        *([f"- {source}"] if (source := source_line(report)) else []),
         "",
         "| " + " | ".join(h.replace("|", "\\|") for h in header) + " |",
         "|" + "|".join("---" for _ in header) + "|",

@@ -73,6 +73,7 @@ class Build(Stage):
 
     def run(self, state: RunState) -> RunState:
         p = self.params
+        translation = None  # a Keras 3 file's proven translation to tf_keras
         if is_reference(p.model):
             if p.data is not None:
                 raise UsageError(models.data_for_files(p.model), key="data")
@@ -93,14 +94,12 @@ class Build(Stage):
             # Built when a stage needs it: a rerun whose stages are all cached imports no Keras.
             loader = partial(build_reference, spec, data.heads, p.seed)
             model_name, model = spec.name, None
-            translation = None
         else:
             if p.data is None:
                 message = f"data is required: model file '{p.model}' needs an .npz"
                 raise UsageError(message, key="data")
             _tf.keras().utils.set_random_seed(p.seed)
             model, original = load_keras_model(Path(p.model))
-            translation = None
             input_shapes, input_dtypes, heads = _model_io(model)
             tasks = _tasks(p.task, list(heads))
             data = load_npz(
