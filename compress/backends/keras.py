@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 from compress.backends.base import Backend, RecipeSpec, Sources
-from compress.core.arrays import Inputs
+from compress.core.arrays import Inputs, count
 from compress.core.state import Artifact
 from compress.measure.weights import float_weight_bytes, summarize, tensor_stats
 
@@ -76,7 +76,10 @@ class KerasRunner:
         }
 
     def predict(self, x: Inputs) -> dict[str, np.ndarray]:
-        out = self.model.predict(x, batch_size=32, verbose=0)
+        fixed = self.model.inputs[0].shape[0]  # a SavedModel signature exported at batch 1
+        if fixed is not None and count(x) % fixed:
+            raise ValueError(f"the model takes batches of exactly {fixed} samples; got {count(x)}")
+        out = self.model.predict(x, batch_size=fixed or 32, verbose=0)
         if isinstance(out, dict):
             out = [out[n] for n in self.output_names]
         elif not isinstance(out, list | tuple):

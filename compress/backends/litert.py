@@ -105,8 +105,14 @@ _PREDICT_BATCH = 1
 
 
 def has_recurrent_layer(model: Any) -> bool:
+    """A Keras RNN layer, or (a SavedModel's signature, see keras/signature.py) a loop over
+    time in its graph: either converts to a fused, stateful op at a fixed batch only."""
+    from compress.keras import signature  # imports TensorFlow, as the keras call does
+
     keras = _tf.keras()
-    return any(isinstance(m, keras.layers.RNN) for m in model.submodules)
+    if any(isinstance(m, keras.layers.RNN) for m in model.submodules):
+        return True
+    return signature.directory(model) is not None and signature.has_loop(model)
 
 
 # model -> {(batch, weights digest): SavedModel directory}: one export per model, batch and
@@ -165,8 +171,14 @@ def _converter(model: Any) -> Any:
     """A converter for the model. Models with recurrent layers get a fixed batch of 1: the
     TFLite converter fuses a Keras LSTM into one stateful op only for a static batch."""
     tf = _tf.tf()
-    batch = 1 if has_recurrent_layer(model) else None
+    batch = fixed_batch(model) or (1 if has_recurrent_layer(model) else None)
     return tf.lite.TFLiteConverter.from_saved_model(_saved_model(model, batch))
+
+
+def fixed_batch(model: Any) -> int | None:
+    """The batch size the model's inputs are fixed to (a SavedModel signature exported at
+    batch 1), or None."""
+    return model.inputs[0].shape[0]
 
 
 def calibrate(model: Any, x_calib: Inputs | None) -> bytes:
@@ -229,7 +241,19 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
         warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
         # The converter calibrates with the deprecated tf.lite.Interpreter internally.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        return converter.convert()
+        try:
+            return converter.convert()
+        except Exception as exc:
+            from compress.keras import signature
+
+            dynamic = fixed_batch(model) is None and signature.directory(model) is not None
+            if dynamic and "TensorList" in str(exc):
+                raise ValueError(
+                    "the SavedModel's signature runs a recurrent loop at a dynamic batch, "
+                    "which the TFLite converter cannot make static: export it at batch 1 "
+                    "(model.export(dir, input_signature=[tf.TensorSpec((1, ...), ...)]))"
+                ) from None
+            raise
 
 
 class LiteRTBackend(Backend):
@@ -260,7 +284,8 @@ class LiteRTBackend(Backend):
             path.write_bytes(quantize_calibrated(src.memo["calibrated"], spec.knobs))
         else:
             path.write_bytes(convert(model, spec.knobs, src.x_calib))
-        return {"fixed_batch": 1} if has_recurrent_layer(model) else {}
+        batch = fixed_batch(model) or (1 if has_recurrent_layer(model) else None)
+        return {"fixed_batch": batch} if batch else {}
 
     def shared_step(self, spec: RecipeSpec, src: Sources) -> str | None:
         # full-integer recipes of the float model share one calibration

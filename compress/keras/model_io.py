@@ -183,8 +183,10 @@ def resolve_ops(config: Any, where: str) -> None:
 
 def inspect_model_file(path: Path) -> str:
     """Every check that needs no framework: what the file is, that its archive is sane and that
-    its config holds no code. Returns the kind (keras, h5 or savedmodel). Fast: run before any
-    work, and again right before loading."""
+    its config holds no code. Returns the kind (keras, h5, savedmodel: a tf_keras SavedModel,
+    or signature: a SavedModel without Keras metadata, run through its serving signature).
+    Fast (TensorFlow is imported for a signature only): run before any work, and again right
+    before loading."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"model file '{path}' does not exist")
@@ -202,11 +204,11 @@ def inspect_model_file(path: Path) -> str:
             scan_config(model_config(path, kind), where)
         else:
             meta = path / "keras_metadata.pb"
-            if not meta.is_file():
-                raise InputError(
-                    f"{where} is a SavedModel without Keras metadata (as Keras 3's "
-                    "model.export writes): compress needs the model's .keras file"
-                )
+            if not meta.is_file():  # Keras 3's model.export, or any TensorFlow SavedModel
+                from compress.keras import signature
+
+                signature.check(path)
+                return "signature"
             blob = meta.read_bytes()
             for cls in CODE_LAYERS:
                 if f'"class_name": "{cls}"'.encode() in blob:
@@ -248,6 +250,10 @@ def load_keras_model(path: Path) -> tuple[Any, Any]:
     is_keras3 = kind in ("keras", "h5") and keras3.is_keras3_file(path)
     if kind in ("keras", "h5") and not is_keras3:
         resolve_ops(model_config(path, kind), where)
+    if kind == "signature":
+        from compress.keras import signature
+
+        return signature.load(path), None
     try:
         if is_keras3:
             original = keras3.load(path)
@@ -278,6 +284,7 @@ def load_model(path: str | Path) -> Any:
     if config is None or b'"compress>' in config:
         # compress's layers (and tfmot with them) are imported only for a file that names them
         import compress.keras.layers  # noqa: F401  (registers AttentionLayer for deserialization)
+        import compress.keras.signature  # noqa: F401  (a SavedModel's signature, see there)
 
     applications = config is not None and APPLICATIONS.encode() in config
     custom = _application_layers(config) if applications else {}

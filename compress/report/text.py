@@ -75,9 +75,18 @@ def render_table(report: dict[str, Any]) -> str:
 
 
 def source_line(report: dict[str, Any]) -> str | None:
-    """How a Keras 3 model got in: its translation to tf_keras and how exactly it was proven
-    (None for a tf_keras model)."""
-    t = ((report.get("stages") or {}).get("build") or {}).get("keras3")
+    """How a Keras 3 model or a SavedModel got in: a translation to tf_keras and how exactly it
+    was proven, or the signature that is the reference (None for a tf_keras model)."""
+    build = (report.get("stages") or {}).get("build") or {}
+    sm = build.get("savedmodel")
+    if sm:
+        return (
+            f"source: SavedModel '{sm['directory']}', signature '{sm['signature']}' (inputs "
+            f"{', '.join(sm['inputs'])}; outputs {', '.join(sm['outputs'])}); no Keras layers, "
+            "so the post-training path only; every artifact below is compared with the "
+            "signature's own outputs"
+        )
+    t = build.get("keras3")
     if not t:
         return None
     return (

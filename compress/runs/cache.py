@@ -108,11 +108,16 @@ def stage_key(parent: str, name: str, params: dict[str, Any], environment: dict[
 
 
 def input_fingerprint(paths: list[str | None]) -> str:
-    """sha256 over the content of the input files (a user's model and data)."""
+    """sha256 over the content of the input files (a user's model and data; a SavedModel
+    directory: each file's relative path and content)."""
     h = hashlib.sha256()
     for p in paths:
         if p is not None and Path(p).is_file():
             h.update(sha256_file(Path(p)).encode())
+        elif p is not None and Path(p).is_dir():
+            for f in sorted(q for q in Path(p).rglob("*") if q.is_file()):
+                h.update(f.relative_to(p).as_posix().encode())
+                h.update(sha256_file(f).encode())
         else:
             h.update(repr(p).encode())
     return h.hexdigest()

@@ -139,7 +139,13 @@ def check_inputs(config: PipelineConfig) -> None:
         raise UsageError(models.unknown_model(config.model))
     from compress.keras.model_io import inspect_model_file
 
-    inspect_model_file(model)  # what it is, archive sanity, no code in its config
+    if inspect_model_file(model) == "signature":  # what it is, archive sanity, no code in it
+        from compress.keras.signature import needs_layers_message
+        from compress.stages import REGISTRY
+
+        for name, params in resolve_stages(config):
+            if REGISTRY[name](**params).changes_layers():
+                raise UsageError(needs_layers_message(name, model))
     if config.data is None:
         message = f"data is required: model file '{config.model}' needs an .npz"
         raise UsageError(message, key="data")

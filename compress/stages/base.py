@@ -67,14 +67,25 @@ class Stage:
         the `cache_ignores` ones included."""
         return True
 
+    def changes_layers(self) -> bool:
+        """Whether this stage, with its parameters, trains or rewrites the model's layers: it
+        then needs a Keras model with its layers, not a SavedModel's signature."""
+        return False
+
     def model(self, state: RunState) -> Any:
         """The Keras model this stage works on; a stage that changes it returns it in the state.
         (A pipeline materializes the model once; called alone, a stage loads it itself.)"""
         if state.model is not None:
-            return state.model
-        if state.model_loader is not None:
-            return state.model_loader()
-        raise StageError(f"stage {self.name!r} needs a Keras model; run 'build' before it")
+            model = state.model
+        elif state.model_loader is not None:
+            model = state.model_loader()
+        else:
+            raise StageError(f"stage {self.name!r} needs a Keras model; run 'build' before it")
+        if self.changes_layers():
+            from compress.keras import signature
+
+            signature.needs_layers(model, self.name)
+        return model
 
     def data(self, state: RunState) -> Dataset:
         if state.data is None:

@@ -74,6 +74,7 @@ class Build(Stage):
     def run(self, state: RunState) -> RunState:
         p = self.params
         translation = None  # a Keras 3 file's proven translation to tf_keras
+        savedmodel = None  # a SavedModel run through its serving signature
         if is_reference(p.model):
             if p.data is not None:
                 raise UsageError(models.data_for_files(p.model), key="data")
@@ -115,6 +116,7 @@ class Build(Stage):
             model_name, loader = Path(p.model).stem, None
             if original is not None:
                 translation = prove_translation(original, model, data.x_test, p.model)
+            savedmodel = signature_record(model)
         if p.train_samples is not None and p.train_samples < count(data.x_train):
             keep = np.random.default_rng(p.seed).permutation(count(data.x_train))
             keep = np.sort(keep[: p.train_samples])
@@ -127,6 +129,8 @@ class Build(Stage):
         info = {"model": model_name, "dataset": data.name}
         if translation:
             info["keras3"] = translation
+        if savedmodel:
+            info["savedmodel"] = savedmodel
         return state.with_info("build", info)
 
 
@@ -148,6 +152,22 @@ def prove_translation(original: Any, model: Any, x: Any, where: str) -> dict[str
         "samples": count(samples),
         "max_abs_difference": diff,
         "tolerance": keras3.TOLERANCE,
+    }
+
+
+def signature_record(model: Any) -> dict[str, Any] | None:
+    """For a SavedModel's signature (see keras/signature.py): where it came from, its inputs
+    and outputs, for the report (None for a Keras model)."""
+    from compress.keras import signature
+
+    where = signature.directory(model)
+    if where is None:
+        return None
+    return {
+        "directory": Path(where).name,
+        "signature": signature.SIGNATURE,
+        "inputs": list(model.input_names),
+        "outputs": list(model.output_names),
     }
 
 

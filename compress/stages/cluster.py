@@ -47,6 +47,9 @@ class Cluster(Stage):
     model_artifact = "model_clustered.keras"
     optional = True
 
+    def changes_layers(self) -> bool:
+        return True
+
     def run(self, state: RunState) -> RunState:
         p = self.params
         from compress.keras.layers import with_tfmot  # imports TensorFlow

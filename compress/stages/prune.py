@@ -70,6 +70,9 @@ class Prune(Stage):
     model_artifact = "model_pruned.keras"
     optional = True
 
+    def changes_layers(self) -> bool:
+        return True
+
     def run(self, state: RunState) -> RunState:
         p = self.params
         from compress.keras.layers import with_tfmot  # imports TensorFlow

@@ -84,6 +84,9 @@ class Quantize(Stage):
             for e in budget["estimates"].values()
         )
 
+    def changes_layers(self) -> bool:
+        return self.params.mode == "qat"
+
     def run(self, state: RunState) -> RunState:
         p = self.params
         if p.mode == "none":

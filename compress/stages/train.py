@@ -39,6 +39,9 @@ class Train(Stage):
     produces_model = True
     model_artifact = KERAS_FILE
 
+    def changes_layers(self) -> bool:
+        return self.params.epochs > 0
+
     def run(self, state: RunState) -> RunState:
         p = self.params
         model, data = self.model(state), self.data(state)
@@ -56,9 +59,13 @@ class Train(Stage):
                 callbacks=epoch_progress(state, "train: epochs", p.epochs),
             )
             history = {k: float(v[-1]) for k, v in hist.history.items()}
+        info = {"epochs": p.epochs, "final": history}
+        from compress.keras import signature  # imports TensorFlow, as this stage does
+
+        if signature.directory(model) is not None:  # the user's SavedModel is the float model
+            return state.with_model(model).with_info("train", info)
         knobs = {"epochs": p.epochs, "learning_rate": p.learning_rate}
         artifact = save_artifact(state.workdir, KERAS_FILE, model, "trained", knobs)
-        info = {"epochs": p.epochs, "final": history}
         return state.add((artifact,)).with_model(model).with_info("train", info)
 
 
