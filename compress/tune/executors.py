@@ -3,13 +3,15 @@ processes (`workers`), or Ray Tune (tune/ray.py). One ask / execute / tell path 
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from pathlib import Path
 from typing import Any
 
 from compress.core import compat
 from compress.core.errors import UsageError
 from compress.tune.results import write_outputs
-from compress.tune.space import space_points, suggest_point
+from compress.tune.space import is_signature, post_training, space_points, suggest_point
 from compress.tune.study import finished, open_study, propose, remaining, tell, trial_records
 from compress.tune.trial import TuneSetup, execute, job, summary
 
@@ -53,6 +55,10 @@ def tune(
         report_to.line(line)
         report_to.step("tune: trials", len(finished(study)), trials)
 
+    if is_signature(setup.base.model):  # a SavedModel: nothing to prune, cluster or train
+        setup = dataclasses.replace(setup, space=post_training(setup.space))
+        report_to.line(f"tune: '{Path(setup.base.model).name}' is a SavedModel without Keras "
+                       "layers: searching the post-training quantization modes only")  # fmt: skip
     study = open_study(setup, trials)
     if executor == "ray":
         from compress.tune import ray as tune_ray

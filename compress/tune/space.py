@@ -36,6 +36,19 @@ def runtimes() -> tuple[str, ...]:
     return tuple(b.runtime for b in exported())
 
 
+def post_training(space: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """The space without the dimensions that change a model's layers (prune, cluster, QAT): a
+    SavedModel's signature takes post-training quantization only."""
+    return {**space, "prune": [None], "cluster": [None], "qat": [False]}
+
+
+def is_signature(model: str) -> bool:
+    """Whether the target is a SavedModel without Keras metadata (see keras/signature.py)."""
+    from compress.keras.model_io import inspect_model_file
+
+    return Path(model).is_dir() and inspect_model_file(Path(model)) == "signature"
+
+
 def encode_value(value: Any) -> Any:
     """A space value as Optuna and the tune record store it: None (a stage left out) is
     "none"; the one place this spelling is made."""
