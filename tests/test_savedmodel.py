@@ -166,3 +166,13 @@ def test_keras3_exported_cnn_runs_int8_and_agrees_with_keras3(tmp_path, capsys):
     runner = Interpreter(str(run_dir / "model_int8.tflite")).get_signature_runner()
     (out,) = runner(**{runner.get_input_details().popitem()[0]: x[:100]}).values()
     assert (out.argmax(1) == model.predict(x[:100], verbose=0).argmax(1)).mean() >= 0.95
+
+
+def test_tune_searches_only_post_training_modes_of_a_savedmodel(tmp_path):
+    from compress.tune.space import DEFAULT_SPACE, is_signature, post_training, space_points
+
+    _, path = _save(tmp_path)
+    assert is_signature(str(path)) and not is_signature(str(tmp_path / "missing.keras"))
+    points = space_points(post_training(dict(DEFAULT_SPACE)))
+    assert {(p["prune"], p["cluster"], p["qat"]) for p in points} == {(None, None, False)}
+    assert sorted(p["quantize"] for p in points) == sorted(DEFAULT_SPACE["quantize"])
