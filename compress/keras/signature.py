@@ -28,14 +28,6 @@ DENIED_OPS = {
 }  # fmt: skip
 
 
-def has_signature(path: Path) -> bool:
-    """Whether the SavedModel directory has a serving signature (read from saved_model.pb)."""
-    try:
-        return SIGNATURE in _meta_graph(Path(path)).signature_def
-    except InputError:
-        return False
-
-
 def _meta_graph(path: Path) -> Any:
     from tensorflow.core.protobuf import saved_model_pb2
 
