@@ -4,6 +4,7 @@ as building each recipe from scratch."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from compress.backends import BACKENDS, Sources
 from compress.backends.litert import convert
@@ -73,3 +74,66 @@ def test_one_export_per_model_and_weights_serves_every_conversion(tmp_path):
     assert len(litert._EXPORTS[model]) == 2
     np.testing.assert_allclose(tflite_outputs(again), model.predict(x, verbose=0), atol=1e-5)
     assert not np.allclose(tflite_outputs(again), tflite_outputs(first), atol=1e-3)
+
+
+def _on_int8_grid_model():
+    """An fp32 ONNX MatMul whose weights lie on a symmetric int8 grid, a third of them zero
+    (what tf2onnx makes of a pruned QAT layer)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    q = rng.integers(-127, 128, size=(16, 8))
+    q[:, ::3] = 0
+    w = (q * 0.01).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 8])],
+        [numpy_helper.from_array(w, "w")],
+    )  # fmt: skip
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), w
+
+
+def test_qat_weights_are_stored_exactly_as_uint8_around_128(tmp_path):
+    """QAT weights in onnxruntime's uint8 x uint8 kernels (int8 ones saturate on x86 without
+    VNNI): the stored bytes dequantize to the trained weights exactly, and the weight count
+    reads the zero point as zero."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    from compress.backends.onnxruntime import save, weights_to_int8
+
+    proto, w = _on_int8_grid_model()
+    path = tmp_path / "qat.onnx"
+    save(weights_to_int8(proto), path)
+    inits = {i.name: i for i in onnx.load(str(path)).graph.initializer}
+    stored, zero = inits["w__q8"], numpy_helper.to_array(inits["w__zero"])
+    assert stored.data_type == TensorProto.UINT8 and zero == 128
+    scale = numpy_helper.to_array(inits["w__scale"])
+    values = (numpy_helper.to_array(stored).astype(np.int32) - 128) * scale
+    np.testing.assert_allclose(values, w, rtol=1e-5)
+    x = np.random.default_rng(1).random((1, 16), dtype=np.float32)
+    out = BACKENDS["onnxruntime"].open_runner(path).predict(x)
+    np.testing.assert_allclose(next(iter(out.values())), x @ w, rtol=0.01, atol=0.01)
+    counted = BACKENDS["onnxruntime"].count_weights(path)
+    assert counted["sparsity"] == pytest.approx(float((w == 0).mean()))
+
+
+def test_onnxruntime_int8_recipes_keep_weights_in_seven_bits(tmp_path):
+    """Every onnxruntime int8 recipe quantizes with reduce_range: no stored weight outside
+    [-64, 64], so two u8 x s8 products (at most 2 * 255 * 64 = 32,640) cannot saturate an int16 on
+    CPUs without VNNI."""
+    import onnx
+    from onnx import TensorProto, numpy_helper
+
+    model = _small_model()
+    x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
+    ort = BACKENDS["onnxruntime"]
+    src = Sources(model, x, ort.make(tmp_path, ort.recipe("fp32"), Sources(model)))
+    for spec in ort.candidates("int8"):
+        assert spec.knobs["reduce_range"] is True, spec.id
+        path = tmp_path / f"{spec.id}.onnx"
+        ort.build(spec, src, path)
+        weights = [numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
+                   if i.data_type == TensorProto.INT8 and len(i.dims) >= 2]  # fmt: skip
+        assert weights and all(v.min() >= -64 and v.max() <= 64 for v in weights), spec.id

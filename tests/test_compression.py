@@ -85,16 +85,18 @@ def known_findings(model: str, cluster: bool, mode: str) -> set[str]:
 
 
 def _int8_weights(path) -> int:
-    """Weight tensors (rank >= 2) stored as int8 in the file, counted by the runtime's own
-    reader, not by compress."""
+    """Weight tensors (rank >= 2) stored as 8-bit integers in the file (ONNX: int8, or uint8 with
+    a zero point, as QAT weights are stored), counted by the runtime's own reader, not by
+    compress."""
     if str(path).endswith(".onnx"):
         import onnx
         from onnx import TensorProto
 
         graph = onnx.load(str(path)).graph
         assert any(n.op_type in ("DequantizeLinear", "DynamicQuantizeLinear") for n in graph.node)
+        eight_bit = (TensorProto.INT8, TensorProto.UINT8)
         return sum(1 for i in graph.initializer
-                   if i.data_type == TensorProto.INT8 and len(i.dims) >= 2)  # fmt: skip
+                   if i.data_type in eight_bit and len(i.dims) >= 2)  # fmt: skip
     return sum(1 for a in _tflite_constants(path).values() if a.dtype == np.int8)
 
 

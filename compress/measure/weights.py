@@ -17,9 +17,18 @@ import numpy as np
 GZIP_LEVEL = 6  # gzip's default; -9 is up to 15x slower on sparse files for 1-10% less
 
 
-def tensor_stats(name: str, values: np.ndarray, axis: int = 0) -> dict[str, Any]:
+def tensor_stats(
+    name: str, values: np.ndarray, axis: int = 0, zero: np.ndarray | None = None
+) -> dict[str, Any]:
     """Sparsity (fraction of exact zeros), distinct values in the tensor and, per output channel
-    (`axis`), the most distinct values any channel has."""
+    (`axis`), the most distinct values any channel has. `zero`: the stored value that means 0
+    (a quantized tensor's zero point: one, or one per channel along `axis`)."""
+    is_zero = values == 0
+    if zero is not None and values.ndim:
+        z = np.asarray(zero)
+        if z.ndim == 1 and values.ndim > 1:
+            z = np.expand_dims(z, [d for d in range(values.ndim) if d != axis])
+        is_zero = values == z
     moved = np.moveaxis(values, axis, 0) if values.ndim > 1 else values
     flat = moved.reshape(len(moved), -1) if values.ndim > 1 else values.reshape(1, -1)
     per_channel = 0
@@ -31,7 +40,7 @@ def tensor_stats(name: str, values: np.ndarray, axis: int = 0) -> dict[str, Any]
         "shape": list(values.shape),
         "dtype": str(values.dtype),
         "size": int(values.size),
-        "sparsity": float((values == 0).mean()) if values.size else 0.0,
+        "sparsity": float(is_zero.mean()) if values.size else 0.0,
         "unique": int(len(np.unique(values))),
         "unique_per_channel_max": int(per_channel),
     }
