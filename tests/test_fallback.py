@@ -75,3 +75,17 @@ def test_fallback_keeps_the_sensitive_layers_float_until_the_drift_fits(
     assert layers and layers == sorted(layers, key=lambda r: r["sqnr_db"])
     md = (tmp_path / "sensitive" / report["run_id"] / "report.md").read_text()
     assert "fallback model_int8.tflite: drift" in md and "layers model_int8.tflite:" in md
+
+
+def test_onnx_fallback_keeps_the_quantizers_own_nodes_float(sensitive, tmp_path, capsys):
+    """onnxruntime's quantizer names nodes after its pre-processing (MatMul + Add -> Gemm), not
+    as the quantized file does: the fallback names layers by tensor, resolved to the nodes that
+    hold their weights, so keeping a layer float changes the file and its drift."""
+    code, report, _ = _run(sensitive, tmp_path, capsys)
+    onnx_row = next(a for a in report["verification"]["artifacts"]
+                    if a["name"] == "model_int8.onnx")  # fmt: skip
+    fallback = onnx_row["recipe"]["fallback"]
+    assert fallback["drift_before"] > 1.0 >= fallback["drift_after"], fallback
+    assert onnx_row["recipe"]["knobs"]["keep_float"] == fallback["kept_float"]
+    assert onnx_row["heads"]["digit"]["drift"] <= 1.0
+    assert code == 0, report["verification"]["failures"]

@@ -39,8 +39,8 @@ QUANTIZER = "onnxruntime quantizer"
 
 # Knobs the builder reads: method (export | static | dynamic | float16 | qat), op_types (the op
 # types to quantize; None: every op the quantizer supports, LSTM included for dynamic),
-# per_channel (static only), reduce_range (weights on 7 bits), nodes_to_exclude (node names kept
-# float).
+# per_channel (static only), reduce_range (weights on 7 bits), keep_float (tensor names whose
+# weighted producers stay float: the drift fallback's), nodes_to_exclude (node names kept float).
 RECIPES = (
     RecipeSpec("fp32", "fp32", "tf2onnx, checked by onnx.checker", {"method": "export"}),
     RecipeSpec(
@@ -209,6 +209,9 @@ def quantize(
             memo["preprocessed"] = pre.read_bytes()
         else:
             pre.write_bytes(memo["preprocessed"])
+        if knobs.get("keep_float"):
+            graph = onnx.load(str(pre), load_external_data=False).graph
+            exclude = [*(exclude or []), *weighted_producers(graph, knobs["keep_float"])]
         isolate.step(QUANTIZER, f"{method} quantization")
         if method == "dynamic":
             quantize_dynamic(
@@ -235,6 +238,28 @@ def quantize(
         else:
             raise ValueError(f"onnxruntime quantization method {method!r} is not known")
     onnx.checker.check_model(str(out_path))
+
+
+def weighted_producers(graph: Any, tensors: list[str]) -> list[str]:
+    """Names of the nodes that hold the weights behind each tensor: the tensor's producer in
+    `graph`, or the nearest nodes upstream of it, that read a weight (an initializer of rank >= 2).
+    The quantizer excludes nodes by their names in the graph it is given (the pre-processed one,
+    where e.g. MatMul + Add became one Gemm); tensor names survive that, node names do not."""
+    weights = {i.name for i in graph.initializer if len(i.dims) >= 2}
+    producer = {out: n for n in graph.node for out in n.output if out}
+    found: list[str] = []
+    for tensor in tensors:
+        frontier = [producer[tensor]] if tensor in producer else []
+        seen: set[str] = set()
+        while frontier:
+            hits = [n.name for n in frontier if any(i in weights for i in n.input)]
+            if hits:
+                found += [h for h in hits if h not in found]
+                break
+            seen.update(n.name for n in frontier)
+            frontier = [producer[i] for n in frontier for i in n.input
+                        if i in producer and producer[i].name not in seen]  # fmt: skip
+    return found
 
 
 def int4_weights(
@@ -460,9 +485,9 @@ class OnnxRuntimeBackend(Backend):
     def keep_float(self, spec: RecipeSpec, layers: list[dict[str, Any]]) -> RecipeSpec | None:
         if spec.knobs["method"] not in ("static", "dynamic"):
             return None
-        nodes = [r["node"] for r in layers if r.get("node")]
-        knobs = {**spec.knobs,
-                 "nodes_to_exclude": [*spec.knobs.get("nodes_to_exclude", []), *nodes]}  # fmt: skip
+        # by tensor name: the quantizer's node names differ from the quantized file's
+        tensors = [r["layer"] for r in layers]
+        knobs = {**spec.knobs, "keep_float": [*spec.knobs.get("keep_float", []), *tensors]}
         return replace(spec, knobs=knobs)
 
     def left_float(self, path: Path, spec: RecipeSpec, src: Sources) -> list[str]:
