@@ -287,3 +287,78 @@ def test_a_keras3_hdf5_file_is_read_as_keras3(tmp_path):
     twin, original = load_keras_model(tmp_path / "m.h5")
     assert original is not None
     assert keras3.max_difference(original, twin, _x("conv1d_bn", model)) <= keras3.TOLERANCE
+
+
+@pytest.fixture(scope="module")
+def untranslatable(tmp_path_factory):
+    """A Keras 3 model with a layer tf_keras lacks (RMSNormalization) and two list outputs whose
+    names are not in sorted order, trained 2 epochs and saved as a user would."""
+    keras = keras3.keras3()
+    keras.utils.set_random_seed(0)
+    L = keras.layers
+    images, _, y = _digits()
+    x = images.reshape(-1, 64)
+    i = keras.Input((64,), name="pixels")
+    h = L.RMSNormalization(name="rms")(L.Dense(32, activation="relu")(i))
+    model = keras.Model(i, [L.Dense(10, activation="softmax", name="digit")(h),
+                            L.Dense(2, activation="softmax", name="parity")(h)])  # fmt: skip
+    model.compile("adam", ["sparse_categorical_crossentropy"] * 2)
+    model.fit(x, [y, y % 2], epochs=2, verbose=0)
+    d = tmp_path_factory.mktemp("untranslatable")
+    model.save(d / "rmsnet.keras")
+    np.savez(d / "rmsnet.npz", x=x, y_digit=y, y_parity=y % 2)
+    return d
+
+
+@pytest.mark.slow
+def test_a_keras3_model_without_tf_keras_twin_runs_the_post_training_path(
+    untranslatable, tmp_path, capsys
+):
+    """No tf_keras counterpart for one layer: the model runs as Keras 3's own SavedModel export,
+    proven against the Keras 3 model, heads named as the model names its outputs; the
+    artifacts agree with Keras 3's own predictions, read independently of compress."""
+    code, report, run_dir = _run(untranslatable, "rmsnet", tmp_path / "out", capsys,
+                                 "--quantize", "int8")  # fmt: skip
+    build = report["stages"]["build"]
+    assert build["keras3"]["translated_to"] == "its own SavedModel export"
+    assert build["keras3"]["max_abs_difference"] <= keras3.TOLERANCE
+    assert "layer 'rms'" in build["savedmodel"]["reason"]
+    assert "RMSNormalization" in build["savedmodel"]["reason"]
+    rows = {a["name"]: a for a in report["verification"]["artifacts"]}
+    assert {"model_fp32.tflite", "model_fp32.onnx", "model_int8.tflite",
+            "model_int8.onnx"} <= set(rows), (sorted(rows), report["skipped"])  # fmt: skip
+    assert code == (1 if report["verification"]["failures"] else 0)
+    for row in rows.values():
+        assert set(row["heads"]) == {"digit", "parity"}
+    keras = keras3.keras3()
+    original = keras.saving.load_model(untranslatable / "rmsnet.keras", safe_mode=True)
+    x = np.load(untranslatable / "rmsnet.npz")["x"][:200]
+    digit, parity = original.predict(x, verbose=0)
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(run_dir / "model_fp32.onnx"))
+    names = [o.name for o in session.get_outputs()]
+    outs = dict(zip(names, session.run(None, {session.get_inputs()[0].name: x}), strict=True))
+    digit_onnx = next(v for k, v in outs.items() if "digit" in k)
+    parity_onnx = next(v for k, v in outs.items() if "parity" in k)
+    np.testing.assert_allclose(digit_onnx, digit, atol=1e-4)
+    np.testing.assert_allclose(parity_onnx, parity, atol=1e-4)
+    assert rows["model_int8.tflite"]["heads"]["digit"]["agreement"] >= 95.0
+    assert rows["model_int8.onnx"]["heads"]["digit"]["agreement"] >= 95.0
+    assert "run as its own SavedModel export" in (run_dir / "report.md").read_text()
+
+
+@pytest.mark.parametrize("flag", [["--prune", "0.5"], ["--quantize", "qat"], ["--cluster", "8"]])
+def test_a_stage_that_changes_layers_names_the_untranslatable_layer(
+    flag, untranslatable, tmp_path, capsys
+):
+    argv = ["run", str(untranslatable / "rmsnet.keras"), "--data",
+            str(untranslatable / "rmsnet.npz"), "--out", str(tmp_path / "out"), "--quiet",
+            *flag]  # fmt: skip
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    stage = {"--prune": "prune", "--quantize": "quantize", "--cluster": "cluster"}[flag[0]]
+    assert f"stage '{stage}' needs a Keras model whose every layer has a tf_keras" in err
+    assert "layer 'rms'" in err and "RMSNormalization" in err
+    assert not any((tmp_path / "out").rglob("*.tflite"))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -367,9 +368,71 @@ def to_keras3(model: Any) -> Any:
 def max_difference(keras3_model: Any, twin: Any, x: Any) -> float:
     """The largest |output difference| of the two models on `x` (all outputs, flattened in
     each model's output order)."""
-    a = keras3_model.predict(x, batch_size=32, verbose=0)
-    b = twin.predict(x, batch_size=32, verbose=0)
-    a = list(a.values()) if isinstance(a, dict) else a if isinstance(a, list | tuple) else [a]
-    b = b if isinstance(b, list | tuple) else [b]
-    pairs = zip(a, b, strict=True)
+    a = _named(keras3_model, keras3_model.predict(x, batch_size=32, verbose=0))
+    b = _named(twin, twin.predict(x, batch_size=32, verbose=0))
+    # by output name where both models name the same outputs (an export's signature sorts them)
+    same = set(a) == set(b)
+    pairs = [(a[k], b[k]) for k in a] if same else zip(a.values(), b.values(), strict=False)
     return max(float(np.max(np.abs(np.asarray(p) - np.asarray(q)))) for p, q in pairs)
+
+
+def _named(model: Any, out: Any) -> dict[str, Any]:
+    if isinstance(out, dict):
+        return dict(out)
+    out = list(out) if isinstance(out, list | tuple) else [out]
+    names = list(getattr(model, "output_names", None) or [])
+    names = names if len(names) == len(out) else [str(i) for i in range(len(out))]
+    return dict(zip(names, out, strict=True))
+
+
+EXPORTS = "compress-keras3-exports"  # under the temp directory: one SavedModel per file content
+
+
+def export_signature(model: Any, source: Any) -> Path:
+    """The post-training path of a Keras 3 model that has no tf_keras translation: Keras 3's own
+    SavedModel export of it, whose serving signature takes the model's input names and returns
+    its output names (Keras's `model.export` would name list outputs `output_0`, ...). Written
+    once per file content (the `.keras` file's sha256) under the temp directory, atomically:
+    later runs and the stage cache find the same directory."""
+    import os
+    import secrets
+    import shutil
+    import tempfile
+
+    from compress.core.fileio import sha256_file
+
+    # <content>/<file stem>: the directory's name is the model's name in every artifact
+    root = Path(tempfile.gettempdir()) / EXPORTS / sha256_file(Path(source))[:32]
+    target = root / Path(source).stem
+    if (target / "saved_model.pb").is_file():
+        return target
+    from compress.keras import _tf
+
+    tf = _tf.tf()
+    inputs = list(model.inputs)
+    in_names = [t.name for t in inputs]
+    out_names = list(model.output_names)
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=n) for t, n in zip(inputs, in_names, strict=True)]
+
+    def serve(*args: Any) -> dict[str, Any]:
+        feed = args[0] if len(args) == 1 else dict(zip(in_names, args, strict=True))
+        out = model(feed, training=False)
+        if isinstance(out, dict):
+            return {n: out[n] for n in out_names}
+        out = out if isinstance(out, list | tuple) else [out]
+        return dict(zip(out_names, out, strict=True))
+
+    archive = keras3().export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serving_default", serve, input_signature=specs)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{target.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        os.replace(tmp, target)
+    except OSError:  # another run wrote it first
+        if not (target / "saved_model.pb").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target

@@ -240,7 +240,9 @@ def model_config(path: Path, kind: str) -> Any:
 
 def load_keras_model(path: Path) -> tuple[Any, Any]:
     """A user's Keras model in any of its formats, loaded without running code from the file:
-    (the tf_keras model every stage uses, the Keras 3 model it was translated from or None).
+    (the tf_keras model every stage uses, the Keras 3 model it was translated from or None). A
+    Keras 3 model without a tf_keras translation comes back as its own SavedModel export's
+    signature (the post-training path; `signature.needs_layers` says why in one line).
     Which Keras wrote a `.keras` file is read from the file's metadata."""
     from compress.keras import _tf, keras3
 
@@ -266,10 +268,20 @@ def load_keras_model(path: Path) -> tuple[Any, Any]:
     try:
         return keras3.to_tf_keras(original), original
     except keras3.TranslationError as exc:
-        raise InputError(f"{where} (Keras 3): {exc}") from None
+        reason = str(exc)
     except Exception as exc:
-        message = f"{where} (Keras 3) has no tf_keras translation: {one_line(exc)}"
-        raise InputError(message) from None
+        reason = f"no tf_keras translation: {one_line(exc)}"
+    # No tf_keras twin: the post-training path, through Keras 3's own SavedModel export (its
+    # serving signature), proven against the Keras 3 model like a translation (stages/build.py).
+    from compress.keras import signature
+
+    try:
+        directory = keras3.export_signature(original, path)
+    except Exception as exc:
+        raise InputError(
+            f"{where} (Keras 3) has {reason}, and its SavedModel export failed: {one_line(exc)}"
+        ) from None
+    return signature.load(directory, reason=f"{where} (Keras 3): {reason}"), original
 
 
 def load_model(path: str | Path) -> Any:

@@ -115,8 +115,9 @@ def has_loop(model: Any) -> bool:
     return any(n.op in LOOP_OPS for f in library for n in f.node_def)
 
 
-def load(path: Path) -> Any:
-    """The SavedModel's serving signature as a tf_keras model (checked first, see `check`)."""
+def load(path: Path, reason: str | None = None) -> Any:
+    """The SavedModel's serving signature as a tf_keras model (checked first, see `check`).
+    `reason`: why a Keras model runs as its export (stages that change layers quote it)."""
     from compress.keras import _tf
 
     path = Path(path).resolve()
@@ -128,10 +129,10 @@ def load(path: Path) -> Any:
         raise InputError(
             f"model '{path.name}' (SavedModel) cannot be loaded: {one_line(exc)}"
         ) from None
-    return wrap(signature, str(path), loaded)
+    return wrap(signature, str(path), loaded, reason)
 
 
-def wrap(signature: Any, directory: str, keep: Any = None) -> Any:
+def wrap(signature: Any, directory: str, keep: Any = None, reason: str | None = None) -> Any:
     """A tf_keras model: one input per signature input (its name), one named output per
     signature output, the signature's call in between."""
     keras = _tf_keras()
@@ -142,7 +143,7 @@ def wrap(signature: Any, directory: str, keep: Any = None) -> Any:
                     name=n)
         for n in names
     ]  # fmt: skip
-    call = SignatureCall(directory=directory, input_keys=names, name="signature")
+    call = SignatureCall(directory=directory, input_keys=names, reason=reason, name="signature")
     call.attach(signature, keep)
     out = call(inputs)
     outputs = [keras.layers.Identity(name=k)(out[k]) for k in sorted(out)]
@@ -158,8 +159,16 @@ def directory(model: Any) -> str | None:
 def needs_layers(model: Any, stage: str) -> None:
     """Refuse, in one line, a stage that changes layers when the model is a SavedModel."""
     where = directory(model)
-    if where is not None:
-        raise InputError(needs_layers_message(stage, Path(where)))
+    if where is None:
+        return
+    reason = next((la.reason for la in model.layers if isinstance(la, SignatureCall)), None)
+    if reason:
+        raise InputError(
+            f"stage '{stage}' needs a Keras model whose every layer has a tf_keras counterpart; "
+            f"{reason}. The model runs the post-training path only (export, the post-training "
+            "quantization recipes, verify)"
+        )
+    raise InputError(needs_layers_message(stage, Path(where)))
 
 
 def needs_layers_message(stage: str, path: Path) -> str:
@@ -184,10 +193,13 @@ class SignatureCall(_layer_base()):  # type: ignore[misc]
     """Calls a SavedModel's serving signature; its weights are the signature's variables.
     Saved (inside compress only: the worker, the stage cache) as the directory it reads."""
 
-    def __init__(self, directory: str, input_keys: list[str], **kwargs: Any) -> None:
+    def __init__(
+        self, directory: str, input_keys: list[str], reason: str | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.directory = directory
         self.input_keys = list(input_keys)
+        self.reason = reason  # why a Keras model runs as its export (None: a user's SavedModel)
         self.function = None
         self.trainable = False
 
@@ -198,7 +210,7 @@ class SignatureCall(_layer_base()):  # type: ignore[misc]
 
     def build(self, input_shape: Any) -> None:
         if self.function is None:  # from_config: load (and check) the directory again
-            model = load(Path(self.directory))
+            model = load(Path(self.directory), self.reason)
             inner = model.get_layer("signature")
             self.attach(inner.function, inner.owner)
         super().build(input_shape)
@@ -208,7 +220,8 @@ class SignatureCall(_layer_base()):  # type: ignore[misc]
         return self.function(**dict(zip(self.input_keys, inputs, strict=True)))
 
     def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), "directory": self.directory, "input_keys": self.input_keys}
+        return {**super().get_config(), "directory": self.directory,
+                "input_keys": self.input_keys, "reason": self.reason}  # fmt: skip
 
 
 _tf_keras().utils.register_keras_serializable(package="compress")(SignatureCall)

@@ -79,6 +79,14 @@ def source_line(report: dict[str, Any]) -> str | None:
     was proven, or the signature that is the reference (None for a tf_keras model)."""
     build = (report.get("stages") or {}).get("build") or {}
     sm = build.get("savedmodel")
+    t = build.get("keras3")
+    if sm and sm.get("reason") and t:  # a Keras 3 model with no tf_keras twin
+        return (
+            f"source: a Keras {t['keras_version']} model run as its own SavedModel export "
+            f"(post-training path only: {sm['reason']}); outputs equal within max |difference| "
+            f"{t['max_abs_difference']:.3g} on {t['samples']} held-out samples (tolerance "
+            f"{t['tolerance']:g}); every artifact below is compared with the export"
+        )
     if sm:
         return (
             f"source: SavedModel '{sm['directory']}', signature '{sm['signature']}' (inputs "
@@ -86,7 +94,6 @@ def source_line(report: dict[str, Any]) -> str | None:
             "so the post-training path only; every artifact below is compared with the "
             "signature's own outputs"
         )
-    t = build.get("keras3")
     if not t:
         return None
     return (

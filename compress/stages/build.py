@@ -137,18 +137,22 @@ class Build(Stage):
 def prove_translation(original: Any, model: Any, x: Any, where: str) -> dict[str, Any]:
     """The Keras 3 model and its tf_keras twin agree on the user's held-out samples within
     keras3.TOLERANCE before any stage uses the twin; the difference goes in the report."""
-    from compress.keras import keras3
+    from compress.keras import keras3, signature
 
+    exported = signature.directory(model) is not None  # no tf_keras twin: its own export
+    twin = "SavedModel export" if exported else "tf_keras translation"
     samples = pick(x, np.arange(min(count(x), 256)))
     diff = keras3.max_difference(original, model, samples)
     if not diff <= keras3.TOLERANCE:
         raise InputError(
-            f"model file '{Path(where).name}' (Keras 3): its tf_keras translation differs by "
+            f"model file '{Path(where).name}' (Keras 3): its {twin} differs by "
             f"{diff:.3g} on the data (tolerance {keras3.TOLERANCE:g}): refused"
         )
     return {
         "keras_version": keras3.keras3().__version__,
-        "translated_to": "tf_keras " + _tf.keras().__version__,
+        "translated_to": (
+            "its own SavedModel export" if exported else "tf_keras " + _tf.keras().__version__
+        ),
         "samples": count(samples),
         "max_abs_difference": diff,
         "tolerance": keras3.TOLERANCE,
@@ -163,8 +167,11 @@ def signature_record(model: Any) -> dict[str, Any] | None:
     where = signature.directory(model)
     if where is None:
         return None
+    reason = next((la.reason for la in model.layers if isinstance(la, signature.SignatureCall)),
+                  None)  # fmt: skip
     return {
         "directory": Path(where).name,
+        **({"reason": reason} if reason else {}),
         "signature": signature.SIGNATURE,
         "inputs": list(model.input_names),
         "outputs": list(model.output_names),
