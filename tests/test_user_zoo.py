@@ -289,3 +289,27 @@ def test_worker_crash_is_reported_with_its_signal_and_the_worker_restarts(tmp_pa
         assert worker.call(sum, [1, 2, 3]) == 6  # a fresh worker takes the next call
         with pytest.raises(ZeroDivisionError):
             worker.call(divmod, 1, 0)  # an ordinary exception comes back as itself
+
+
+def test_an_op_outside_tflite_builtins_skips_tflite_naming_the_op_and_layer(tmp_path, capsys):
+    """tf.linalg.det (MatrixDeterminant) has no TFLite builtin: compress converts to builtins
+    only (a Flex op would fail in the LiteRT interpreter), so the TFLite files are skipped with
+    one line naming the op and the layer; ONNX is made and verified."""
+    keras, tf = _tf.keras(), _tf.tf()
+    keras.utils.set_random_seed(0)
+    i = keras.Input((64,), name="pixels")
+    h = keras.layers.Reshape((10, 2, 2))(keras.layers.Dense(40, name="proj")(i))
+    model = keras.Model(i, keras.layers.Softmax(name="digit")(tf.linalg.det(h)))
+    model.save(tmp_path / "det.keras")
+    images, _, y = _digits()
+    np.savez(tmp_path / "det.npz", x=images.reshape(-1, 64), y=y)
+    argv = ["run", str(tmp_path / "det.keras"), "--data", str(tmp_path / "det.npz"),
+            "--quantize", "none", "--out", str(tmp_path / "out"), "--json", "--quiet",
+            "--set", "verify.timing_budget_s=0.01"]  # fmt: skip
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    (skip,) = [s for s in report["skipped"] if s["name"] == "model_fp32.tflite"]
+    assert "MatrixDeterminant (layer 'tf.linalg.det')" in skip["reason"], skip
+    assert "Flex (Select TF) ops" in skip["reason"] and "\n" not in skip["reason"]
+    names = {a["name"] for a in report["verification"]["artifacts"]}
+    assert "model_fp32.onnx" in names and not any(n.endswith(".tflite") for n in names)

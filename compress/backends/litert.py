@@ -9,6 +9,7 @@ tensor's own scale and zero point, so callers always pass and get float32.
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import tempfile
 import warnings
@@ -246,6 +247,10 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
         except Exception as exc:
             from compress.keras import signature
 
+            flex = flex_ops_error(str(exc))
+            if flex is not None:
+                raise flex from None
+
             dynamic = fixed_batch(model) is None and signature.directory(model) is not None
             if dynamic and "TensorList" in str(exc):
                 raise ValueError(
@@ -254,6 +259,40 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
                     "(model.export(dir, input_signature=[tf.TensorSpec((1, ...), ...)]))"
                 ) from None
             raise
+
+
+class NeedsFlexOps(ValueError):
+    """The model needs TensorFlow ops that TFLite's builtin op set lacks. compress converts to
+    builtin ops only: a file with Flex (Select TF) ops would fail in the LiteRT interpreter."""
+
+    self_describing = True  # errors.one_line shows the message without the type name
+
+
+# One converter error per op: its location (innermost first: "model/layer/Op@function") and op.
+_NOT_BUILTIN = re.compile(
+    r'error: loc\(.*?fused\["[^"]*", "([^"@]+)(?:@([^"]+))?"\].*?'
+    r"'tf\.(\w+)' op is neither a custom op nor a flex op"
+)
+
+
+def flex_ops_error(text: str) -> NeedsFlexOps | None:
+    """The converter's error for ops outside TFLite's builtins, as one line naming each op and
+    the layer (a Keras node path `model/layer/...`) or graph function it sits in; None for any
+    other error."""
+    found: dict[str, str] = {}
+    for node, function, op in _NOT_BUILTIN.findall(text):
+        parts = node.split("/")
+        where = f"layer '{parts[1]}'" if len(parts) >= 3 else f"node '{node}'"
+        where += f" in function '{function}'" if function and len(parts) < 3 else ""
+        found.setdefault(op, where)
+    if not found:
+        return None
+    ops = ", ".join(f"{op} ({where})" for op, where in found.items())
+    return NeedsFlexOps(
+        f"needs TensorFlow op{'s' if len(found) > 1 else ''} outside TFLite's builtin set: {ops};"
+        " a .tflite file would need Flex (Select TF) ops, which the LiteRT interpreter cannot "
+        "run, so no TFLite file is made"
+    )
 
 
 class LiteRTBackend(Backend):
