@@ -182,6 +182,9 @@ def test_keras3_model_runs_int8_and_every_artifact_agrees(name, trained, tmp_pat
     rows = {a["name"]: a for a in v["artifacts"]}
     assert {"model_fp32.tflite", "model_fp32.onnx", "model_int8.tflite",
             "model_int8.onnx"} <= set(rows), (sorted(rows), report["skipped"])  # fmt: skip
+    for artifact in ("model_int8.tflite", "model_int8.onnx"):  # Keras 3's own int8, measured
+        k3 = {c["id"]: c for c in rows[artifact]["recipe"]["candidates"]}["keras3-int8"]
+        assert k3.get("error") or (k3["size_bytes"] > 0 and k3["agreement"] >= 0), k3
     for artifact, row in rows.items():
         (head,) = row["heads"].values()  # a Sequential names its head after its last layer
         agreement = head["agreement"]
@@ -362,3 +365,54 @@ def test_a_stage_that_changes_layers_names_the_untranslatable_layer(
     assert f"stage '{stage}' needs a Keras model whose every layer has a tf_keras" in err
     assert "layer 'rms'" in err and "RMSNormalization" in err
     assert not any((tmp_path / "out").rglob("*.tflite"))
+
+
+# ---- Keras 3's own quantizers as recipe rows ---------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["transformer", "embedding"])
+def test_keras3_quantizers_are_recipe_rows_built_from_the_users_keras3_model(name, tmp_path):
+    """`keras3-int8` / `keras3-int4` apply Keras 3's own `model.quantize` to the user's Keras 3
+    architecture (with the twin's weights) and convert its export: the ONNX file computes what
+    the quantized Keras 3 model computes and stores its int8 weights; the TFLite converter
+    cannot take Keras 3's int8 Dense (one line naming the op and layer) but builds int4."""
+    from compress.backends import BACKENDS, Sources
+    from compress.backends.litert import ConverterRefused
+
+    keras, model = _keras3_model(name)
+    x = _x(name, model)
+    twin = keras3.to_tf_keras(model)
+    ort, lite = BACKENDS["onnxruntime"], BACKENDS["litert"]
+    src = Sources(model=twin, opset=17)
+    for backend in (ort, lite):
+        assert {"keras3-int8"} <= {s.id for s in backend.candidates("int8", src)}
+        assert {"keras3-int4"} <= {s.id for s in backend.candidates("auto", src)}
+    # rows that need a Keras 3 model are not candidates for a tf_keras one
+    plain = Sources(model=_tf.keras().models.clone_model(twin))
+    assert not any(s.id.startswith("keras3") for s in ort.candidates("auto", plain))
+    # TFLite's int4 has no default row: Keras 3's int4 is only a measured candidate there
+    assert lite.default("int4", src) is None and ort.default("int4", src).id == "weight-only-int4"
+    assert {s.id for s in ort.candidates("int4", src)} == {"weight-only-int4", "keras3-int4"}
+
+    quantized = keras.models.clone_model(model)
+    quantized.set_weights(model.get_weights())
+    quantized.quantize("int8")
+    expected = quantized.predict(x, verbose=0)
+    path = tmp_path / "k3.onnx"
+    ort.build(ort.recipe("keras3-int8"), src, path)
+    (out,) = ort.open_runner(path).predict(x).values()
+    assert np.abs(out - expected).max() < 1e-4
+    assert np.abs(out - model.predict(x, verbose=0)).max() > 0  # quantized, not the float model
+    dtypes = {t["dtype"] for t in ort.count_weights(path)["tensors"]}
+    assert "int8" in dtypes, dtypes
+    if name == "transformer":
+        with pytest.raises(ConverterRefused, match=r"FULLY_CONNECTED for layer '\w+'") as err:
+            lite.build(lite.recipe("keras3-int8"), src, tmp_path / "k3.tflite")
+        assert "\n" not in str(err.value) and len(str(err.value)) < 300
+        lite.build(lite.recipe("keras3-int4"), src, tmp_path / "k3_int4.tflite")
+        (out4,) = lite.open_runner(tmp_path / "k3_int4.tflite").predict(x).values()
+        quantized = keras.models.clone_model(model)
+        quantized.set_weights(model.get_weights())
+        quantized.quantize("int4")
+        assert np.abs(out4 - quantized.predict(x, verbose=0)).max() < 1e-4

@@ -191,7 +191,7 @@ def test_backend_contract(runtime):
     for spec in backend.recipes:
         assert spec.description and spec.mode
         assert backend.recipe(spec.id) is spec
-        assert backend.default(spec.mode) is not None
+        assert spec.candidate_only or backend.default(spec.mode) is not None
     for mode in {s.mode for s in backend.recipes}:
         candidates = backend.candidates(mode)
         # the default recipe of a mode is the first candidate measured, when it is measured
@@ -221,7 +221,10 @@ def test_exported_backends_cover_the_quantize_modes():
             assert backend.default(mode) is not None or backend.no_recipe.get(mode), (
                 f"{backend.runtime} lacks {mode} and says nothing about it"
             )
-            assert not (backend.default(mode) and mode in backend.no_recipe)
+            # no_recipe: the mode has no row for every model (rows that need a property, such
+            # as a model that came from Keras 3, serve only those models)
+            general = [s for s in backend.recipes if s.mode == mode and s.needs is None]
+            assert not (general and mode in backend.no_recipe)
 
 
 def test_stage_cache_key_covers_the_code_a_stage_runs(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ import numpy as np
 from compress.core.arrays import Inputs
 from compress.core.fileio import write_atomic
 from compress.core.state import Artifact, Recipe
+from compress.keras.keras3 import origin
 from compress.measure.weights import gzip_size
 
 
@@ -38,6 +39,9 @@ class RecipeSpec:
     knobs: dict[str, Any] = field(default_factory=dict)
     search: tuple[str, ...] = ()
     needs: str | None = None
+    # True: the row never serves its mode unmeasured (as `--quantize MODE`'s default); it is
+    # only a candidate in the modes of `search`, where it must win to be kept
+    candidate_only: bool = False
 
     def recipe(
         self, extra: dict[str, Any] | None = None, candidates=(), **how: dict[str, Any]
@@ -111,11 +115,12 @@ class Backend:
         known = ", ".join(s.id for s in self.recipes)
         raise ValueError(f"{self.runtime} has no recipe {recipe_id!r}. Expected one of: {known}")
 
-    def default(self, mode: str) -> RecipeSpec | None:
+    def default(self, mode: str, src: Sources | None = None) -> RecipeSpec | None:
         """The recipe a mode uses when nothing is measured: the mode's first row (`auto`: the
-        int8 default)."""
+        int8 default) that applies to the model of `src` when given."""
         mode = "int8" if mode == "auto" else mode
-        return next((s for s in self.recipes if s.mode == mode), None)
+        rows = (s for s in self.recipes if s.mode == mode and not s.candidate_only)
+        return next((s for s in rows if src is None or self.applicable(s, src)), None)
 
     def candidates(self, mode: str, src: Sources | None = None) -> list[RecipeSpec]:
         """The rows a measured selection compares for `mode` (its default first), keeping only
@@ -126,7 +131,10 @@ class Backend:
         return [s for s in rows if src is None or self.applicable(s, src)]
 
     def applicable(self, spec: RecipeSpec, src: Sources) -> bool:
-        """Whether a row's `needs` holds for the model (rows without `needs` always apply)."""
+        """Whether a row's `needs` holds for the model (rows without `needs` always apply;
+        "keras3": a model that came from Keras 3, whose own quantizers the row uses)."""
+        if spec.needs == "keras3":
+            return origin(src.model) is not None
         return spec.needs is None
 
     # -- per format --------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from compress.backends import worker as isolate
 from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.core import compat
 from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
-from compress.keras import _tf
+from compress.keras import _tf, keras3
 from compress.keras.model_io import trained_weights_into
 from compress.measure.sensitivity import compare, sqnr_db
 from compress.measure.weights import summarize, tensor_stats
@@ -80,8 +80,19 @@ RECIPES = (
         {"optimize": True, "legacy_dynamic_range": True}, search=INT8_AND_AUTO, needs="recurrent",
     ),
     RecipeSpec(
+        "keras3-int8", "int8",
+        keras3.QUANTIZER.format(mode="int8") + ", converted to TFLite builtin ops",
+        {"source": "keras3", "keras3_mode": "int8"}, search=INT8_AND_AUTO, needs="keras3",
+    ),
+    RecipeSpec(
         "float16", "float16", "float16 weights, float32 compute",
         {"optimize": True, "float16": True}, search=("auto",),
+    ),
+    RecipeSpec(
+        "keras3-int4", "int4",
+        keras3.QUANTIZER.format(mode="int4") + ", converted to TFLite builtin ops",
+        {"source": "keras3", "keras3_mode": "int4"}, search=("auto",), needs="keras3",
+        candidate_only=True,  # the converter stores its int4 weights unpacked: larger than fp32
     ),
     RecipeSpec(
         "qat-int8", "qat",
@@ -247,7 +258,7 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
         except Exception as exc:
             from compress.keras import signature
 
-            flex = flex_ops_error(str(exc))
+            flex = flex_ops_error(str(exc)) or operand_type_error(str(exc))
             if flex is not None:
                 raise flex from None
 
@@ -261,11 +272,15 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
             raise
 
 
-class NeedsFlexOps(ValueError):
-    """The model needs TensorFlow ops that TFLite's builtin op set lacks. compress converts to
-    builtin ops only: a file with Flex (Select TF) ops would fail in the LiteRT interpreter."""
+class ConverterRefused(ValueError):
+    """The TFLite converter's error for this model, said in one line (not its MLIR dump)."""
 
     self_describing = True  # errors.one_line shows the message without the type name
+
+
+class NeedsFlexOps(ConverterRefused):
+    """The model needs TensorFlow ops that TFLite's builtin op set lacks. compress converts to
+    builtin ops only: a file with Flex (Select TF) ops would fail in the LiteRT interpreter."""
 
 
 # One converter error per op: its location (innermost first: "model/layer/Op@function") and op.
@@ -295,6 +310,29 @@ def flex_ops_error(text: str) -> NeedsFlexOps | None:
     )
 
 
+# An op TFLite has, fed a tensor type its kernel does not take (Keras 3's int8 Dense feeds int8
+# values without quantization parameters to FULLY_CONNECTED).
+_OPERAND_TYPE = re.compile(
+    r'error: loc\(.*?fused\["[^"]*", "([^"@]+)(?:@[^"]+)?"\].*?'
+    r"'tfl\.(\w+)' op operand #(\d+) must be tensor of .*?but got '([^']+)'"
+)
+
+
+def operand_type_error(text: str) -> ConverterRefused | None:
+    """The converter's error for an op whose operand has a type the TFLite kernel does not
+    take, as one line naming the layer, the op and the type; None for any other error."""
+    found = _OPERAND_TYPE.search(text)
+    if found is None:
+        return None
+    node, op, operand, got = found.groups()
+    parts = node.split("/")
+    where = f"layer '{parts[1]}'" if len(parts) >= 3 else f"node '{node}'"
+    return ConverterRefused(
+        f"the TFLite converter cannot build {op.upper()} for {where}: its operand #{operand} is "
+        f"{got}, a type TFLite's {op.upper()} kernel does not take, so no TFLite file is made"
+    )
+
+
 class LiteRTBackend(Backend):
     runtime = "litert"
     format = "tflite"
@@ -304,13 +342,19 @@ class LiteRTBackend(Backend):
     no_recipe = {
         "int4": "TFLite has no general int4 weight path: the TFLite converter stores weights in "
         "8 or 16 bits (int8, float16), so no int4 file is made rather than one that only "
-        "pretends (onnxruntime's MatMulNBits is the int4 artifact)",
+        "pretends (onnxruntime's MatMulNBits is the int4 artifact; Keras 3's own int4, which the "
+        "converter stores unpacked, larger than fp32, is only a measured candidate under auto)",
     }
 
     def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
         source = spec.knobs.get("source")
         if source in ("qat", "qat-weights") and src.qat_model is None:
             raise ValueError(f"recipe {spec.id} needs a quantization-aware-trained model")
+        if source == "keras3":  # Keras 3's own quantizer, then a plain conversion
+            batch = fixed_batch(src.model) or (1 if has_recurrent_layer(src.model) else None)
+            with keras3.quantized(src.model, spec.knobs["keras3_mode"], batch) as model:
+                path.write_bytes(convert(model, {}))
+            return {"fixed_batch": batch} if batch else {}
         if source == "qat":
             model = src.qat_model
         elif source == "qat-weights":

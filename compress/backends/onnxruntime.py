@@ -17,7 +17,7 @@ from compress.backends import worker as isolate
 from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.core.fileio import working_directory
-from compress.keras import _tf
+from compress.keras import _tf, keras3
 from compress.measure.sensitivity import compare
 from compress.measure.weights import summarize, tensor_stats
 
@@ -74,7 +74,15 @@ RECIPES = (
         "weight-only-int4", "int4",
         "onnxruntime MatMulNBits: MatMul weights in 4 bits, symmetric, one float scale per block "
         "of 32 values; activations and compute stay float (other ops stay fp32)",
-        {"method": "int4", "block_size": 32, "symmetric": True}, search=("auto",),
+        {"method": "int4", "block_size": 32, "symmetric": True}, search=("int4", "auto"),
+    ),
+    RecipeSpec(
+        "keras3-int8", "int8", keras3.QUANTIZER.format(mode="int8") + " by tf2onnx",
+        {"method": "keras3", "keras3_mode": "int8"}, search=INT8_AND_AUTO, needs="keras3",
+    ),
+    RecipeSpec(
+        "keras3-int4", "int4", keras3.QUANTIZER.format(mode="int4") + " by tf2onnx",
+        {"method": "keras3", "keras3_mode": "int4"}, search=("int4", "auto"), needs="keras3",
     ),
     RecipeSpec(
         "qat-int8", "qat",
@@ -451,6 +459,10 @@ class OnnxRuntimeBackend(Backend):
         opset = src.opset or DEFAULT_OPSET
         if method == "export":
             save(convert(src.model, opset), path)
+            return {"opset": opset}
+        if method == "keras3":  # Keras 3's own quantizer, then tf2onnx of its export
+            with keras3.quantized(src.model, spec.knobs["keras3_mode"]) as model:
+                save(convert(model, opset), path)
             return {"opset": opset}
         if method == "qat":
             if src.qat_model is None:

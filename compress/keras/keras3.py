@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -406,13 +407,35 @@ def export_signature(model: Any, source: Any) -> Path:
     target = root / Path(source).stem
     if (target / "saved_model.pb").is_file():
         return target
+    archive = _archive(model)
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-{target.name}-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        archive.write_out(str(tmp), verbose=False)
+        os.replace(tmp, target)
+    except OSError:  # another run wrote it first
+        if not (target / "saved_model.pb").is_file():
+            raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _archive(model: Any, batch: int | None = None, twin: Any = None) -> Any:
+    """Keras 3's ExportArchive of `model`'s inference with one serving signature that takes the
+    model's input names and returns its output names (`twin`'s, a tf_keras model with the same
+    inputs and outputs, when given). `batch`: a fixed batch size (the TFLite converter fuses a
+    recurrent layer only at a static batch)."""
     from compress.keras import _tf
 
     tf = _tf.tf()
     inputs = list(model.inputs)
-    in_names = [t.name for t in inputs]
-    out_names = list(model.output_names)
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=n) for t, n in zip(inputs, in_names, strict=True)]
+    in_names = list(twin.input_names) if twin is not None else [t.name for t in inputs]
+    out_names = list(twin.output_names) if twin is not None else _output_names(model)
+    specs = [
+        tf.TensorSpec((batch, *t.shape[1:]), t.dtype, name=n)
+        for t, n in zip(inputs, in_names, strict=True)
+    ]
 
     def serve(*args: Any) -> dict[str, Any]:
         feed = args[0] if len(args) == 1 else dict(zip(in_names, args, strict=True))
@@ -425,14 +448,48 @@ def export_signature(model: Any, source: Any) -> Path:
     archive = keras3().export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serving_default", serve, input_signature=specs)
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = root / f".tmp-{target.name}-{os.getpid()}-{secrets.token_hex(4)}"
-    try:
-        archive.write_out(str(tmp), verbose=False)
-        os.replace(tmp, target)
-    except OSError:  # another run wrote it first
-        if not (target / "saved_model.pb").is_file():
-            raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
+    return archive
+
+
+def _output_names(model: Any) -> list[str]:
+    """A Keras 3 model's output names: a Functional model's `output_names`; a Sequential has
+    none, and its output is named after its last layer (as tf_keras names it)."""
+    names = getattr(model, "output_names", None)
+    if names:
+        return list(names)
+    return [t._keras_history.operation.name for t in model.outputs]
+
+
+QUANTIZE_MODES = ("int8", "int4")  # Keras 3's own quantizers that compress measures as recipes
+# What a recipe row that uses them does (the backends' tables add how the file is made)
+QUANTIZER = (
+    "Keras 3's own model.quantize('{mode}'): Dense, EinsumDense and Embedding weights in {mode}, "
+    "activations quantized at run time, other layers float; its SavedModel export"
+)
+
+
+@contextmanager
+def quantized(model: Any, mode: str, batch: int | None = None) -> Iterator[Any]:
+    """Keras 3's own quantizer (`model.quantize(mode)`: Dense, EinsumDense and Embedding weights
+    in int8 or int4, activations quantized at run time) applied to the user's Keras 3
+    architecture with `model`'s weights (a tf_keras twin of a Keras 3 model), exported as a
+    SavedModel and given as a signature wrapper (a tf_keras model that both converters take).
+    The export lives as long as the context."""
+    import tempfile
+    import warnings
+
+    from compress.keras import signature
+
+    if origin(model) is None:
+        raise ValueError("Keras 3's quantizers need a model that came from Keras 3")
+    if mode not in QUANTIZE_MODES:
+        raise ValueError(f"Keras 3 quantize mode must be one of {QUANTIZE_MODES}. Got {mode!r}")
+    rebuilt = to_keras3(model)
+    with warnings.catch_warnings():
+        # "Layer Conv2D does not have a `quantize` method implemented": those stay float
+        warnings.filterwarnings("ignore", message=r".*does not have a `quantize` method")
+        rebuilt.quantize(mode)
+    with tempfile.TemporaryDirectory(prefix="compress-keras3-quantized-") as tmp:
+        target = Path(tmp) / (model.name or "model")
+        _archive(rebuilt, batch, twin=model).write_out(str(target), verbose=False)
+        yield signature.load(target)

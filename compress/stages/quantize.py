@@ -28,7 +28,8 @@ class QuantizeParams(StageParams):
     mode: Literal["int8", "auto", "dynamic", "float16", "int4", "qat", "none"] = Field(
         "int8", description="int8: the best recipe storing weights in int8 (full-integer, "
         "dynamic-range or mixed), chosen per runtime; auto: the best of every recipe (float16 "
-        "and int4 too); dynamic, float16, int4 (weight-only, onnxruntime), qat: that recipe; "
+        "and int4 too); dynamic, float16, int4 (onnxruntime weight-only; for a Keras 3 model "
+        "measured against Keras 3's own int4), qat: that recipe; "
         "none: no quantized artifact"
     )  # fmt: skip
     select: bool = Field(
@@ -110,15 +111,15 @@ class Quantize(Stage):
         worker = worker_for(state)
         for backend in exported():
             fp32 = state.artifact(backend.runtime, "fp32")
-            default = backend.default(p.mode)
+            src = Sources(model, data.x_calib, fp32, qat_model, tuple(qat_float), opset,
+                          tasks={h: data.task(h) for h in data.heads}, worker=worker)  # fmt: skip
+            default = backend.default(p.mode, src)
             if fp32 is not None and default is None and p.mode in backend.no_recipe:
                 reason = backend.no_recipe[p.mode]  # said in the report, not faked
                 skipped.append(Skipped(backend.file_name(p.mode), backend.runtime, reason))
                 continue
             if fp32 is None or default is None:
                 continue  # this format was not exported, or has no recipe for the mode
-            src = Sources(model, data.x_calib, fp32, qat_model, tuple(qat_float), opset,
-                          tasks={h: data.task(h) for h in data.heads}, worker=worker)  # fmt: skip
             name = backend.file_name(p.mode)
             try:
                 step = _stepper(state, f"quantize: {backend.runtime} candidates")
