@@ -90,6 +90,15 @@ def _save_bad(tmp_path, kind: str):
     model.save(path)
     if kind == "corrupt":  # the weights member truncated: the archive itself is damaged
         path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    if kind == "lookalike":  # a class from a module whose name only starts like Keras's
+        with zipfile.ZipFile(path) as zf:
+            members = {n: zf.read(n) for n in zf.namelist()}
+        config = json.loads(members["config.json"])
+        config["config"]["layers"][-1]["module"] = "kerasx.layers"
+        members["config.json"] = json.dumps(config).encode()
+        with zipfile.ZipFile(path, "w") as zf:
+            for n, b in members.items():
+                zf.writestr(n, b)
     if kind == "no_weights":  # a valid archive whose weights file is missing
         with zipfile.ZipFile(path) as zf:
             members = {n: zf.read(n) for n in zf.namelist() if not n.endswith(".h5")}
@@ -102,8 +111,9 @@ def _save_bad(tmp_path, kind: str):
 @pytest.mark.parametrize(
     "kind, expected",
     [
-        ("lambda", "holds a Lambda layer"),
+        ("lambda", "Lambda layer"),
         ("custom", "registered as 'userpkg>Scale'"),
+        ("lookalike", "from module 'kerasx.layers', which compress does not trust"),
         ("corrupt", "is not a Keras model"),
         ("no_weights", "cannot be loaded safely"),
     ],

@@ -9,6 +9,7 @@ same `load_model`, with compress's custom layers registered.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import zipfile
@@ -99,17 +100,18 @@ def check_zip(path: Path, what: str) -> None:
 
 def scan_config(config: Any, where: str) -> None:
     """Refuse a Keras model config that would run code when built: Lambda layers, or classes
-    from modules other than Keras and compress."""
+    from modules other than Keras (KerasHub when installed) and compress."""
     for node in _dicts(config):
         cls = node.get("class_name")
+        name = _layer_name(node)
+        layer = f" (layer {name!r})" if name else ""
+        holds = f"{where} holds {cls} layer {name!r}" if name else f"{where} holds a {cls} layer"
         if cls in OP_LAYERS:
             problem = op_symbol_problem((node.get("config") or {}).get("function"))
             if problem:
-                raise InputError(f"{where} holds a {cls} layer whose op {problem}: refused")
+                raise InputError(f"{holds} whose op {problem}: refused")
         elif cls in CODE_LAYERS:
-            raise InputError(
-                f"{where} holds a {cls} layer, whose code would run on loading: refused"
-            )
+            raise InputError(f"{holds}, whose code would run on loading: refused")
         module, registered = node.get("module"), node.get("registered_name")
         if (
             isinstance(registered, str)
@@ -117,18 +119,39 @@ def scan_config(config: Any, where: str) -> None:
             and not registered.startswith("compress>")
         ):
             raise InputError(
-                f"{where} names class {cls!r} registered as {registered!r} (a user's custom "
-                "class, not Keras's or compress's), which compress does not trust: refused"
+                f"{where} names class {cls!r}{layer} registered as {registered!r} (a user's "
+                "custom class, not Keras's or compress's), which compress does not trust: refused"
             )
-        if (
-            isinstance(module, str)
-            and isinstance(cls, str)
-            and not module.startswith(("keras", "tf_keras", "tensorflow", "compress", "builtins"))
-        ):
+        if isinstance(module, str) and isinstance(cls, str) and not trusted_module(module):
             raise InputError(
-                f"{where} names class {cls!r} from module {module!r}, which compress does "
-                "not trust: refused"
+                f"{where} names class {cls!r}{layer} from module {module!r}, which compress does "
+                f"not trust (expected a class of {', '.join(trusted_roots())}): refused"
             )
+
+
+_TRUSTED_ROOTS = ("keras", "tf_keras", "tensorflow", "compress", "builtins")
+
+
+@functools.cache
+def trusted_roots() -> tuple[str, ...]:
+    """The packages whose classes a model file may name: Keras (both), TensorFlow, compress, and
+    KerasHub when it is installed (its models are Keras models)."""
+    import importlib.util
+
+    hub = importlib.util.find_spec("keras_hub") is not None
+    return (*_TRUSTED_ROOTS, "keras_hub") if hub else _TRUSTED_ROOTS
+
+
+def trusted_module(module: str) -> bool:
+    """`module` is one of trusted_roots() or inside one (`keras.src.layers`, not `kerasx`)."""
+    return any(module == root or module.startswith(root + ".") for root in trusted_roots())
+
+
+def _layer_name(node: dict[str, Any]) -> str | None:
+    """The name in a layer's config node, if it has one."""
+    config = node.get("config")
+    name = config.get("name") if isinstance(config, dict) else None
+    return name if isinstance(name, str) else None
 
 
 def op_symbol_problem(symbol: Any) -> str | None:
