@@ -426,3 +426,30 @@ def test_keras3_quantizers_are_recipe_rows_built_from_the_users_keras3_model(nam
         quantized.set_weights(model.get_weights())
         quantized.quantize("int4")
         assert np.abs(out4 - quantized.predict(x, verbose=0)).max() < 1e-4
+
+
+def test_keras3_applications_translate_exactly(tmp_path):
+    """Keras 3's own model zoo translates exactly: MobileNetV3's `hard_silu` activation (tf_keras
+    has none; its `hard_sigmoid` computes clip(0.2 x + 0.5) where Keras 3's is relu6(x + 3) / 6)
+    and ConvNeXt's unregistered `LayerScale` (found in tf_keras's applications package)."""
+    from compress.keras.model_io import load_keras_model
+
+    keras = keras3.keras3()
+    keras.utils.set_random_seed(0)
+    from keras.src.applications.convnext import LayerScale
+
+    i = keras.Input((8, 8, 3), name="image")
+    h = keras.layers.Conv2D(4, 3, activation="hard_silu")(i)
+    h = keras.layers.Activation("hard_sigmoid")(LayerScale(0.5, 4, name="scale")(h))
+    small = keras.Model(i, keras.layers.Dense(3, activation="hard_swish")(h))
+    mobile = keras.applications.MobileNetV3Small(
+        input_shape=(32, 32, 3), weights=None, classes=10, include_preprocessing=False
+    )
+    for model, shape in ((small, (16, 8, 8, 3)), (mobile, (4, 32, 32, 3))):
+        path = tmp_path / f"{model.name}.keras"
+        model.save(path)
+        twin, original = load_keras_model(path)
+        assert original is not None and twin.get_layer(model.layers[-1].name) is not None
+        x = np.random.default_rng(0).uniform(-4, 4, shape).astype("float32")
+        assert keras3.max_difference(original, twin, x) <= keras3.TOLERANCE
+    assert type(twin.layers[1]).__module__.startswith("tf_keras")

@@ -39,6 +39,11 @@ _LAYER_KWARGS = {"name", "trainable", "dtype", "input_dim", "input_shape", "batc
                  "batch_input_shape", "weights", "activity_regularizer", "autocast",
                  "dynamic"}  # fmt: skip
 _RENAMED = {("LeakyReLU", "negative_slope"): "alpha"}  # Keras 3 name -> tf_keras argument
+# Keras 3 activation names whose tf_keras namesake differs or is missing -> compress's own
+# (registered in keras/layers.py, computing what Keras 3 computes)
+_ACTIVATIONS = {"hard_sigmoid": "compress>hard_sigmoid", "hard_silu": "compress>hard_silu",
+                "hard_swish": "compress>hard_silu"}  # fmt: skip
+_APPLICATIONS = "keras.src.applications."  # Keras 3's model zoo; tf_keras has the same classes
 _MODELS = {"Functional", "Sequential", "Model"}
 
 
@@ -156,6 +161,10 @@ def _layer_config(cls: type, name: str, config: dict[str, Any]) -> dict[str, Any
     out = {}
     for key, value in config.items():
         key = _RENAMED.get((cls.__name__, key), key)
+        if key == "activation" and isinstance(value, str) and value in _ACTIVATIONS:
+            import compress.keras.layers  # noqa: F401  (registers the activations)
+
+            value = _ACTIVATIONS[value]
         if key in params:
             out[key] = _plain(value)
         elif _droppable(key, value):
@@ -174,6 +183,19 @@ def _tk_layer(entry: dict[str, Any]) -> Any:
     tk = _tf.keras()
     cls_name, name = entry["class_name"], entry["config"].get("name", entry.get("name"))
     cls = getattr(tk.layers, cls_name, None)
+    module = entry.get("module")
+    if cls is None and isinstance(module, str) and module.startswith(_APPLICATIONS):
+        # a class of Keras 3's applications (ConvNeXt's LayerScale): tf_keras's own, looked up
+        # only in tf_keras's applications package, by the module and name the config states
+        import importlib
+
+        try:
+            found = importlib.import_module("tf_keras.src.applications." +
+                                            module.removeprefix(_APPLICATIONS))  # fmt: skip
+        except Exception:  # no such module in tf_keras (or not a module name at all)
+            found = None
+        cls = getattr(found, cls_name, None)
+        cls = cls if isinstance(cls, type) and issubclass(cls, tk.layers.Layer) else None
     if cls is None or not isinstance(cls, type):
         raise TranslationError(f"layer {name!r}: Keras 3 {cls_name} has no tf_keras counterpart")
     config = _layer_config(cls, name, entry["config"])

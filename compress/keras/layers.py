@@ -158,11 +158,27 @@ class SelfAttention(keras.layers.MultiHeadAttention):  # tfmot hooks: with_tfmot
         return [getattr(self, name) for name in self._PROJECTIONS]
 
 
+# Keras 3's activations whose tf_keras namesake computes something else or is missing: a Keras 3
+# model's `activation="hard_silu"` translates to these (keras/keras3.py).
+@keras.utils.register_keras_serializable(package="compress")
+def hard_sigmoid(x: Any) -> Any:
+    """Keras 3's hard sigmoid, relu6(x + 3) / 6 (tf_keras's is clip(0.2 x + 0.5, 0, 1))."""
+    return tf.nn.relu6(x + 3.0) / 6.0
+
+
+@keras.utils.register_keras_serializable(package="compress")
+def hard_silu(x: Any) -> Any:
+    """Keras 3's hard SiLU (hard swish, MobileNetV3's activation): x * hard_sigmoid(x)."""
+    return x * hard_sigmoid(x)
+
+
 # The layers, for loading a model file that holds them (registered above under these names).
 CUSTOM_OBJECTS = {
     "compress>AttentionLayer": AttentionLayer,
     "compress>PositionEmbedding": PositionEmbedding,
     "compress>SelfAttention": SelfAttention,
+    "compress>hard_sigmoid": hard_sigmoid,
+    "compress>hard_silu": hard_silu,
 }
 _TFMOT: dict[str, Any] = {}  # with_tfmot's work, done once per process
 
