@@ -445,6 +445,7 @@ def test_keras3_applications_translate_exactly(tmp_path):
     mobile = keras.applications.MobileNetV3Small(
         input_shape=(32, 32, 3), weights=None, classes=10, include_preprocessing=False
     )
+    twins = []
     for model, shape in ((small, (16, 8, 8, 3)), (mobile, (4, 32, 32, 3))):
         path = tmp_path / f"{model.name}.keras"
         model.save(path)
@@ -452,4 +453,13 @@ def test_keras3_applications_translate_exactly(tmp_path):
         assert original is not None and twin.get_layer(model.layers[-1].name) is not None
         x = np.random.default_rng(0).uniform(-4, 4, shape).astype("float32")
         assert keras3.max_difference(original, twin, x) <= keras3.TOLERANCE
-    assert type(twin.layers[1]).__module__.startswith("tf_keras")
+        twins.append(twin)
+    assert type(twins[1].layers[1]).__module__.startswith("tf_keras")
+    # a model holding the translated activations and LayerScale is pruned like any other
+    from compress.keras.layers import with_tfmot
+
+    tk, prune = _tf.keras(), with_tfmot().sparsity.keras.prune_low_magnitude
+    pruned = tk.models.clone_model(
+        twins[0], clone_function=lambda la: prune(la) if isinstance(la, tk.layers.Dense) else la
+    )
+    assert pruned.count_params() > twins[0].count_params()

@@ -172,7 +172,8 @@ def hard_silu(x: Any) -> Any:
     return x * hard_sigmoid(x)
 
 
-# The layers, for loading a model file that holds them (registered above under these names).
+# The layers and activations, for loading a model file that holds them (registered above under
+# these names).
 CUSTOM_OBJECTS = {
     "compress>AttentionLayer": AttentionLayer,
     "compress>PositionEmbedding": PositionEmbedding,
@@ -191,6 +192,8 @@ def with_tfmot() -> ModuleType:
         return _TFMOT["tfmot"]
     tfmot = _tf.tfmot()
     for cls in CUSTOM_OBJECTS.values():
+        if not isinstance(cls, type):  # an activation function
+            continue
         tfmot.sparsity.keras.PrunableLayer.register(cls)
         tfmot.clustering.keras.ClusterableLayer.register(cls)
     quantizers = tfmot.quantization.keras.quantizers
