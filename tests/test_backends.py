@@ -24,7 +24,7 @@ def test_shared_calibration_gives_the_converters_int8(tmp_path):
     x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
     litert = BACKENDS["litert"]
     src = Sources(model, x)
-    for spec in litert.candidates("int8"):
+    for spec in litert.candidates("int8", src):
         shared = tmp_path / f"{spec.id}.tflite"
         litert.build(spec, src, shared)
         alone = tmp_path / f"{spec.id}-alone.tflite"
@@ -42,7 +42,7 @@ def test_shared_preprocessing_gives_the_same_onnx(tmp_path):
     ort = BACKENDS["onnxruntime"]
     fp32 = ort.make(tmp_path, ort.recipe("fp32"), Sources(model))
     shared = Sources(model, x, fp32)
-    for spec in ort.candidates("int8"):
+    for spec in ort.candidates("int8", shared):
         ort.build(spec, shared, tmp_path / f"{spec.id}.onnx")
         ort.build(spec, Sources(model, x, fp32), tmp_path / f"{spec.id}-alone.onnx")
         a = ort.open_runner(tmp_path / f"{spec.id}.onnx").predict(x)["y"]
@@ -130,7 +130,7 @@ def test_onnxruntime_int8_recipes_keep_weights_in_seven_bits(tmp_path):
     x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
     ort = BACKENDS["onnxruntime"]
     src = Sources(model, x, ort.make(tmp_path, ort.recipe("fp32"), Sources(model)))
-    for spec in ort.candidates("int8"):
+    for spec in ort.candidates("int8", src):  # the rows of onnxruntime's own quantizer
         assert spec.knobs["reduce_range"] is True, spec.id
         path = tmp_path / f"{spec.id}.onnx"
         ort.build(spec, src, path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,8 @@ ROOT = Path(__file__).parents[1]
 
 @pytest.mark.parametrize("args", [["check", "."], ["format", "--check", "."]])
 def test_ruff_is_clean(args):
-    ruff = shutil.which("ruff")
+    # on the PATH, or beside this Python (a virtual environment used without activating it)
+    ruff = shutil.which("ruff") or shutil.which("ruff", path=str(Path(sys.executable).parent))
     assert ruff is not None, (
         "ruff is not installed: it is in the [test] extra (pip install -e '.[test]')"
     )

@@ -475,11 +475,9 @@ def _archive(model: Any, batch: int | None = None, twin: Any = None) -> Any:
 
 def _output_names(model: Any) -> list[str]:
     """A Keras 3 model's output names: a Functional model's `output_names`; a Sequential has
-    none, and its output is named after its last layer (as tf_keras names it)."""
+    none, and its one output is named after its last layer (as tf_keras names it)."""
     names = getattr(model, "output_names", None)
-    if names:
-        return list(names)
-    return [t._keras_history.operation.name for t in model.outputs]
+    return list(names) if names else [model.layers[-1].name]
 
 
 QUANTIZE_MODES = ("int8", "int4")  # Keras 3's own quantizers that compress measures as recipes
