@@ -463,3 +463,36 @@ def test_keras3_applications_translate_exactly(tmp_path):
         twins[0], clone_function=lambda la: prune(la) if isinstance(la, tk.layers.Dense) else la
     )
     assert pruned.count_params() > twins[0].count_params()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("name", "flags"),
+    [("cnn", ["--cluster", "8", "--quantize", "qat"]),
+     ("lstm", ["--prune", "0.5", "--cluster", "8", "--quantize", "int8"])],
+)  # fmt: skip
+def test_keras3_models_are_clustered_pruned_and_quantization_aware_trained(
+    name, flags, trained, tmp_path, capsys
+):
+    """Clustering on two Keras 3 models (with QAT on the CNN, pruning on the LSTM): the clustered
+    weights reach the artifacts, and the run's clustered model file is Keras 3 and keeps them."""
+    epochs = ["--set", "cluster.epochs=1", *(["--set", "prune.epochs=1"] if "--prune" in flags
+                                              else [])]  # fmt: skip
+    code, report, run_dir = _run(trained, name, tmp_path / "out", capsys, "--max-drift", "100",
+                                 *epochs, *flags)  # fmt: skip
+    assert code == 0, report["verification"]["failures"]
+    stages = report["stages"]
+    clustered = stages["cluster"]["unique_values"]
+    assert clustered and max(clustered.values()) <= 8 + 1, clustered  # + a preserved zero
+    if "--prune" in flags:
+        assert min(stages["prune"]["layers"].values()) >= 0.45, stages["prune"]
+    rows = {a["name"]: a for a in report["verification"]["artifacts"]}
+    mode = flags[-1]
+    assert {f"model_{mode}.tflite", f"model_{mode}.onnx"} <= set(rows), sorted(rows)
+    keras = keras3.keras3()
+    path = run_dir / "model_clustered.keras"
+    assert keras3.is_keras3_file(path)
+    model = keras.saving.load_model(path, safe_mode=True)
+    layer = next(iter(clustered))
+    kernel = model.get_layer(layer).get_weights()[0]
+    assert len(np.unique(kernel)) <= 8 + 1, layer

@@ -314,8 +314,12 @@ def _functional(config: dict[str, Any]) -> Any:
             entry, layer, index, node = item
             pending.remove(item)
             args = _args(node.get("args", []), tensors)
+            # `training` is dropped: Keras 3 records the value a layer was built with (an LSTM's
+            # `training=False`) but overrides it with the model's own when called; a tf_keras
+            # node would keep it, freezing the layer in inference mode when fine-tuned (tfmot's
+            # pruning masks never updated, dropout never on)
             kwargs = {k: v for k, v in _args(node.get("kwargs", {}), tensors).items()
-                      if v is not None}  # fmt: skip
+                      if v is not None and k != "training"}  # fmt: skip
             if layer is None:
                 out = ops[entry["class_name"]](args, kwargs, entry["config"])
             else:
