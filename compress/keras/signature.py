@@ -156,12 +156,19 @@ def directory(model: Any) -> str | None:
     return next((la.directory for la in layers if isinstance(la, SignatureCall)), None)
 
 
+def why_exported(model: Any) -> str | None:
+    """Why a Keras model runs as its own SavedModel export (a layer without a tf_keras
+    counterpart), for a wrapper made with a reason; None otherwise."""
+    layers = getattr(model, "layers", ())
+    return next((la.reason for la in layers if isinstance(la, SignatureCall)), None)
+
+
 def needs_layers(model: Any, stage: str) -> None:
     """Refuse, in one line, a stage that changes layers when the model is a SavedModel."""
     where = directory(model)
     if where is None:
         return
-    reason = next((la.reason for la in model.layers if isinstance(la, SignatureCall)), None)
+    reason = why_exported(model)
     if reason:
         raise InputError(
             f"stage '{stage}' needs a Keras model whose every layer has a tf_keras counterpart; "

@@ -167,8 +167,7 @@ def signature_record(model: Any) -> dict[str, Any] | None:
     where = signature.directory(model)
     if where is None:
         return None
-    reason = next((la.reason for la in model.layers if isinstance(la, signature.SignatureCall)),
-                  None)  # fmt: skip
+    reason = signature.why_exported(model)
     return {
         "directory": Path(where).name,
         **({"reason": reason} if reason else {}),
