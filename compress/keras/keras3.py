@@ -187,12 +187,15 @@ def _tk_layer(entry: dict[str, Any]) -> Any:
     if cls is None and isinstance(module, str) and module.startswith(_APPLICATIONS):
         # a class of Keras 3's applications (ConvNeXt's LayerScale): tf_keras's own, looked up
         # only in tf_keras's applications package, by the module and name the config states
-        from compress.keras.model_io import APPLICATIONS, application_layer
+        import importlib
 
         try:
-            cls = application_layer(APPLICATIONS + module.removeprefix(_APPLICATIONS), cls_name)
-        except ImportError:  # no such module in tf_keras
-            cls = None
+            found = importlib.import_module("tf_keras.src.applications." +
+                                            module.removeprefix(_APPLICATIONS))  # fmt: skip
+        except Exception:  # no such module in tf_keras (or not a module name at all)
+            found = None
+        cls = getattr(found, cls_name, None)
+        cls = cls if isinstance(cls, type) and issubclass(cls, tk.layers.Layer) else None
     if cls is None or not isinstance(cls, type):
         raise TranslationError(f"layer {name!r}: Keras 3 {cls_name} has no tf_keras counterpart")
     config = _layer_config(cls, name, entry["config"])

@@ -333,33 +333,28 @@ def _application_layers(raw: bytes) -> dict[str, Any]:
     """Layer classes that tf_keras's applications define without registering them (ConvNeXt's
     `LayerScale`): tf_keras cannot load its own ConvNeXt file without them. Only classes of
     tf_keras's applications package are looked up, by the module and name the config states."""
-    try:
-        config = json.loads(raw)
-    except ValueError:
-        return {}  # Keras reports what is wrong with the file
-    found = {}
-    for node in _dicts(config):
-        name = node.get("class_name")
-        target = application_layer(node.get("module"), name)
-        if target is not None:
-            found[name] = target
-    return found
-
-
-def application_layer(module: Any, name: Any) -> type | None:
-    """The Layer class `name` of module `module` when that module is inside tf_keras's
-    applications package (APPLICATIONS); None for any other module or name. Raises ImportError
-    for a module of that package tf_keras does not have."""
     import importlib
 
     from compress.keras import _tf
 
-    if not (isinstance(module, str) and module.startswith(APPLICATIONS)
-            and _SYMBOL.match(module) and isinstance(name, str)):  # fmt: skip
-        return None
-    target = getattr(importlib.import_module(module), name, None)
+    try:
+        config = json.loads(raw)
+    except ValueError:
+        return {}  # Keras reports what is wrong with the file
     base = _tf.keras().layers.Layer
-    return target if isinstance(target, type) and issubclass(target, base) else None
+    found = {}
+    for node in _dicts(config):
+        module, cls = node.get("module"), node.get("class_name")
+        if (
+            isinstance(module, str)
+            and module.startswith(APPLICATIONS)
+            and _SYMBOL.match(module)
+            and isinstance(cls, str)
+        ):
+            target = getattr(importlib.import_module(module), cls, None)
+            if isinstance(target, type) and issubclass(target, base):
+                found[cls] = target
+    return found
 
 
 def _config_json(path: Path) -> bytes | None:
