@@ -16,6 +16,11 @@ import pytest
 from compress.cli import main
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+# The interrupted runs are about the run directory and the cache, not about what the CNN learns
+# or which recipe wins: a smaller training split, the mode's default recipe (no search) and a
+# short timing. The CNN keeps its size, so each stage lasts long enough to be interrupted in.
+SMALL = ["--set", "build.train_samples=400", "--set", "quantize.select=false",
+         "--set", "verify.timing_budget_s=0.02"]  # fmt: skip
 
 
 def _start(args, cache):
@@ -42,7 +47,7 @@ def _wait_for(proc, marker, timeout=300):
 )
 def test_signal_mid_run_leaves_nothing_partial_and_next_run_works(sig, code, stage, tmp_path):
     out, cache = tmp_path / "out", tmp_path / "cache"
-    proc = _start(["cnn", "--epochs", "1", "--out", str(out)], cache)
+    proc = _start(["cnn", "--epochs", "1", "--out", str(out), *SMALL], cache)
     _wait_for(proc, f"cnn: {stage} ...")
     time.sleep(1.0)  # inside the stage
     proc.send_signal(sig)
@@ -54,7 +59,7 @@ def test_signal_mid_run_leaves_nothing_partial_and_next_run_works(sig, code, sta
     # The same command again: what finished before the signal is reused intact, the rest runs.
     # --max-drift 100: a 1-epoch model's int8 drift is noise; this is about the cache's integrity
     again = _start(["cnn", "--epochs", "1", "--out", str(out), "--quiet", "--max-drift", "100",
-                    "--json"], cache)  # fmt: skip
+                    "--json", *SMALL], cache)  # fmt: skip
     stdout, stderr = again.communicate(timeout=300)
     assert again.returncode == 0, stderr
     cached = json.loads(stdout)["cache"]
