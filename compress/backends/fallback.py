@@ -28,7 +28,9 @@ class CheckSet:
     model's outputs on them (computed when first needed): the fallback's drift estimate. The
     held-out split stays verify's."""
 
-    def __init__(self, model: Any, data: Dataset, error_scale: float) -> None:
+    def __init__(
+        self, model: Any, data: Dataset, error_scale: float, ppl_scale: float = 1.0
+    ) -> None:
         n = count(data.x_train)
         start = max(0, n - CHECK_SAMPLES)
         self.model = model
@@ -36,6 +38,7 @@ class CheckSet:
         self.y = {h: y[start:n] for h, y in data.y_train.items()}
         self.tasks = {h: data.task(h) for h in self.y}
         self.error_scale = error_scale  # points of drift per unit of a numeric head's error
+        self.ppl_scale = ppl_scale  # points of drift per percent of an LM head's perplexity
         self.samples = count(self.x)
         self.estimates: dict[str, dict[str, float]] = {}
 
@@ -48,19 +51,23 @@ class CheckSet:
     def drift(self, backend: Any, path: Path, options: dict[str, bool]) -> float:
         """How far the file is over budget, in the drift's units (points): the worst
         classifier head's accuracy drop against the float model, and each numeric head's
-        relative error scaled by max_drift / max_error, so one number is held to max_drift.
-        The first estimate of each file name is kept in `estimates` (drift, relative error)."""
+        relative error scaled by max_drift / max_error (a language model head's perplexity
+        increase by max_drift / max_ppl_increase), so one number is held to max_drift. The
+        first estimate of each file name is kept in `estimates`."""
         runner = backend.open_runner(path, 1, **options)
         outputs = match_heads(path.name, runner.predict(self.x), list(self.y))
-        drift, error = 0.0, 0.0
+        drift, error, ppl = 0.0, 0.0, 0.0
         for h in self.y:
             m = head_metrics(self.reference[h], outputs[h], self.y[h], self.tasks[h])
             if self.tasks[h] == "classify":
                 drift = max(drift, m["drift"])
+            elif self.tasks[h] == "lm":
+                ppl = max(ppl, m["ppl_increase"])
             else:
                 error = max(error, m["relative_error"])
-        self.estimates.setdefault(path.name, {"drift": drift, "relative_error": error})
-        return max(drift, error * self.error_scale)
+        estimate = {"drift": drift, "relative_error": error, "ppl_increase": ppl}
+        self.estimates.setdefault(path.name, estimate)
+        return max(drift, error * self.error_scale, ppl * self.ppl_scale)
 
 
 def layer_errors(backend: Any, path: Path, src: Sources) -> dict[str, Any]:

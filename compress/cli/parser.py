@@ -90,9 +90,20 @@ def _run(sub: Any) -> None:
         "relative error against the Keras float model exceeds FRACTION (default: 0.05)",
     )  # fmt: skip
     run.add_argument(
-        "--task", choices=("auto", "classify", "regress"),
-        help="verify.task for every head: classify (top-1 accuracy) or regress (numeric "
-        "error); auto infers it per head from the output and its labels (default: auto)",
+        "--max-ppl-increase", type=float, metavar="PCT",
+        help="verify.max_ppl_increase: fail (exit 1) if a language model artifact's held-out "
+        "perplexity is more than PCT percent above the Keras float model's (default: 1.0)",
+    )  # fmt: skip
+    run.add_argument(
+        "--task", choices=("auto", "classify", "regress", "lm"),
+        help="verify.task for every head: classify (top-1 accuracy), regress (numeric "
+        "error) or lm (next-token logits: perplexity); auto infers it per head from the "
+        "output and its labels (default: auto)",
+    )  # fmt: skip
+    run.add_argument(
+        "--size", metavar="NAME",
+        help="build.size: the size of a reference model that comes in sizes (lm: tiny, "
+        "small, gpt2-small; default: small)",
     )  # fmt: skip
     run.add_argument(
         "--min-speedup", type=float, metavar="X",

@@ -32,8 +32,10 @@ class Dataset:
     y_test: dict[str, np.ndarray]
     x_calib: Inputs
     test_indices: np.ndarray  # indices into the source data set, for re-evaluation
-    # head -> "classify" | "regress" (see heads.infer_task); a head not named classifies
+    # head -> "classify" | "regress" | "lm" (see heads.infer_task); a head not named classifies
     tasks: dict[str, str] = field(default_factory=dict)
+    # where the samples came from, for anyone recomputing the split (text: files and windows)
+    source: dict[str, Any] | None = None
 
     @property
     def heads(self) -> list[str]:
@@ -181,7 +183,7 @@ def load_npz(
 def _strata(y: np.ndarray) -> np.ndarray:
     """What the split is stratified on: class labels, or for numeric targets the deciles of
     their first column (so both splits cover the range)."""
-    if y.dtype.kind in "iub":
+    if y.dtype.kind in "iub" and y.ndim == 1:
         return y
     first = y.reshape(len(y), -1)[:, 0]
     edges = np.quantile(first, np.linspace(0, 1, 11)[1:-1])
@@ -298,7 +300,7 @@ def _tasks(
         _, y = _label_array(arrays, key, head, len(heads) == 1, where)
         shape = tuple(info["shape"])
         width = shape[0] if len(shape) == 1 else None
-        out[head] = forced.get(head) or infer_task(width, info.get("activation"), y)
+        out[head] = forced.get(head) or infer_task(width, info.get("activation"), y, shape)
         if out[head] == "classify" and (width is None or width < 2):
             dims = ", ".join("any" if d is None else str(d) for d in shape)
             raise InputError(
@@ -322,6 +324,9 @@ def _labels(
         if tasks[head] == "regress":
             out[head] = _numeric_targets(y, found, shape, where)
             continue
+        if tasks[head] == "lm":
+            out[head] = _token_targets(y, found, shape, where)
+            continue
         classes = shape[0]
         if y.ndim == 2 and y.shape[1] == classes:
             y = y.argmax(axis=1)
@@ -342,6 +347,24 @@ def _labels(
             )
         out[head] = y
     return out
+
+
+def _token_targets(y: np.ndarray, key: str, shape: tuple, where: str) -> np.ndarray:
+    """A language model's next-token labels: integer token ids (n, time) in [0, vocab) for an
+    output of shape (time, vocab)."""
+    if len(shape) != 2:
+        dims = ", ".join("any" if d is None else str(d) for d in shape)
+        raise InputError(f"{where}: an lm head's output must be (n, time, vocab); this one is "
+                         f"(n, {dims})")  # fmt: skip
+    time, vocab = shape
+    if y.dtype.kind not in "iu" or y.ndim != 2 or (time is not None and y.shape[1] != time):
+        want = f"(n, {'time' if time is None else time})"
+        raise InputError(f"{where}: {key} must be integer token ids of shape {want}. Got dtype "
+                         f"{y.dtype}, shape {y.shape} instead.")  # fmt: skip
+    if len(y) and (y.min() < 0 or (vocab is not None and y.max() >= vocab)):
+        raise InputError(f"{where}: {key} holds token ids in [{y.min()}, {y.max()}], but the "
+                         f"output has a vocabulary of {vocab}")  # fmt: skip
+    return np.ascontiguousarray(y, dtype=np.int64)
 
 
 def _numeric_targets(y: np.ndarray, key: str, shape: tuple, where: str) -> np.ndarray:

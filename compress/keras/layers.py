@@ -109,14 +109,19 @@ class PositionEmbedding(keras.layers.Layer):  # tfmot hooks: with_tfmot
 
 @keras.utils.register_keras_serializable(package="compress")
 class SelfAttention(keras.layers.MultiHeadAttention):  # tfmot hooks: with_tfmot
-    """MultiHeadAttention of a sequence over itself, called with one input (query = value =
-    key), so tfmot's wrappers (one input each) can take it. Its four projection kernels (query,
-    key, value, output) are what pruning and clustering act on: tfmot does not reach a
-    MultiHeadAttention's inner EinsumDense layers on its own (its registry names the exact
-    class). Clustering goes through tfmot's MHA wrapper, whose strip leaves the projections
-    holding tensors instead of their variables: `after_strip_clustering` puts them back."""
+    """MultiHeadAttention of a sequence over itself (causal: over its past only), called with one
+    input (query = value = key), so tfmot's wrappers (one input each) can take it. Its four
+    projection kernels (query, key, value, output) are what pruning and clustering act on: tfmot
+    does not reach a MultiHeadAttention's inner EinsumDense layers on its own (its registry
+    names the exact class). Clustering goes through tfmot's MHA wrapper, whose strip leaves the
+    projections holding tensors instead of their variables: `after_strip_clustering` puts them
+    back."""
 
     _PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+
+    def __init__(self, *args, causal: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.causal = causal  # each position attends to itself and earlier ones only (an LM)
 
     def build(self, input_shape) -> None:
         if not self._built_from_signature:
@@ -124,7 +129,10 @@ class SelfAttention(keras.layers.MultiHeadAttention):  # tfmot hooks: with_tfmot
         self.built = True
 
     def call(self, inputs, training=None):
-        return super().call(inputs, inputs, training=training)
+        return super().call(inputs, inputs, training=training, use_causal_mask=self.causal)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "causal": self.causal}
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -172,6 +180,13 @@ def hard_silu(x: Any) -> Any:
     return x * hard_sigmoid(x)
 
 
+@keras.utils.register_keras_serializable(package="compress")
+def gelu_tanh(x: Any) -> Any:
+    """GELU by its tanh approximation, as GPT-2 computes it (the reference LM's MLP): the exact
+    GELU's Erfc has no ONNX operator, so tf2onnx cannot export it."""
+    return tf.nn.gelu(x, approximate=True)
+
+
 # The layers and activations, for loading a model file that holds them (registered above under
 # these names).
 CUSTOM_OBJECTS = {
@@ -180,6 +195,7 @@ CUSTOM_OBJECTS = {
     "compress>SelfAttention": SelfAttention,
     "compress>hard_sigmoid": hard_sigmoid,
     "compress>hard_silu": hard_silu,
+    "compress>gelu_tanh": gelu_tanh,
 }
 _TFMOT: dict[str, Any] = {}  # with_tfmot's work, done once per process
 

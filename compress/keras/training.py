@@ -9,7 +9,14 @@ import numpy as np
 
 from compress.keras import _tf
 from compress.keras.data import Dataset
-from compress.measure.heads import loss_for
+
+
+def loss_for(task: str) -> Any:
+    """The training loss of a head: cross-entropy on class ids (from logits for a language
+    model's next-token head), mean squared error on numbers."""
+    if task == "lm":
+        return _tf.keras().losses.SparseCategoricalCrossentropy(from_logits=True)
+    return "sparse_categorical_crossentropy" if task == "classify" else "mse"
 
 
 def layer_weight_counts(model: Any) -> dict[str, int]:

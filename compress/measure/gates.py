@@ -1,6 +1,7 @@
-"""The gates a run's artifacts must pass, judged on their report rows: accuracy drift per head,
-repeatability, and (when asked) the batch-1 speedup of a quantized artifact over its runtime's
-fp32 artifact. One place, so the report, the exit code and the JUnit XML agree."""
+"""The gates a run's artifacts must pass, judged on their report rows: accuracy drift per head (a
+numeric head's relative error, a language model's perplexity increase), repeatability, and (when
+asked) the batch-1 speedup of a quantized artifact over its runtime's fp32 artifact. One place,
+so the report, the exit code and the JUnit XML agree."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 
 DEFAULT_MAX_DRIFT = 1.0  # points of accuracy an artifact may lose against the float model
 DEFAULT_MAX_ERROR = 0.05  # relative error a numeric head may have against the float model
+DEFAULT_MAX_PPL_INCREASE = 1.0  # percent a language model's held-out perplexity may rise
 INTEGER_PRECISIONS = ("int8", "dynamic", "qat")  # artifacts that exist to store integer weights
 REPEATABLE = "outputs depend on earlier calls (state kept between invokes)"
 
@@ -18,22 +20,28 @@ def row_checks(
     max_error: float = DEFAULT_MAX_ERROR,
     min_speedup: float | None = None,
     drift: str = "drift",
+    max_ppl_increase: float = DEFAULT_MAX_PPL_INCREASE,
 ) -> list[tuple[str, str | None]]:
     """Every gate of one artifact's report row, as (gate, why it fails or None): repeatability,
     each head's accuracy (`max_drift[HEAD]` for a classifier, `max_error[HEAD]` for a numeric
-    head) and, when asked and the artifact is compressed, the batch-1 speedup. `drift` names
-    the field a classifier's drift is read from (`baseline_drift`: against the float model
-    before prune/cluster, where the row has it). The report's failures, the JUnit cases and the
-    tune's feasibility are all this list."""
+    head, `max_ppl_increase[HEAD]` for a language model's next-token head) and, when asked and
+    the artifact is compressed, the batch-1 speedup. `drift` names the field a classifier's
+    drift is read from (`baseline_drift`: against the float model before prune/cluster, where
+    the row has it). The report's failures, the JUnit cases and the tune's feasibility are all
+    this list."""
     checks: list[tuple[str, str | None]] = []
     if "repeatable" in row:
         checks.append(("repeatable", None if row["repeatable"] else REPEATABLE))
     for head, m in row["heads"].items():
-        gate = "max_error" if m.get("task") == "regress" else "max_drift"
-        checks.append((f"{gate}[{head}]", head_gate(m, max_drift, max_error, drift)))
+        gate = GATE_OF_TASK[m.get("task", "classify")]
+        why = head_gate(m, max_drift, max_error, drift, max_ppl_increase)
+        checks.append((f"{gate}[{head}]", why))
     if min_speedup is not None and row["precision"] != "fp32":
         checks.append(("min_speedup", speedup_gate(row, min_speedup)))
     return checks
+
+
+GATE_OF_TASK = {"classify": "max_drift", "regress": "max_error", "lm": "max_ppl_increase"}
 
 
 def gate_failures(
@@ -41,13 +49,16 @@ def gate_failures(
     max_drift: float,
     min_speedup: float | None,
     max_error: float = DEFAULT_MAX_ERROR,
+    max_ppl_increase: float = DEFAULT_MAX_PPL_INCREASE,
 ) -> list[str]:
     """One message per artifact x head x gate that failed."""
     failures = []
     for r in rows:
         if r["runtime"] == "keras":
             continue
-        for gate, why in row_checks(r, max_drift, max_error, min_speedup):
+        checks = row_checks(r, max_drift, max_error, min_speedup,
+                            max_ppl_increase=max_ppl_increase)  # fmt: skip
+        for gate, why in checks:
             if why is not None:
                 head = gate.partition("[")[2].rstrip("]")
                 failures.append(f"{r['name']} ({head}): {why}" if head else f"{r['name']}: {why}")
@@ -55,11 +66,22 @@ def gate_failures(
 
 
 def head_gate(
-    m: dict[str, Any], max_drift: float, max_error: float, drift: str = "drift"
+    m: dict[str, Any],
+    max_drift: float,
+    max_error: float,
+    drift: str = "drift",
+    max_ppl_increase: float = DEFAULT_MAX_PPL_INCREASE,
 ) -> str | None:
     """Why one head of an artifact fails its accuracy gate, or None: a classifier's drift (read
     from the field named by `drift`, the head's own `drift` where it lacks that field) against
-    max_drift, a numeric head's relative error against max_error."""
+    max_drift, a numeric head's relative error against max_error, a language model's held-out
+    perplexity increase over the float model's (percent) against max_ppl_increase."""
+    if m.get("task") == "lm":
+        if m["ppl_increase"] > max_ppl_increase:
+            return (f"perplexity {m['perplexity']:.4g} is {m['ppl_increase']:.2f}% above the "
+                    f"float model's {m['reference_perplexity']:.4g}, over max_ppl_increase "
+                    f"{max_ppl_increase:g}%")  # fmt: skip
+        return None
     if m.get("task", "classify") == "regress":
         if m["relative_error"] > max_error:
             return (f"relative error {m['relative_error']:.4f} vs the float model exceeds "

@@ -1,10 +1,10 @@
-"""A model's outputs per head: matching a runner's outputs to the heads, and what one head's
-output is measured by against the float model's.
-
-A head is a classifier (`classify`: top-1 accuracy, drift in points, agreement) or numeric
-(`regress`: regression values or embedding vectors, measured by how far the artifact's numbers
-are from the float model's). `infer_task` decides from the output and the labels; the pipeline
-can say otherwise (`verify.task`).
+"""A model's outputs per head: matching a runner's outputs to the heads, and what one head's output
+is measured by against the float model's. A head is a classifier (`classify`: top-1 accuracy,
+drift in points, agreement), numeric (`regress`: regression values or embedding vectors,
+measured by how far the artifact's numbers are from the float model's) or a language model's
+next-token logits (`lm`: (batch, time, vocab) with token-id labels (batch, time); perplexity,
+its increase over the float model's in percent, and next-token agreement). `infer_task` decides
+from the output and the labels; the pipeline can say otherwise (`verify.task`).
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 
 from compress.core.errors import StageError
 
-Task = Literal["classify", "regress"]
-TaskChoice = Literal["auto", "classify", "regress"]  # verify.task: a task, or infer it
+Task = Literal["classify", "regress", "lm"]
+TaskChoice = Literal["auto", "classify", "regress", "lm"]  # verify.task: a task, or infer it
 
 
 def match_heads(
@@ -43,19 +43,38 @@ def output_activation(model: Any, name: str) -> str | None:
     return getattr(activation, "__name__", None) if activation is not None else None
 
 
-def infer_task(width: int | None, activation: str | None, labels: np.ndarray) -> Task:
+def infer_task(
+    width: int | None,
+    activation: str | None,
+    labels: np.ndarray,
+    shape: tuple[int | None, ...] | None = None,
+) -> Task:
     """The task of a head from its output and labels.
 
     A (batch, classes >= 2) softmax output classifies (its labels are then checked as class
     ids or one-hot rows). A sigmoid output, or one whose activation cannot be told (logits),
     classifies when its labels are class ids (integers in [0, classes), stored as integers for
     logits) or one-hot rows; anything else is numeric: a Dense(1) head, float targets, vectors.
+    An output of `shape` (time, vocab) whose labels are integer token ids (n, time) in
+    [0, vocab) is a language model's next-token head (`lm`).
     """
+    y = np.asarray(labels)
+    if (
+        shape is not None
+        and len(shape) == 2
+        and (shape[1] or 0) >= 2
+        and y.ndim == 2
+        and y.dtype.kind in "iu"
+        and (shape[0] is None or y.shape[1] == shape[0])
+        and len(y)
+        and y.min() >= 0
+        and y.max() < shape[1]
+    ):
+        return "lm"
     if width is None or width < 2:
         return "regress"
     if activation == "softmax":
         return "classify"
-    y = np.asarray(labels)
     if y.ndim == 2 and y.shape[1] == width:
         one_hot = bool(np.isin(y, (0, 1)).all() and np.all(y.sum(axis=1) == 1))
         return "classify" if one_hot else "regress"
@@ -70,9 +89,45 @@ def infer_task(width: int | None, activation: str | None, labels: np.ndarray) ->
     return "classify" if ids and y.min() >= 0 and y.max() < width else "regress"
 
 
-def loss_for(task: str) -> str:
-    """The training loss of a head: cross-entropy on class ids, mean squared error on numbers."""
-    return "sparse_categorical_crossentropy" if task == "classify" else "mse"
+def log_probs(out: np.ndarray) -> np.ndarray:
+    """Log-probabilities over the last axis of an output that is either probabilities (a
+    softmax: non-negative, rows summing to 1) or logits (anything else), in float64."""
+    x = np.asarray(out, dtype=np.float64)
+    if x.min() >= 0.0 and np.allclose(x.sum(axis=-1), 1.0, atol=1e-3):
+        return np.log(np.maximum(x, 1e-30))
+    x = x - x.max(axis=-1, keepdims=True)
+    return x - np.log(np.exp(x).sum(axis=-1, keepdims=True))
+
+
+def nll(out: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the labels (nats per token) over every position."""
+    lp = log_probs(out)
+    y = np.asarray(labels, dtype=np.int64)
+    return float(-np.take_along_axis(lp, y[..., None], axis=-1).mean())
+
+
+def lm_metrics(ref: np.ndarray, out: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """A language model head: held-out perplexity exp(mean NLL) and bits per token, the
+    increase of perplexity over the float model's in percent, next-token top-1 agreement with
+    the float model and accuracy on the labels (percent of positions), and how far the logits
+    are from the float model's."""
+    ref_ppl = float(np.exp(nll(ref, labels)))
+    loss = nll(out, labels)
+    ppl = float(np.exp(loss))
+    ref_top, out_top = ref.argmax(axis=-1), out.argmax(axis=-1)
+    diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
+    return {
+        "task": "lm",
+        "perplexity": ppl,
+        "bits_per_token": loss / float(np.log(2.0)),
+        "reference_perplexity": ref_ppl,
+        "ppl_increase": (ppl / ref_ppl - 1.0) * 100.0,
+        "agreement": float((out_top == ref_top).mean() * 100),
+        "accuracy": float((out_top == labels).mean() * 100),
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_error": float(diff.mean()),
+        "tokens": int(np.asarray(labels).size),
+    }
 
 
 def head_metrics(
@@ -84,7 +139,10 @@ def head_metrics(
     agreement with the reference, and the largest absolute output difference.
     regress: the absolute error against the reference (mean, max), the relative error
     (||out - ref|| / ||ref|| over the split), the mean cosine similarity of output vectors
-    (vectors only), and both models' mean absolute error against the labels."""
+    (vectors only), and both models' mean absolute error against the labels.
+    lm: see lm_metrics."""
+    if task == "lm":
+        return lm_metrics(ref, out, labels)
     if task == "classify":
         ref_top, out_top = ref.argmax(axis=-1), out.argmax(axis=-1)
         ref_acc = float((ref_top == labels).mean() * 100)
@@ -162,7 +220,7 @@ def reference_metrics(ref: np.ndarray, labels: np.ndarray, task: Task) -> dict[s
 def agreement_score(ref: np.ndarray, out: np.ndarray, task: Task) -> float:
     """How closely `out` follows `ref`, percent: top-1 agreement for a classifier; for a numeric
     head 100 x (1 - relative error), so a 99% floor means a relative error of at most 1%."""
-    if task == "classify":
+    if task in ("classify", "lm"):  # lm: next-token top-1 at every position
         return float((ref.argmax(-1) == out.argmax(-1)).mean() * 100)
     rel = head_metrics(ref, out, np.zeros(len(ref)), "regress")["relative_error"]
     return float(max(0.0, 100.0 * (1.0 - rel)))

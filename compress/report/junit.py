@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from compress.measure.gates import DEFAULT_MAX_ERROR, row_checks
+from compress.measure.gates import DEFAULT_MAX_ERROR, DEFAULT_MAX_PPL_INCREASE, row_checks
 
 
 def render_junit(reports: list[dict[str, Any]], errors: dict[str, str]) -> str:
@@ -20,8 +20,9 @@ def render_junit(reports: list[dict[str, Any]], errors: dict[str, str]) -> str:
             if a["runtime"] == "keras":
                 continue
             checks = row_checks(
-                a, v["max_drift"], v.get("max_error", DEFAULT_MAX_ERROR), v["min_speedup"]
-            )
+                a, v["max_drift"], v.get("max_error", DEFAULT_MAX_ERROR), v["min_speedup"],
+                max_ppl_increase=v.get("max_ppl_increase", DEFAULT_MAX_PPL_INCREASE),
+            )  # fmt: skip
             for gate, why in checks:
                 case = ET.SubElement(
                     suite, "testcase", classname=f"{rep['model']}.{a['name']}", name=gate

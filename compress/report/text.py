@@ -20,11 +20,12 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     artifacts = report["verification"]["artifacts"]
     multi = bool(artifacts) and len(artifacts[0]["heads"]) > 1
     numeric = any(m.get("task") == "regress" for a in artifacts for m in a["heads"].values())
+    lm = any(m.get("task") == "lm" for a in artifacts for m in a["heads"].values())
     header = ["artifact", "runtime"] + (["head"] if multi else []) + [
         "size (B)", "gzip (B)", "ratio", "acc %", "drift pts", "agree %", "max|diff|",
-    ] + (["rel err"] if numeric else []) + [
+    ] + (["rel err"] if numeric else []) + (["ppl", "ppl +%"] if lm else []) + [
         "p50 b1 ms", "p50 b32 ms", "speedup b1", "speedup b32",
-    ]  # fmt: skip
+    ] + (["gen tok/s", "gen speedup"] if lm else [])  # fmt: skip
     rows = []
     for a in report["verification"]["artifacts"]:
         lat, spd = a.get("latency_ms", {}), a.get("speedup", {})
@@ -43,14 +44,52 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     f"{m['max_abs_diff']:.4f}",
                 ]
                 + ([_fmt(m.get("relative_error"), ".4f")] if numeric else [])
+                + (
+                    [_fmt(m.get("perplexity"), ".4f"), _fmt(m.get("ppl_increase"), "+.2f")]
+                    if lm
+                    else []
+                )
                 + [
                     _fmt((lat.get("b1") or {}).get("p50_ms"), ".3f") if first else "",
                     _fmt((lat.get("b32") or {}).get("p50_ms"), ".3f") if first else "",
                     _fmt(spd.get("b1"), ".2f") + ("x" if spd.get("b1") else "") if first else "",
                     _fmt(spd.get("b32"), ".2f") + ("x" if spd.get("b32") else "") if first else "",
                 ]
+                + (_generation_cells(a.get("generation")) if lm and first else [])
+                + (["", ""] if lm and not first else [])
             )
     return header, rows
+
+
+def _generation_cells(g: dict[str, Any] | None) -> list[str]:
+    if not g:
+        return ["-", "-"]
+    speedup = g.get("speedup")
+    return [_fmt(g.get("tokens_per_s"), ".1f"), "-" if speedup is None else f"{speedup:.2f}x"]
+
+
+def lm_lines(report: dict[str, Any]) -> list[str]:
+    """For a language model: the unigram baseline, what the speed columns mean, and how the
+    generated tokens compare with the float model's."""
+    v = report["verification"]
+    rows = [a for a in v["artifacts"] if any(m.get("task") == "lm" for m in a["heads"].values())]
+    if not rows:
+        return []
+    build = (report.get("stages") or {}).get("build") or {}
+    out = []
+    if build.get("unigram_perplexity") is not None:
+        out.append(f"lm: unigram baseline perplexity {build['unigram_perplexity']:.2f} on the "
+                   "held-out tokens (a model that ignores context)")  # fmt: skip
+    gens = [(a["name"], a["generation"]) for a in rows if a.get("generation")]
+    if gens:
+        g = gens[0][1]
+        out.append(
+            f"lm: p50 b1 is the prefill of one {g['context']}-token context; generation: "
+            f"{g['new_tokens']} new tokens, {g['method']}"
+        )
+        out.append("lm: generated tokens equal to the Keras float model's: " + ", ".join(
+            f"{name} {g['agreement_with_keras']:.0f}%" for name, g in gens))  # fmt: skip
+    return out
 
 
 def render_table(report: dict[str, Any]) -> str:
@@ -64,6 +103,7 @@ def render_table(report: dict[str, Any]) -> str:
     source = source_line(report)
     if source:
         lines.append(source)
+    lines += lm_lines(report)
     if v.get("baseline_accuracy"):
         base = ", ".join(f"{h} {acc:.2f}%" for h, acc in v["baseline_accuracy"].items())
         lines.append(f"baseline (float model before prune/cluster): {base}")

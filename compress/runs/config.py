@@ -43,6 +43,8 @@ FLAG_KEYS: dict[str, tuple[str | None, str]] = {
     "threads": (None, "threads"),
     "max_drift": ("verify", "max_drift"),
     "max_error": ("verify", "max_error"),
+    "max_ppl_increase": ("verify", "max_ppl_increase"),
+    "size": ("build", "size"),
     "task": ("verify", "task"),
     "min_speedup": ("verify", "min_speedup"),
     "seed": (None, "seed"),
@@ -220,7 +222,8 @@ def resolve_stages(config: PipelineConfig) -> list[tuple[str, dict[str, Any]]]:
             params.update(model=config.model, data=config.data)
         if name == "train" and config.model in models.REGISTRY:
             spec = models.REGISTRY[config.model]
-            params.setdefault("epochs", spec.epochs)
+            size = spec.size(config.stages.get("build", {}).get("size")) if spec.sizes else None
+            params.setdefault("epochs", size.epochs if size else spec.epochs)
             params.setdefault("learning_rate", spec.learning_rate)
         elif name == "train":
             params.setdefault("epochs", 0)  # a user's model is taken as trained unless asked

@@ -270,6 +270,7 @@ def build_report(
             "test_samples": count(data.x_test),
             "calibration_samples": count(data.x_calib),
             "test_indices": [int(i) for i in data.test_indices],
+            **({"source": data.source} if data.source else {}),
         },
         "environment": environment(),
         "verification": state.verification,

@@ -33,6 +33,10 @@ class BuildParams(StageParams):
     train_samples: int | None = Field(
         None, ge=1, description="use only this many training samples (quick trials, tests)"
     )
+    size: str | None = Field(
+        None, description="a reference model's size, for models that come in sizes (lm: "
+        "tiny | small | gpt2-small); None: its default"
+    )  # fmt: skip
     task: TaskChoice | dict[str, TaskChoice] = Field(
         "auto", description="set from verify.task: each head's task (classify | regress), "
         "or auto: inferred from the output and its labels",
@@ -78,24 +82,37 @@ class Build(Stage):
         if is_reference(p.model):
             if p.data is not None:
                 raise UsageError(models.data_for_files(p.model), key="data")
+            spec = models.get(p.model)
+            own = "lm" if spec.load is not None else "classify"
             forced = set(p.task.values()) if isinstance(p.task, dict) else {p.task}
-            if forced - {"auto", "classify"}:
+            if forced - {"auto", own}:
+                what = "a language model" if own == "lm" else "a classifier"
                 raise UsageError(
-                    f"verify.task: reference model {p.model!r} is a classifier; regress is for "
+                    f"verify.task: reference model {p.model!r} is {what}; other tasks are for "
                     "your own models", key="verify.task",
                 )  # fmt: skip
-            spec = models.get(p.model)
-            data = load_digits(
-                spec.layout,
-                spec.targets,
-                seed=p.seed,
-                test_size=p.test_size,
-                calibration_samples=p.calibration_samples,
-            )
+            size = _size(spec, p.size)
+            if spec.load is not None:
+                data = spec.load(
+                    size.context, seed=p.seed, calibration_samples=p.calibration_samples
+                )
+            else:
+                data = load_digits(
+                    spec.layout,
+                    spec.targets,
+                    seed=p.seed,
+                    test_size=p.test_size,
+                    calibration_samples=p.calibration_samples,
+                )
             # Built when a stage needs it: a rerun whose stages are all cached imports no Keras.
-            loader = partial(build_reference, spec, data.heads, p.seed)
+            loader = partial(build_reference, spec, data.heads, p.seed, p.size)
             model_name, model = spec.name, None
         else:
+            if p.size is not None:
+                raise UsageError(
+                    f"build.size is for reference models that come in sizes; model file "
+                    f"'{Path(p.model).name}' has its own", key="build.size",
+                )  # fmt: skip
             if p.data is None:
                 message = f"data is required: model file '{p.model}' needs an .npz"
                 raise UsageError(message, key="data")
@@ -127,6 +144,13 @@ class Build(Stage):
             )
         state = state.replace(model_name=model_name, model=model, model_loader=loader, data=data)
         info = {"model": model_name, "dataset": data.name}
+        if is_reference(p.model) and models.get(p.model).sizes:
+            info["size"] = p.size or models.get(p.model).default_size
+        if data.source and data.source.get("kind") == "text":
+            from compress.keras.text import unigram_perplexity
+
+            # what a model that ignores context scores: the baseline an LM's perplexity beats
+            info["unigram_perplexity"] = unigram_perplexity(data)
         if translation:
             info["keras3"] = translation
         if savedmodel:
@@ -190,11 +214,25 @@ def _tasks(task: str | dict[str, str], heads: list[str]) -> dict[str, str]:
     return {h: t for h, t in task.items() if t != "auto"}
 
 
-def build_reference(spec: models.ModelSpec, heads: list[str], seed: int) -> Any:
-    """A reference model, untrained, its weights initialized from `seed`."""
+def _size(spec: models.ModelSpec, size: str | None) -> Any:
+    """The reference model's Size (None for a model without sizes), or a one-line refusal."""
+    if size is not None and size not in spec.sizes:
+        expected = ", ".join(spec.sizes) if spec.sizes else "none (it has one size)"
+        raise UsageError(
+            f"build.size {size!r} is not a size of reference model {spec.name!r}. Expected: "
+            f"{expected}", key="build.size",
+        )  # fmt: skip
+    return spec.size(size)
+
+
+def build_reference(
+    spec: models.ModelSpec, heads: list[str], seed: int, size: str | None = None
+) -> Any:
+    """A reference model (of `size`, for a model with sizes), untrained, its weights
+    initialized from `seed`."""
     _tf.keras().utils.set_random_seed(seed)
     try:
-        model = spec.build()
+        model = spec.build_model(size)
     except Exception as exc:  # built lazily, by a later stage: name the stage it belongs to
         raise StageError(f"stage 'build' failed: {one_line(exc)}") from exc
     missing = set(heads) - set(model.output_names)

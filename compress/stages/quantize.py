@@ -19,7 +19,7 @@ from compress.backends.select import quantized_artifact
 from compress.core.errors import one_line
 from compress.core.state import Artifact, RunState, Skipped
 from compress.keras.qat import quantization_aware_model
-from compress.measure.gates import DEFAULT_MAX_DRIFT, DEFAULT_MAX_ERROR
+from compress.measure.gates import DEFAULT_MAX_DRIFT, DEFAULT_MAX_ERROR, DEFAULT_MAX_PPL_INCREASE
 from compress.measure.timing import NO_LOCK
 from compress.stages.base import Stage, StageParams, worker_for
 
@@ -58,6 +58,12 @@ class QuantizeParams(StageParams):
         "it verify.max_error)",
         json_schema_extra={"from": "verify.max_error"},
     )  # fmt: skip
+    max_ppl_increase: float = Field(
+        DEFAULT_MAX_PPL_INCREASE, ge=0.0,
+        description="the fallback's budget for language model heads, percent of perplexity "
+        "(a pipeline gives it verify.max_ppl_increase)",
+        json_schema_extra={"from": "verify.max_ppl_increase"},
+    )  # fmt: skip
     threads: int = Field(1, ge=1, description="threads when timing candidates (as verify's)")
     qat_epochs: int = Field(
         1, ge=1, le=1000, description="QAT fine-tuning epochs (untrained QAT exports garbage)"
@@ -71,7 +77,7 @@ class Quantize(Stage):
     Params = QuantizeParams
     # The budget changes the artifacts only when the fallback engages: a rerun that changes
     # only a gate reuses them while the drift estimated on them stays within the new budget.
-    cache_ignores = ("max_drift", "max_error")
+    cache_ignores = ("max_drift", "max_error", "max_ppl_increase")
 
     def reuses(self, info: dict[str, Any]) -> bool:
         budget = info.get("budget")
@@ -79,9 +85,12 @@ class Quantize(Stage):
             return False
         p = self.params
         if budget["engaged"]:  # the artifacts were corrected for that budget exactly
-            return budget["max_drift"] == p.max_drift and budget["max_error"] == p.max_error
+            return (budget["max_drift"], budget["max_error"], budget.get("max_ppl_increase")) == (
+                p.max_drift, p.max_error, p.max_ppl_increase)  # fmt: skip
         return all(
-            e["drift"] <= p.max_drift and e["relative_error"] <= p.max_error
+            e["drift"] <= p.max_drift
+            and e["relative_error"] <= p.max_error
+            and e.get("ppl_increase", 0.0) <= p.max_ppl_increase
             for e in budget["estimates"].values()
         )
 
@@ -107,7 +116,8 @@ class Quantize(Stage):
         # the fallback's drift estimate (QAT is judged by verify's drift gate alone)
         check = None
         if p.fallback and p.mode != "qat":
-            check = CheckSet(model, data, p.max_drift / max(p.max_error, 1e-9))
+            check = CheckSet(model, data, p.max_drift / max(p.max_error, 1e-9),
+                             p.max_drift / max(p.max_ppl_increase, 1e-9))  # fmt: skip
         worker = worker_for(state)
         for backend in exported():
             fp32 = state.artifact(backend.runtime, "fp32")
@@ -138,6 +148,7 @@ class Quantize(Stage):
             "budget": {
                 "max_drift": p.max_drift,
                 "max_error": p.max_error,
+                "max_ppl_increase": p.max_ppl_increase,
                 "engaged": any(a.recipe.fallback for a in made),
                 "estimates": dict(check.estimates) if check is not None else {},
             },

@@ -10,7 +10,7 @@ from compress.backends.keras import save_artifact
 from compress.core.state import RunState
 from compress.keras import _tf
 from compress.keras.data import Dataset
-from compress.measure.heads import loss_for
+from compress.keras.training import loss_for
 from compress.stages.base import Stage, StageParams
 
 KERAS_FILE = "model.keras"
@@ -29,7 +29,7 @@ def compile_for_heads(model, data: Dataset, learning_rate: float) -> None:
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss={h: loss_for(data.task(h)) for h in data.heads},
-        metrics={h: ["accuracy" if data.task(h) == "classify" else "mae"] for h in data.heads},
+        metrics={h: ["mae" if data.task(h) == "regress" else "accuracy"] for h in data.heads},
     )
 
 

@@ -21,6 +21,7 @@ from compress.keras.model_io import load_model
 from compress.measure.gates import (
     DEFAULT_MAX_DRIFT,
     DEFAULT_MAX_ERROR,
+    DEFAULT_MAX_PPL_INCREASE,
     compression_warnings,
     gate_failures,
 )
@@ -38,10 +39,21 @@ class VerifyParams(StageParams):
         description="numeric heads: the largest relative error ||out - ref|| / ||ref|| of an "
         "artifact against the float model (0.05 = 5%)",
     )  # fmt: skip
+    max_ppl_increase: float = Field(
+        DEFAULT_MAX_PPL_INCREASE, ge=0.0,
+        description="language model heads: the largest rise of held-out perplexity over the "
+        "float model's, percent",
+    )  # fmt: skip
     task: TaskChoice | dict[str, TaskChoice] = Field(
-        "auto", description="classify | regress, for every head or per head ({head = task}); "
-        "auto: classify a softmax/sigmoid (or integer-labelled) output of >= 2 classes whose "
-        "labels are class ids, else regress"
+        "auto", description="classify | regress | lm, for every head or per head ({head = "
+        "task}); auto: classify a softmax/sigmoid (or integer-labelled) output of >= 2 classes "
+        "whose labels are class ids, lm a (time, vocab) output with token-id labels (n, time), "
+        "else regress"
+    )  # fmt: skip
+    generate_tokens: int = Field(
+        32, ge=0, le=4096,
+        description="language models: greedy generation of this many new tokens per artifact, "
+        "timed side by side with fp32 (tokens/s; 0: not measured)",
     )  # fmt: skip
     min_speedup: float | None = Field(None, gt=0.0)
     batch_sizes: tuple[int, ...] = (1, 32)
@@ -133,7 +145,13 @@ class Verify(Stage):
                         m["baseline_drift"] = baseline[h] - m["accuracy"]
             rows.append(row)
         self._time(rows, runners, state.artifacts, data.x_test, state.timing_lock or NO_LOCK)
-        failures = gate_failures(rows, p.max_drift, p.min_speedup, p.max_error)
+        lm_heads = [h for h in heads if tasks[h] == "lm"]
+        if lm_heads and p.generate_tokens:
+            keras_runner = KerasRunner(self.model(state))
+            self._time_generation(rows, runners, keras_runner, state.artifacts, data.x_test,
+                                  lm_heads[0], state.timing_lock or NO_LOCK)  # fmt: skip
+        failures = gate_failures(rows, p.max_drift, p.min_speedup, p.max_error,
+                                 p.max_ppl_increase)  # fmt: skip
         warnings = compression_warnings(rows)
         verification = {
             "threads": p.threads,
@@ -150,12 +168,46 @@ class Verify(Stage):
             "float_weight_bytes": float_bytes,
             "max_drift": p.max_drift,
             "max_error": p.max_error,
+            "max_ppl_increase": p.max_ppl_increase,
             "min_speedup": p.min_speedup,
             "artifacts": rows,
             "failures": failures,
             "warnings": warnings,
         }
         return state.replace(verification=verification)
+
+    def _time_generation(self, table, runners, keras_runner, artifacts, x, head, lock) -> None:
+        """Language models: greedy generation of generate_tokens new tokens from the first
+        held-out context, per artifact, its runtime's artifacts timed in interleaved rounds;
+        tokens/s, speedup against the runtime's fp32 file, and how many of the generated
+        tokens equal the Keras float model's (percent)."""
+        n = self.params.generate_tokens
+        prompt = rows(x, 0, 1)
+        expected = generate(keras_runner, prompt, head, n)
+        by_name = {r["name"]: r for r in table}
+        for runtime in sorted({a.runtime for a in artifacts if a.name in runners}):
+            names = [a.name for a in artifacts if a.runtime == runtime and a.name in runners]
+            fp32 = next((a.name for a in artifacts
+                         if a.runtime == runtime and a.precision == "fp32"), None)  # fmt: skip
+            calls = {m: (lambda r=runners[m]: generate(r, prompt, head, n)) for m in names}
+            timings = measure_interleaved(calls, warmup=1, budget_s=self.params.timing_budget_s,
+                                          min_calls=3, lock=lock)  # fmt: skip
+            base = timings.get(fp32) if fp32 else None
+            for m in names:
+                t = timings.get(m)
+                made = generate(runners[m], prompt, head, n)
+                prefill = (by_name[m]["latency_ms"].get("b1") or {}).get("p50_ms")
+                by_name[m]["generation"] = {
+                    "new_tokens": n,
+                    "context": int(np.asarray(prompt).shape[1]),
+                    "prefill_ms": prefill,
+                    "ms_per_token": t.p50_ms / n if t else None,
+                    "tokens_per_s": 1000.0 * n / t.p50_ms if t else None,
+                    "speedup": base.p50_ms / t.p50_ms if (t and base) else None,
+                    "agreement_with_keras": float((made == expected).mean() * 100),
+                    "kv_cache": False,
+                    "method": GENERATION_METHOD,
+                }
 
     def _time(self, rows, runners, artifacts, x, lock) -> None:
         """Latency per artifact and batch size, runtimes' artifacts interleaved; speedup vs fp32."""
@@ -183,6 +235,25 @@ class Verify(Stage):
                     by_name[n]["speedup"][f"b{batch}"] = (
                         base.p50_ms / t.p50_ms if (t and base) else None
                     )
+
+
+GENERATION_METHOD = (
+    "greedy; the artifact takes a fixed-length context and has no KV-cache signature, so each "
+    "new token recomputes the whole context window (the oldest token drops out)"
+)
+
+
+def generate(runner: Any, prompt: np.ndarray, head: str, new_tokens: int) -> np.ndarray:
+    """Greedy continuation of one context (1, T) by `new_tokens` tokens: each step runs the
+    whole window and appends the argmax of the last position's logits, dropping the oldest
+    token. Returns the new token ids."""
+    window = np.array(prompt, copy=True)
+    made = np.empty(new_tokens, dtype=np.int64)
+    for i in range(new_tokens):
+        logits = match_heads("generation", runner.predict(window), [head])[head]
+        made[i] = int(logits[0, -1].argmax())
+        window = np.concatenate([window[:, 1:], made[i : i + 1][None].astype(window.dtype)], 1)
+    return made
 
 
 def is_repeatable(runner: Any, x: np.ndarray) -> bool:

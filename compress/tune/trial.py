@@ -13,7 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from compress.measure.gates import DEFAULT_MAX_ERROR, row_checks, shipped_row
+from compress.measure.gates import (
+    DEFAULT_MAX_ERROR,
+    DEFAULT_MAX_PPL_INCREASE,
+    row_checks,
+    shipped_row,
+)
 from compress.tune.space import DEFAULT_SPACE, overrides, runtimes, with_stages
 
 
@@ -66,6 +71,7 @@ def trial_metrics(report: dict[str, Any], max_drift: float) -> dict[str, dict[st
     out: dict[str, dict[str, Any]] = {}
     rows = report["verification"]["artifacts"]
     max_error = report["verification"].get("max_error", DEFAULT_MAX_ERROR)
+    max_ppl = report["verification"].get("max_ppl_increase", DEFAULT_MAX_PPL_INCREASE)
     for runtime in runtimes():
         chosen = shipped_row(rows, runtime)
         if chosen is None:
@@ -73,7 +79,8 @@ def trial_metrics(report: dict[str, Any], max_drift: float) -> dict[str, dict[st
             continue
         drifts = [m["drift"] for m in chosen["heads"].values() if "drift" in m]
         baseline = [m["baseline_drift"] for m in chosen["heads"].values() if "baseline_drift" in m]
-        checks = row_checks(chosen, max_drift, max_error, drift="baseline_drift")
+        checks = row_checks(chosen, max_drift, max_error, drift="baseline_drift",
+                            max_ppl_increase=max_ppl)  # fmt: skip
         latency = (chosen.get("latency_ms") or {}).get("b1") or {}
         out[runtime] = {
             "artifact": chosen["name"],

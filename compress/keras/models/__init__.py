@@ -6,12 +6,12 @@ Model files import TensorFlow only inside `build()`, so listing models stays fas
 from __future__ import annotations
 
 from compress.core.errors import UsageError
-from compress.keras.models import attention, cnn, multitask, rnn, transformer
+from compress.keras.models import attention, cnn, lm, multitask, rnn, transformer
 from compress.keras.models.base import ModelSpec
 
 REGISTRY: dict[str, ModelSpec] = {
     spec.name: spec
-    for spec in (cnn.SPEC, rnn.SPEC, attention.SPEC, multitask.SPEC, transformer.SPEC)
+    for spec in (cnn.SPEC, rnn.SPEC, attention.SPEC, multitask.SPEC, transformer.SPEC, lm.SPEC)
 }
 
 
@@ -26,8 +26,9 @@ def unknown_model(name: str, targets: str = "") -> str:
 
 
 def data_for_files(name: str) -> str:
-    """The one message for data given with a reference model (it trains on its own digits)."""
-    return f"data is for Keras model files; reference model {name!r} trains on digits"
+    """The one message for data given with a reference model (it trains on its own data)."""
+    own = "text" if REGISTRY[name].load is not None else "digits"
+    return f"data is for Keras model files; reference model {name!r} trains on {own}"
 
 
 def get(name: str) -> ModelSpec:
