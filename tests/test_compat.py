@@ -76,6 +76,7 @@ def test_keras_and_tfmot_private_pieces():
     registry = compat.tfmot_default_8bit_registry()
     assert hasattr(registry, "Default8BitQuantizeRegistry")
     assert hasattr(registry, "Default8BitQuantizeConfigRNN")
+    assert {"relu", "linear", "softmax", "gelu"} <= compat.tfmot_quantizable_activations()
 
 
 def test_no_private_attribute_of_a_dependency_outside_compat():

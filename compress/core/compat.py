@@ -57,6 +57,18 @@ def keras_trainable_weights(layer: Any) -> list[Any]:
     return layer._trainable_weights
 
 
+def tfmot_quantizable_activations() -> frozenset[str]:
+    """The activation names tfmot's QuantizeAwareActivation can fake-quantize (a layer with any
+    other activation, e.g. a registered custom function, fails quantize_apply unless its
+    QuantizeConfig lists no activation)."""
+    from tensorflow_model_optimization.python.core.quantization.keras import (
+        quantize_aware_activation as qaa,
+    )
+
+    cls = qaa.QuantizeAwareActivation
+    return frozenset(cls._PRE_QUANT_ACTIVATIONS | cls._POST_QUANT_ACTIVATIONS)
+
+
 def tfmot_default_8bit_registry() -> Any:
     """tfmot's default 8-bit quantize registry module (its QuantizeConfig classes, e.g. the RNN
     one that is not registered for LSTM)."""

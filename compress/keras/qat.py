@@ -40,6 +40,7 @@ def quantization_aware_model(
     q = tfmot.quantization.keras
     registry = registry_mod.Default8BitQuantizeRegistry()
     left_float: set[str] = set()
+    activations = compat.tfmot_quantizable_activations()
 
     def annotate(layer):
         if isinstance(layer, keras.layers.InputLayer):
@@ -54,6 +55,14 @@ def quantization_aware_model(
                 [["kernel", "recurrent_kernel"]], [[]], False
             )
             return q.quantize_annotate_layer(layer, rnn_config)
+        activation = getattr(getattr(layer, "activation", None), "__name__", None)
+        if activation is not None and activation not in activations and registry.supports(layer):
+            # tfmot fake-quantizes only the activations it knows (its quantize_apply fails on
+            # any other, e.g. compress's gelu_tanh or a Keras 3 hard_silu, even left
+            # unannotated): the kernel and the output are fake-quantized, the activation
+            # computes in float between them
+            config = registry_mod.Default8BitQuantizeConfig(["kernel"], [], True)
+            return q.quantize_annotate_layer(layer, config)
         if registry.supports(layer):
             return q.quantize_annotate_layer(layer)
         left_float.add(type(layer).__name__)
