@@ -85,7 +85,7 @@ def test_run_all_json_with_quantize_none(tmp_path, capsys):
     # split (no build.train_samples): the same models and exports test_models.py trains, taken
     # from the session's stage cache by whichever test runs second.
     code = main(["run", "all", "--quantize", "none", "--epochs", "1", "--max-drift", "100",
-                 "--out", str(tmp_path), "--json",
+                 "--out", str(tmp_path), "--json", "--size", "tiny",
                  "--set", "verify.timing_budget_s=0.02"])  # fmt: skip
     payload = json.loads(capsys.readouterr().out)
     assert code == 0 and payload["errors"] == {}
@@ -95,6 +95,7 @@ def test_run_all_json_with_quantize_none(tmp_path, capsys):
         "attention",
         "multitask",
         "transformer",
+        "lm",
     ]
     for report in payload["runs"]:
         rows = _rows(report)

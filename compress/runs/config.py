@@ -161,8 +161,13 @@ def target_configs(target: str, overrides: dict[str, Any] | None = None) -> list
     from compress.keras import models
 
     overrides = overrides or {}
-    if target == "all":
-        return [PipelineConfig.for_model(n, overrides) for n in models.REGISTRY]
+    if target == "all":  # a size (build.size) is for the models that come in sizes
+        return [
+            PipelineConfig.for_model(
+                n, {k: v for k, v in overrides.items() if k != "build.size" or spec.sizes}
+            )
+            for n, spec in models.REGISTRY.items()
+        ]
     if target.endswith(".toml"):
         return [load_pipeline_file(target, overrides)]
     if target in models.REGISTRY or Path(target).exists() or target.endswith((".keras", ".h5")):

@@ -1,0 +1,191 @@
+"""The reference language model (`lm`, tiny size) and language-model heads: perplexity, its
+gate, next-token agreement and generation speed, recomputed here from the files and the split the
+report records; a user's own language model with token-id data."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_cache_root
+
+from compress.cli import main
+from compress.measure.gates import head_gate
+from compress.measure.heads import head_metrics, infer_task, nll
+
+TINY = ["--size", "tiny", "--set", "verify.timing_budget_s=0.02",
+        "--set", "verify.generate_tokens=8"]  # fmt: skip
+
+
+def _run(argv: list[str]) -> tuple[int, dict]:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        code = main(["run", *argv, "--json", "--quiet"])
+    return code, json.loads(buf.getvalue())
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("lm")
+    cache = str(shared_cache_root(tmp_path_factory))
+    code, report = _run(["lm", "--quantize", "int8", "--epochs", "2", "--out", str(out),
+                         "--cache-dir", cache, *TINY])  # fmt: skip
+    return {"code": code, "report": report, "dir": out / "lm" / report["run_id"],
+            "out": out, "cache": cache}  # fmt: skip
+
+
+def _rows(report):
+    return {a["name"]: a for a in report["verification"]["artifacts"]}
+
+
+@pytest.mark.slow
+def test_lm_int8_reports_perplexity_agreement_and_generation_beside_fp32(lm_run):
+    report = lm_run["report"]
+    assert lm_run["code"] == 0, report["verification"]["failures"]
+    assert report["verification"]["tasks"] == {"next_token": "lm"}
+    rows = _rows(report)
+    assert {"model_fp32.tflite", "model_fp32.onnx", "model_int8.tflite", "model_int8.onnx"} <= set(
+        rows
+    )
+    reference = rows["model.keras"]["heads"]["next_token"]["perplexity"]
+    unigram = report["stages"]["build"]["unigram_perplexity"]
+    # two epochs of the tiny model: about 6 against the unigram's 28 on the same held-out bytes
+    assert reference < unigram / 2, (reference, unigram)
+    for name, row in rows.items():
+        m = row["heads"]["next_token"]
+        assert m["task"] == "lm" and m["reference_perplexity"] == pytest.approx(reference)
+        assert m["bits_per_token"] == pytest.approx(np.log2(m["perplexity"]))
+        if row["runtime"] == "keras":
+            continue
+        assert m["ppl_increase"] <= report["verification"]["max_ppl_increase"] == 1.0, name
+        g = row["generation"]
+        assert g["new_tokens"] == 8 and g["tokens_per_s"] > 0 and g["kv_cache"] is False
+        assert "recomputes the whole context" in g["method"]
+        assert g["prefill_ms"] == row["latency_ms"]["b1"]["p50_ms"]
+        if row["precision"] == "fp32":
+            assert m["agreement"] == 100.0 and g["agreement_with_keras"] == 100.0
+            assert g["speedup"] == 1.0
+        else:
+            assert m["agreement"] >= 95.0 and g["speedup"] > 0
+
+
+@pytest.mark.slow
+def test_perplexity_recomputed_from_the_files_and_the_recorded_split(lm_run):
+    """Another reader's perplexity: the held-out windows cut again from the package's files at
+    the recorded offsets, each file run in its own runtime, the NLL computed here."""
+    import onnxruntime as ort
+    from ai_edge_litert.interpreter import Interpreter
+
+    report = lm_run["report"]
+    source = report["data"]["source"]
+    root = Path(importlib.util.find_spec(source["package"]).submodule_search_locations[0])
+    context = source["context"]
+    windows = np.stack([
+        np.frombuffer((root / f).read_bytes()[o : o + context + 1], dtype=np.uint8)
+        for f, o in source["held_out_windows"]
+    ])  # fmt: skip
+    assert set(source["held_out_files"]).isdisjoint(source["train_files"])
+    x, y = windows[:, :-1].astype(np.int32), windows[:, 1:].astype(np.int64)
+    rows = _rows(report)
+    for name in ("model_fp32.onnx", "model_int8.onnx"):
+        session = ort.InferenceSession(str(lm_run["dir"] / name))
+        key = session.get_inputs()[0].name
+        # one window a call, as deployed (and as compress runs them): dynamic int8 scales
+        # activations per call, so a batch's other windows would change a window's logits
+        logits = np.concatenate([session.run(None, {key: x[i : i + 1]})[0]
+                                 for i in range(len(x))])  # fmt: skip
+        expected = rows[name]["heads"]["next_token"]["perplexity"]
+        assert np.exp(nll(logits, y)) == pytest.approx(expected, rel=1e-4), name
+    for name in ("model_fp32.tflite", "model_int8.tflite"):
+        interp = Interpreter(model_path=str(lm_run["dir"] / name))
+        runner = interp.get_signature_runner()
+        (key,) = runner.get_input_details()
+        logits = np.concatenate([next(iter(runner(**{key: x[i : i + 1]}).values()))
+                                 for i in range(len(x))])  # fmt: skip
+        expected = rows[name]["heads"]["next_token"]["perplexity"]
+        assert np.exp(nll(logits, y)) == pytest.approx(expected, rel=1e-4), name
+
+
+@pytest.mark.slow
+def test_perplexity_gate_fails_the_run_naming_artifact_and_increase(lm_run, capsys):
+    rows = _rows(lm_run["report"])
+    worst = max(r["heads"]["next_token"]["ppl_increase"] for r in rows.values()
+                if r["precision"] == "int8")  # fmt: skip
+    assert worst > 0  # quantization costs some perplexity; half of it is a gate it misses
+    gate = worst / 2
+    code = main(["run", "lm", "--quantize", "int8", "--epochs", "2", "--out",
+                 str(lm_run["out"]), "--cache-dir", lm_run["cache"], "--quiet",
+                 "--max-ppl-increase", str(gate), "--set", "quantize.fallback=false",
+                 *TINY])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "(next_token): perplexity" in err and f"over max_ppl_increase {gate:g}%" in err
+
+
+@pytest.mark.slow
+def test_lm_prunes_and_trains_quantization_aware(lm_run, capsys):
+    code, report = _run(["lm", "--prune", "0.5", "--quantize", "qat", "--epochs", "2",
+                         "--set", "prune.epochs=1", "--out", str(lm_run["out"]),
+                         "--cache-dir", lm_run["cache"], "--max-ppl-increase", "100",
+                         *TINY])  # fmt: skip
+    rows = _rows(report)
+    assert code == 0, report["verification"]["failures"]
+    assert min(report["stages"]["prune"]["layers"].values()) >= 0.45
+    assert {"model_qat.tflite", "model_qat.onnx"} <= set(rows)
+    for row in rows.values():
+        assert np.isfinite(row["heads"]["next_token"]["perplexity"])
+
+
+def test_lm_head_metrics_and_gate():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 16, (4, 5))
+    uniform = np.zeros((4, 5, 16), np.float32)
+    m = head_metrics(uniform, uniform, labels, "lm")
+    assert m["perplexity"] == pytest.approx(16.0) and m["bits_per_token"] == pytest.approx(4.0)
+    logits = rng.normal(size=(4, 5, 16)).astype(np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    assert nll(probs, labels) == pytest.approx(nll(logits, labels), rel=1e-5)
+    worse = head_metrics(logits, uniform, labels, "lm")
+    expected = (worse["perplexity"] / worse["reference_perplexity"] - 1) * 100
+    assert worse["ppl_increase"] == pytest.approx(expected)
+    why = head_gate(worse, max_drift=1.0, max_error=0.05, max_ppl_increase=1.0)
+    if worse["ppl_increase"] > 1.0:
+        assert "over max_ppl_increase 1%" in why
+    assert head_gate(m, 1.0, 0.05, max_ppl_increase=0.0) is None  # itself: +0%
+
+
+def test_a_time_by_vocab_output_with_token_labels_is_a_language_model_head():
+    tokens = np.random.default_rng(0).integers(0, 50, (8, 12))
+    assert infer_task(None, None, tokens, (12, 50)) == "lm"
+    assert infer_task(None, None, tokens.astype(np.float32), (12, 50)) == "regress"
+    assert infer_task(None, None, tokens, (11, 50)) == "regress"  # lengths differ
+    assert infer_task(10, "softmax", np.arange(8) % 10, (10,)) == "classify"
+
+
+@pytest.mark.slow
+def test_a_users_language_model_with_token_id_data(tmp_path, capsys):
+    """A user's own causal LM (built here with compress's layers, saved by tf_keras) and an
+    .npz of token ids: its head is inferred as a language model and gated by perplexity."""
+    from compress.keras.models import lm
+
+    model = lm.build(context=16, d_model=16, blocks=1, heads=2)
+    model.save(tmp_path / "mylm.keras")
+    rng = np.random.default_rng(0)
+    text = np.tile(np.arange(40), 50)  # a repeating sequence a model learns quickly
+    starts = rng.integers(0, len(text) - 17, 300)
+    windows = np.stack([text[s : s + 17] for s in starts])
+    np.savez(tmp_path / "tokens.npz", x=windows[:, :-1].astype(np.int32), y=windows[:, 1:])
+    code, report = _run([str(tmp_path / "mylm.keras"), "--data", str(tmp_path / "tokens.npz"),
+                         "--epochs", "3", "--quantize", "dynamic", "--out", str(tmp_path / "o"),
+                         "--set", "verify.timing_budget_s=0.02",
+                         "--set", "verify.generate_tokens=4"])  # fmt: skip
+    assert code == 0, report["verification"]["failures"]
+    assert report["verification"]["tasks"] == {"next_token": "lm"}
+    rows = _rows(report)
+    assert rows["model_dynamic.tflite"]["heads"]["next_token"]["ppl_increase"] <= 1.0
+    assert rows["model_dynamic.tflite"]["generation"]["tokens_per_s"] > 0
