@@ -189,3 +189,37 @@ def test_a_users_language_model_with_token_id_data(tmp_path, capsys):
     rows = _rows(report)
     assert rows["model_dynamic.tflite"]["heads"]["next_token"]["ppl_increase"] <= 1.0
     assert rows["model_dynamic.tflite"]["generation"]["tokens_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_a_kerashub_gpt2_causal_lm_runs_int8_and_its_artifacts_agree_token_by_token(
+    tmp_path, capsys
+):
+    """A Keras 3 KerasHub GPT-2 causal LM (a small GPT2Backbone built from a config, inputs
+    token_ids and padding_mask), saved by Keras 3: its own SavedModel export is the reference,
+    and each artifact agrees with it token by token. Runs where the `hub` extra is installed."""
+    keras_hub = pytest.importorskip("keras_hub")
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=256, num_layers=2, num_heads=2, hidden_dim=32, intermediate_dim=64,
+        max_sequence_length=32,
+    )  # fmt: skip
+    model = keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+    model.save(tmp_path / "gpt2.keras")
+    rng = np.random.default_rng(0)
+    text = np.frombuffer(Path(np.__file__).read_bytes(), dtype=np.uint8)
+    windows = np.stack([text[s : s + 33] for s in rng.integers(0, len(text) - 33, 300)])
+    mask = np.ones((300, 32), np.int32)
+    np.savez(tmp_path / "tokens.npz", x_token_ids=windows[:, :-1].astype(np.int32),
+             x_padding_mask=mask, y=windows[:, 1:].astype(np.int64))  # fmt: skip
+    code, report = _run([str(tmp_path / "gpt2.keras"), "--data", str(tmp_path / "tokens.npz"),
+                         "--quantize", "int8", "--out", str(tmp_path / "o"),
+                         "--set", "verify.timing_budget_s=0.02",
+                         "--set", "verify.generate_tokens=8"])  # fmt: skip
+    assert code == 0, report["verification"]["failures"]
+    assert list(report["verification"]["tasks"].values()) == ["lm"]  # inferred: (time, vocab)
+    rows = _rows(report)
+    assert {"model_int8.tflite", "model_int8.onnx"} <= set(rows)
+    for row in rows.values():
+        (m,) = row["heads"].values()
+        assert m["agreement"] >= 95.0 and m["ppl_increase"] <= 1.0, row["name"]
+        assert row["generation"]["agreement_with_keras"] >= 75.0, row["name"]

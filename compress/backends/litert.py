@@ -443,6 +443,25 @@ class LiteRTBackend(Backend):
         return summarize(tensors)
 
 
+def _fit_free_axes(interp: Any, inputs: dict[str, dict], feed: dict[str, np.ndarray]) -> None:
+    """Resize inputs whose free (non-batch) axes, -1 in the signature (a sequence length:
+    KerasHub's token_ids), differ from the data's, then reallocate; the converter sets such an
+    axis to 1 until told."""
+    resized = False
+    for name, arr in feed.items():
+        det = inputs[name]
+        current = tuple(int(d) for d in interp.get_tensor(det["index"]).shape)
+        signature = det.get("shape_signature")
+        if current == arr.shape or signature is None or len(signature) != arr.ndim:
+            continue
+        pairs = enumerate(zip(signature, arr.shape, strict=True))
+        if all(want == -1 or want == got or i == 0 for i, (want, got) in pairs):
+            interp.resize_tensor_input(det["index"], list(arr.shape))
+            resized = True
+    if resized:
+        interp.allocate_tensors()
+
+
 class LiteRTRunner:
     runtime = "litert"
 
@@ -505,7 +524,9 @@ class LiteRTRunner:
         interp, inputs, outputs = sess
         if self.reset_state:
             interp.reset_all_variables()
-        for name, arr in as_feed(xb, self.input_names).items():
+        feed = as_feed(xb, self.input_names)
+        _fit_free_axes(interp, inputs, feed)
+        for name, arr in feed.items():
             interp.set_tensor(inputs[name]["index"], _to_tensor(arr, inputs[name]))
         interp.invoke()
         return {name: _from_tensor(interp.get_tensor(d["index"]), d) for name, d in outputs.items()}

@@ -363,7 +363,13 @@ def to_tf_keras(model: Any) -> Any:
     """The tf_keras twin of a Keras 3 model: same layers, names and weights. The Keras 3 config
     travels with it (`ORIGIN`), so saving it writes a Keras 3 file again."""
     serialized = json.dumps(keras3().saving.serialize_keras_object(model))
-    twin = _model(json.loads(serialized))  # the form a file holds: lists, not tuples
+    config = json.loads(serialized)  # the form a file holds: lists, not tuples
+    if config.get("class_name") not in _MODELS or "layers" not in (config.get("config") or {}):
+        raise TranslationError(
+            f"{config.get('class_name')} (module {config.get('module')}) is a subclassed model "
+            "that records no layer graph, so it has no tf_keras counterpart"
+        )
+    twin = _model(config)
     _copy_weights(model, twin)
     mark(twin, serialized)
     return twin

@@ -116,7 +116,7 @@ def scan_config(config: Any, where: str) -> None:
         if (
             isinstance(registered, str)
             and ">" in registered
-            and not registered.startswith("compress>")
+            and not trusted_registration(registered)
         ):
             raise InputError(
                 f"{where} names class {cls!r}{layer} registered as {registered!r} (a user's "
@@ -130,6 +130,13 @@ def scan_config(config: Any, where: str) -> None:
 
 
 _TRUSTED_ROOTS = ("keras", "tf_keras", "tensorflow", "compress", "builtins")
+
+
+def trusted_registration(registered: str) -> bool:
+    """A registered class name ("package>Class") a model file may name: compress's own, and
+    KerasHub's when it is installed (it registers its models and layers when imported)."""
+    package = registered.partition(">")[0]
+    return package == "compress" or (package == "keras_hub" and package in trusted_roots())
 
 
 @functools.cache

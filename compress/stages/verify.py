@@ -199,7 +199,11 @@ class Verify(Stage):
                 prefill = (by_name[m]["latency_ms"].get("b1") or {}).get("p50_ms")
                 by_name[m]["generation"] = {
                     "new_tokens": n,
-                    "context": int(np.asarray(prompt).shape[1]),
+                    "context": int(
+                        np.asarray(
+                            prompt[token_input(prompt)] if isinstance(prompt, dict) else prompt
+                        ).shape[1]
+                    ),
                     "prefill_ms": prefill,
                     "ms_per_token": t.p50_ms / n if t else None,
                     "tokens_per_s": 1000.0 * n / t.p50_ms if t else None,
@@ -243,14 +247,28 @@ GENERATION_METHOD = (
 )
 
 
-def generate(runner: Any, prompt: np.ndarray, head: str, new_tokens: int) -> np.ndarray:
+def token_input(prompt: Any) -> str | None:
+    """Which input of a multi-input language model holds the token ids (KerasHub's
+    `token_ids` beside its `padding_mask`): the one named for tokens, else the first; None for
+    a single-input model."""
+    if not isinstance(prompt, dict):
+        return None
+    return next((k for k in prompt if "token" in k), next(iter(prompt)))
+
+
+def generate(runner: Any, prompt: Any, head: str, new_tokens: int) -> np.ndarray:
     """Greedy continuation of one context (1, T) by `new_tokens` tokens: each step runs the
     whole window and appends the argmax of the last position's logits, dropping the oldest
-    token. Returns the new token ids."""
-    window = np.array(prompt, copy=True)
+    token (other inputs, such as a full window's padding mask, stay as they are). Returns the
+    new token ids."""
+    key = token_input(prompt)
+    feed = {k: np.array(v, copy=True) for k, v in prompt.items()} if key else None
+    window = feed[key] if key else np.array(prompt, copy=True)
     made = np.empty(new_tokens, dtype=np.int64)
     for i in range(new_tokens):
-        logits = match_heads("generation", runner.predict(window), [head])[head]
+        if key:
+            feed[key] = window
+        logits = match_heads("generation", runner.predict(feed if key else window), [head])[head]
         made[i] = int(logits[0, -1].argmax())
         window = np.concatenate([window[:, 1:], made[i : i + 1][None].astype(window.dtype)], 1)
     return made
