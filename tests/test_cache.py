@@ -89,6 +89,11 @@ def test_a_cached_quantize_holds_for_a_budget_only_while_its_estimates_fit():
     corrected = {"budget": {**clean["budget"], "engaged": True}}
     assert Quantize(max_drift=1.0).reuses(corrected)  # made for exactly this budget
     assert not Quantize(max_drift=2.0).reuses(corrected)
+    assert not Quantize(max_ppl_increase=2.0).reuses(corrected)  # another LM budget
+    lm = {"model_int8.tflite": {"drift": 0.0, "relative_error": 0.0, "ppl_increase": 0.4}}
+    lm_clean = {"budget": {**clean["budget"], "estimates": lm}}
+    assert Quantize(max_ppl_increase=0.5).reuses(lm_clean)
+    assert not Quantize(max_ppl_increase=0.3).reuses(lm_clean)
     assert not Quantize().reuses({})  # an entry from before budgets were recorded
 
 

@@ -34,7 +34,7 @@ def test_every_subcommand_has_help(sub, capsys):
 def test_list_names_the_cnn(capsys):
     assert main(["list"]) == 0
     names = [line.split()[0] for line in capsys.readouterr().out.splitlines()]
-    assert names == ["cnn", "rnn", "attention", "multitask", "transformer"]
+    assert names == ["cnn", "rnn", "attention", "multitask", "transformer", "lm"]
 
 
 def test_python_dash_m_runs_the_cli():

@@ -78,6 +78,7 @@ def test_what_a_stage_takes_from_another_is_declared_on_its_field():
 
     assert Quantize.Params.inherited() == {
         "max_drift": "verify.max_drift", "max_error": "verify.max_error",
+        "max_ppl_increase": "verify.max_ppl_increase",
     }  # fmt: skip
     assert Build.Params.inherited() == {"task": "verify.task"}
     gated = dict(

@@ -85,8 +85,9 @@ class Quantize(Stage):
             return False
         p = self.params
         if budget["engaged"]:  # the artifacts were corrected for that budget exactly
-            return (budget["max_drift"], budget["max_error"], budget.get("max_ppl_increase")) == (
-                p.max_drift, p.max_error, p.max_ppl_increase)  # fmt: skip
+            made_for = (budget["max_drift"], budget["max_error"],
+                        budget.get("max_ppl_increase", DEFAULT_MAX_PPL_INCREASE))  # fmt: skip
+            return made_for == (p.max_drift, p.max_error, p.max_ppl_increase)
         return all(
             e["drift"] <= p.max_drift
             and e["relative_error"] <= p.max_error
