@@ -82,6 +82,7 @@ class Runner(Protocol):
     runtime: str
     output_names: list[str]
     input_shapes: dict[str, tuple[int, ...]]
+    input_dtypes: dict[str, np.dtype]  # what each input holds (token ids are integers)
 
     def predict(self, x: Inputs) -> dict[str, np.ndarray]:
         """Outputs for all of `x`, keyed by the model's output (head) names."""

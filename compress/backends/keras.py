@@ -74,6 +74,10 @@ class KerasRunner:
         self.input_shapes = {
             n: tuple(t.shape[1:]) for n, t in zip(model.input_names, model.inputs, strict=True)
         }
+        self.input_dtypes = {
+            n: np.dtype(getattr(t.dtype, "as_numpy_dtype", t.dtype))
+            for n, t in zip(model.input_names, model.inputs, strict=True)
+        }
 
     def predict(self, x: Inputs) -> dict[str, np.ndarray]:
         fixed = self.model.inputs[0].shape[0]  # a SavedModel signature exported at batch 1

@@ -482,6 +482,11 @@ class LiteRTRunner:
         self.input_shapes = {
             n: tuple(int(d) for d in det["shape"][1:]) for n, det in inputs.items()
         }
+        # A quantized float input is fed floats (_to_tensor quantizes them); token ids stay ints.
+        self.input_dtypes = {
+            n: np.dtype(np.float32 if det["quantization"][0] else det["dtype"])
+            for n, det in inputs.items()
+        }
         self.output_names = list(outputs)
         self._base_batch = int(next(iter(inputs.values()))["shape"][0])
 

@@ -551,6 +551,18 @@ def session_options(threads: int):  # -> onnxruntime.SessionOptions
     return so
 
 
+# onnxruntime's input type names -> numpy dtypes (what bench feeds an input of that type)
+_ONNX_DTYPES = {
+    "tensor(float)": np.dtype(np.float32),
+    "tensor(double)": np.dtype(np.float64),
+    "tensor(int32)": np.dtype(np.int32),
+    "tensor(int64)": np.dtype(np.int64),
+    "tensor(int8)": np.dtype(np.int8),
+    "tensor(uint8)": np.dtype(np.uint8),
+    "tensor(bool)": np.dtype(np.bool_),
+}
+
+
 class OnnxRuntimeRunner:
     runtime = "onnxruntime"
 
@@ -566,6 +578,8 @@ class OnnxRuntimeRunner:
         self.input_shapes = {
             i.name: tuple(d if isinstance(d, int) else 1 for d in i.shape[1:]) for i in self._inputs
         }
+        self.input_dtypes = {i.name: _ONNX_DTYPES.get(i.type, np.dtype(np.float32))
+                             for i in self._inputs}  # fmt: skip
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def _fixed_batch(self) -> int | None:

@@ -29,7 +29,8 @@ from compress.backends.isolated import build_isolated
 from compress.core.arrays import rows
 from compress.core.errors import one_line
 from compress.core.state import Artifact
-from compress.measure.heads import agreement_score, match_heads
+from compress.measure.generation import token_input
+from compress.measure.heads import agreement_score, match_heads, nll
 from compress.measure.timing import NO_LOCK, Timing, TimingLock, measure_until_stable
 
 SELECTION_SAMPLES = 200
@@ -49,17 +50,46 @@ def agreement(
     return min(agreement_score(ref[h], out[h], tasks.get(h, "classify")) for h in heads)
 
 
+def sample_ppl_increase(
+    reference: dict[str, np.ndarray],
+    outputs: dict[str, np.ndarray],
+    tasks: dict[str, str],
+    sample: Any,
+) -> float | None:
+    """A language model's perplexity increase over the fp32 artifact on the selection sample,
+    percent (the worst of its lm heads): each window's own next tokens are the labels (position
+    t predicts token t+1; the last position has none). None when no head is a language model's
+    or the sample holds no token ids."""
+    heads = [h for h, t in tasks.items() if t == "lm"]
+    tokens = np.asarray(sample[token_input(sample)] if isinstance(sample, dict) else sample)
+    if not heads or tokens.ndim != 2 or not np.issubdtype(tokens.dtype, np.integer):
+        return None
+    ref = match_heads("fp32 artifact", reference, heads)
+    out = match_heads("candidate", outputs, heads)
+    worst = None
+    for h in heads:
+        if ref[h].ndim != 3 or ref[h].shape[1] != tokens.shape[1]:
+            return None
+        labels = tokens[:, 1:]
+        increase = (np.exp(nll(out[h][:, :-1], labels) - nll(ref[h][:, :-1], labels)) - 1) * 100
+        worst = increase if worst is None else max(worst, increase)
+    return float(worst) if worst is not None else None
+
+
 def choose(
     entries: list[dict[str, Any]],
     min_agreement: float,
     objective: Objective = "latency",
     fp32_size: int | None = None,
+    max_ppl_increase: float | None = None,
 ) -> dict[str, Any]:
     """The winning entry among measured candidates.
 
-    Only candidates that agree with fp32 on >= `min_agreement` % compete (when none does, the
-    best-agreeing wins), and of those only the ones smaller than the fp32 file (`fp32_size`),
-    when any is: a quantized artifact exists to be smaller.
+    Only candidates that agree with fp32 on >= `min_agreement` % (a language model's, when
+    `max_ppl_increase` is given: whose sample perplexity rises by at most that many percent, the
+    number verify gates it by) compete (when none does, the best-agreeing wins), and of those
+    only the ones smaller than the fp32 file (`fp32_size`), when any is: a quantized artifact
+    exists to be smaller.
     - latency: the fastest; candidates within TIE of it are a tie, won by the smaller, then the
       more accurate.
     - size: the smallest that is not slower than fp32 (within TIE); when every one is slower,
@@ -68,8 +98,14 @@ def choose(
     usable = [e for e in entries if "p50_ms_b1" in e]
     if not usable:
         raise RuntimeError("; ".join(f"{e['id']}: {e.get('error')}" for e in entries))
-    good = [e for e in usable if e["agreement"] >= min_agreement]
+    by_ppl = max_ppl_increase is not None and all("ppl_increase" in e for e in usable)
+    if by_ppl:
+        good = [e for e in usable if e["ppl_increase"] <= max_ppl_increase]
+    else:
+        good = [e for e in usable if e["agreement"] >= min_agreement]
     if not good:
+        if by_ppl:
+            return min(usable, key=lambda e: (e["ppl_increase"], e["p50_ms_b1"]))
         return max(usable, key=lambda e: (e["agreement"], -e["p50_ms_b1"]))
     smaller = [e for e in good if fp32_size is None or e["size_bytes"] < fp32_size]
     pool = smaller or good
@@ -102,6 +138,7 @@ def search(
     options: dict[str, bool] | None = None,
     step: Callable[[int, int], None] | None = None,
     lock: TimingLock = NO_LOCK,
+    max_ppl_increase: float | None = None,
 ) -> Selection:
     """Build each candidate recipe, measure them side by side against the fp32 artifact
     (`src.fp32`) at `threads` threads until the choice is stable, and return the winner."""
@@ -123,7 +160,11 @@ def search(
                 decided[spec.id] = build_isolated(backend, spec, src, path)
                 entry["build_s"] = round(time.perf_counter() - started, 2)
                 runner = backend.open_runner(path, threads, **options)
-                entry["agreement"] = agreement(ref_out, runner.predict(sample), src.tasks)
+                out = runner.predict(sample)
+                entry["agreement"] = agreement(ref_out, out, src.tasks)
+                ppl = sample_ppl_increase(ref_out, out, src.tasks, sample)
+                if ppl is not None:
+                    entry["ppl_increase"] = ppl
                 entry["size_bytes"] = path.stat().st_size
                 runners[spec.id], paths[spec.id] = runner, path
             except Exception as exc:  # a recipe this model or runtime cannot take
@@ -144,11 +185,11 @@ def search(
 
         def decide(timings: dict[str, Timing]) -> str:
             record(timings)
-            return choose(entries, min_agreement, objective, fp32_size)["id"]
+            return choose(entries, min_agreement, objective, fp32_size, max_ppl_increase)["id"]
 
         timings, rounds = measure_until_stable(calls, decide, lock=lock)
         record(timings)
-        winner = choose(entries, min_agreement, objective, fp32_size)
+        winner = choose(entries, min_agreement, objective, fp32_size, max_ppl_increase)
         for entry in entries:
             entry["chosen"] = entry is winner
         blob = paths[winner["id"]].read_bytes()
@@ -182,12 +223,15 @@ def quantized_artifact(
                 # the float fp32 file does not rank them (verify's drift gate does)
                 min_agreement=0.0 if p.mode == "qat" else p.min_agreement,
                 objective=p.objective, options=src.fp32.options, step=step, lock=lock,
+                max_ppl_increase=None if p.mode == "qat" else p.max_ppl_increase,
             )  # fmt: skip
             spec, decided = chosen.spec, chosen.decided
             path.write_bytes(chosen.blob)
             how["candidates"] = chosen.candidates
             how["selection"] = {"objective": p.objective, "min_agreement": p.min_agreement,
                                 "rounds": chosen.rounds}  # fmt: skip
+            if any("ppl_increase" in c for c in chosen.candidates) and p.mode != "qat":
+                how["selection"]["max_ppl_increase"] = p.max_ppl_increase
         else:
             spec = default
             decided = build_isolated(backend, spec, src, path)

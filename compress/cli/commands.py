@@ -240,7 +240,11 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     if not record["passed"]:
         missed = [k for k, b in record["best"].items() if not b["within_budget"]]
         where = ", ".join(missed) or "any runtime"
-        raise GateFailed([f"no trial met --max-drift {setup.max_drift:g} for {where}"], None)
+        budget = f"--max-drift {setup.max_drift:g}"
+        ppl = {b["max_ppl_increase"] for b in record["best"].values() if "max_ppl_increase" in b}
+        if ppl:
+            budget += f" / --max-ppl-increase {max(ppl):g}"
+        raise GateFailed([f"no trial met {budget} for {where}"], None)
     return EXIT_OK
 
 
@@ -256,7 +260,8 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     from compress.report.text import diff_table
     from compress.runs import diff
 
-    for flag in ("max_size_increase", "max_latency_increase", "max_accuracy_drop"):
+    for flag in ("max_size_increase", "max_latency_increase", "max_accuracy_drop",
+                 "max_ppl_increase"):  # fmt: skip
         value = getattr(args, flag, None)
         if value is not None and not value >= 0:
             raise UsageError(f"--{flag.replace('_', '-')} must be >= 0. Got {value} instead.")
@@ -266,6 +271,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
         max_size_increase=args.max_size_increase,
         max_latency_increase=args.max_latency_increase,
         max_accuracy_drop=args.max_accuracy_drop,
+        max_ppl_increase=args.max_ppl_increase,
     )
     print(json.dumps(result, indent=2) if args.json else diff_table(result))
     if result["regressions"]:

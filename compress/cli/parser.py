@@ -133,7 +133,8 @@ def _tune(sub: Any) -> None:
         "tune",
         help="search compression settings: smallest or fastest within a drift budget",
         description="Search prune sparsity, cluster count, quantize mode and QAT with Optuna "
-        "for the smallest (gzip) or fastest artifact per runtime within --max-drift; one Pareto "
+        "for the smallest (gzip) or fastest artifact per runtime within --max-drift (a language "
+        "model: also --max-ppl-increase); one Pareto "
         "front per runtime. Resumable: the same command continues the study. Writes "
         "OUT/tune/TARGET/TUNE_ID/ (tune.json, pareto.csv, pareto.png, best/). Exit 1 when no "
         "trial meets the budget (the closest is still saved).",
@@ -149,6 +150,13 @@ def _tune(sub: Any) -> None:
         metavar="PTS",
         default=1.0,
         help="accuracy budget against the unpruned float model (default: 1.0)",
+    )
+    tune.add_argument(
+        "--max-ppl-increase",
+        type=float,
+        metavar="PCT",
+        help="language models: the perplexity budget, percent above the float model's "
+        "(verify.max_ppl_increase, default: 1.0)",
     )
     tune.add_argument(
         "--objectives",
@@ -175,6 +183,7 @@ def _tune(sub: Any) -> None:
         help="override a pipeline value for every trial",
     )
     tune.add_argument("--epochs", type=int, help="train.epochs (default: the model's)")
+    tune.add_argument("--size", help="build.size of a model that comes in sizes (lm)")
     tune.add_argument("--data", help=".npz data for a .keras model")
     tune.add_argument(
         "--executor",
@@ -249,8 +258,8 @@ def _diff(sub: Any) -> None:
     diff = sub.add_parser(
         "diff", help="compare two runs artifact by artifact; gate regressions",
         description="Compare NEW with BASE (run directories or their report.json) per runtime "
-        "and head: size, gzip size, accuracy/drift, agreement, latency at batch 1 and 32, "
-        "recipe. Exit 1 when a given gate is missed, naming it.",
+        "and head: size, gzip size, accuracy/drift, agreement, perplexity, latency at batch 1 "
+        "and 32, generation speed, recipe. Exit 1 when a given gate is missed, naming it.",
     )  # fmt: skip
     diff.add_argument("base", metavar="BASE", help="the last good run (directory or report.json)")
     diff.add_argument("new", metavar="NEW", help="the run to judge (directory or report.json)")
@@ -272,6 +281,12 @@ def _diff(sub: Any) -> None:
         type=float,
         metavar="PTS",
         help="largest allowed accuracy drop of a head, percentage points",
+    )
+    diff.add_argument(
+        "--max-ppl-increase",
+        type=float,
+        metavar="PCT",
+        help="largest allowed held-out perplexity increase of a language model's head, percent",
     )
     diff.add_argument("--json", action="store_true", help="print the comparison as JSON")
 

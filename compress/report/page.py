@@ -34,11 +34,6 @@ SQNR_CAP_DB = 100.0  # layers above it are drawn at it: no measurable quantizati
 CONFUSION_CLASSES = 30  # most classes a confusion difference draws
 
 
-SQNR_CAP_DB = 100.0  # layers above it are drawn at it: no measurable quantization error
-
-CONFUSION_CLASSES = 30  # most classes a confusion difference draws
-
-
 def run_page(report: dict[str, Any]) -> str:
     """report.html for one run's report dict."""
     v = report["verification"]
@@ -79,6 +74,8 @@ def _verdict(report: dict[str, Any]) -> str:
         f"{num(v.get('max_error'), 'g')}, min speedup "
         f"{'none' if v.get('min_speedup') is None else num(v.get('min_speedup'), 'g')}"
     )
+    if "lm" in (v.get("tasks") or {}).values():
+        gates += f", max perplexity increase {num(v.get('max_ppl_increase'), 'g')}%"
     items = "".join(f"<li>{esc(f)}</li>" for f in failures)
     out = [f"{head}<div style='font-weight:400'>gates: {esc(gates)}</div>"]
     if items:
@@ -95,6 +92,8 @@ def _verdict(report: dict[str, Any]) -> str:
 
 
 def _head_cell(m: dict[str, Any]) -> str:
+    if m.get("task") == "lm":
+        return f"ppl {num(m.get('perplexity'), '.3f')} ({num(m.get('ppl_increase'), '+.2f')}%)"
     if m.get("task") == "regress":
         return f"rel err {num(m.get('relative_error'), '.4f')}"
     return f"{num(m.get('accuracy'))}% ({num(m.get('drift'), '+.2f')})"
@@ -104,8 +103,12 @@ def _artifact_table(report: dict[str, Any]) -> str:
     arts = report["verification"]["artifacts"]
     heads = list(next((a["heads"] for a in arts if a.get("heads")), {}))
     header = ["artifact", "runtime", "precision", "recipe", "size (B)", "gzip (B)", "ratio"]
-    header += [f"{h}: acc (drift)" for h in heads]
+    tasks = report["verification"].get("tasks") or {}
+    header += [f"{h}: ppl (+%)" if tasks.get(h) == "lm" else f"{h}: acc (drift)" for h in heads]
     header += ["p50 b1 ms", "p50 b32 ms", "speedup b1", "speedup b32"]
+    generated = any(a.get("generation") for a in arts)
+    if generated:
+        header += ["gen tok/s", "gen speedup"]
     rows = []
     for a in arts:
         lat, sp = a.get("latency_ms") or {}, a.get("speedup") or {}
@@ -116,8 +119,16 @@ def _artifact_table(report: dict[str, Any]) -> str:
             + [num((lat.get("b1") or {}).get("p50_ms"), ".3f"),
                num((lat.get("b32") or {}).get("p50_ms"), ".3f"),
                num(sp.get("b1"), ".2f"), num(sp.get("b32"), ".2f")]
+            + ([num((a.get("generation") or {}).get("tokens_per_s"), ",.0f"),
+                num((a.get("generation") or {}).get("speedup"), ".2f")] if generated else [])
         )  # fmt: skip
-    return table(header, rows, left=4)
+    out = table(header, rows, left=4)
+    gen = next((a["generation"] for a in arts if a.get("generation")), None)
+    if gen:
+        out += (f"<p>gen: greedy generation of {esc(gen['new_tokens'])} new tokens from a "
+                f"{esc(gen['context'])}-token context, batch 1; {esc(gen['method'])}. p50 b1 is "
+                "the prefill of one context.</p>")  # fmt: skip
+    return out
 
 
 def _size_latency_charts(arts: list[dict[str, Any]]) -> str:
@@ -176,6 +187,10 @@ def _heads(report: dict[str, Any]) -> str:
     for h in heads:
         rows = [(a["name"], a["heads"][h]) for a in arts if h in a["heads"]]
         task = rows[0][1].get("task", "classify")
+        if task == "lm":
+            out.append(f"<h3>head {esc(h)} (lm)</h3>")
+            out.append(_lm_head(report, h))
+            continue
         if task == "regress":
             header = ["artifact", "mean abs err", "max abs diff", "rel err", "cosine", "label MAE"]
             body = [[n, num(m.get("mean_abs_error"), ".5f"), num(m.get("max_abs_diff"), ".5f"),
@@ -210,6 +225,67 @@ def _heads(report: dict[str, Any]) -> str:
         ax.set_title(f"head {h}")
         out.append(svg(fig))
     return "\n".join(out) or "<p>No heads were verified.</p>"
+
+
+def _lm_head(report: dict[str, Any], head: str) -> str:
+    """A language model's head: held-out perplexity per artifact, and perplexity increase
+    against size per artifact (filled: held out, in its runtime) and per recipe its search
+    measured (hollow: on the selection sample, labels its own next tokens), the gate drawn."""
+    plt = pyplot()
+    v = report["verification"]
+    arts = [a for a in v["artifacts"] if head in a.get("heads", {})]
+    body = []
+    for a in arts:
+        m = a["heads"][head]
+        gen = a.get("generation") or {}
+        body.append([a["name"], a["recipe"]["id"], num(m.get("perplexity"), ".4f"),
+                     num(m.get("ppl_increase"), "+.2f"), num(m.get("bits_per_token"), ".4f"),
+                     num(m.get("agreement")), num(m.get("accuracy")),
+                     num(m.get("mean_abs_error"), ".5f"),
+                     num(gen.get("agreement_with_keras"), ".1f")])  # fmt: skip
+    header = ["artifact", "recipe", "perplexity", "ppl +%", "bits/token", "agreement %",
+              "next-token acc %", "mean abs err", "generated = keras %"]  # fmt: skip
+    out = [table(header, body, left=2)]
+    unigram = ((report.get("stages") or {}).get("build") or {}).get("unigram_perplexity")
+    if unigram is not None:
+        out.append(f"<p>unigram baseline perplexity {num(unigram, '.2f')} on the held-out tokens "
+                   "(a model that ignores context)</p>")  # fmt: skip
+    colors = runtime_colors(a["runtime"] for a in v["artifacts"])
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for a in arts:
+        if a["runtime"] == "keras":
+            continue
+        color = colors[a["runtime"]]
+        ax.scatter([a["size_bytes"]], [a["heads"][head]["ppl_increase"]], color=color, s=36,
+                   zorder=3)  # fmt: skip
+        ax.annotate(f"{a['recipe']['id']} ({a['runtime']})", (a["size_bytes"],
+                    a["heads"][head]["ppl_increase"]), fontsize=7, xytext=(4, 3),
+                    textcoords="offset points")  # fmt: skip
+        for c in a["recipe"].get("candidates") or []:
+            if "ppl_increase" in c and "size_bytes" in c and not c.get("chosen"):
+                ax.scatter([c["size_bytes"]], [c["ppl_increase"]], facecolors="none",
+                           edgecolors=color, s=30)  # fmt: skip
+                ax.annotate(c["id"], (c["size_bytes"], c["ppl_increase"]), fontsize=6,
+                            color="#666", xytext=(4, -8), textcoords="offset points")  # fmt: skip
+    ax.axhline(0, color="#333", lw=0.8)
+    if v.get("max_ppl_increase") is not None:
+        ax.axhline(v["max_ppl_increase"], color=GATE, ls="--", lw=1,
+                   label=f"max perplexity increase {v['max_ppl_increase']:g}%")  # fmt: skip
+        ax.legend(fontsize=8)
+    # linear up to the gate, logarithmic past it: a broken recipe (+300%) and ones within 1%
+    # are both readable
+    ax.set_yscale("symlog", linthresh=max(v.get("max_ppl_increase") or 1.0, 0.1))
+    lowest = min([0.0, *(y for line in ax.collections for _, y in line.get_offsets())])
+    ax.set_ylim(bottom=min(-0.5, lowest * 1.5))
+    ax.xaxis.set_major_formatter(_bytes_formatter())
+    ax.set_xlabel("file size (bytes)")
+    ax.set_ylabel("perplexity increase vs the float model (%)")
+    ax.set_title(f"head {head}: perplexity against size per recipe")
+    out.append(svg(fig))
+    out.append("<p>filled: each artifact on the held-out split in its runtime; hollow: the other "
+               "recipes its search measured, on the selection sample (each window's own next "
+               "tokens).</p>")  # fmt: skip
+    return "\n".join(out)
 
 
 def _moved_classes(diff: Any) -> Any:

@@ -159,7 +159,9 @@ def recipe_note(name: str, recipe: dict[str, Any]) -> str | None:
     )
     return (
         f"{name}: recipe {chosen['id']} chosen: {chosen['speedup_b1']:.2f}x vs fp32 at batch 1, "
-        f"{chosen['agreement']:.1f}% agreement on training samples (others: {others})"
+        f"{chosen['agreement']:.1f}% agreement"
+        + (f", perplexity {chosen['ppl_increase']:+.2f}%" if "ppl_increase" in chosen else "")
+        + f" on training samples (others: {others})"
     )
 
 
@@ -292,8 +294,16 @@ def bench_table(result: dict[str, Any]) -> str:
                       f(b32, "warm", "p90_ms"), f(b32, "cold", "p50_ms"),
                       f(b32, "throughput_per_s", fmt=".0f"), f(b1, "speedup", fmt=".2f"),
                       f(b32, "speedup", fmt=".2f")])  # fmt: skip
+    if result.get("generation"):
+        header += ["gen tok/s", "gen speedup"]
+        for line, e in zip(lines, result["artifacts"], strict=True):
+            gen = e.get("generation")
+            line += [f(gen, "tokens_per_s", fmt=",.0f"), f(gen, "speedup", fmt=".2f")]
     out = [columns(header, lines, left=2)]
     out.append(f"{result['model']}: latency in ms; CPU {result['cpu']}; {result['notes']}")
+    if result.get("generation"):
+        g = result["generation"]
+        out.append(f"generation: {g['new_tokens']} new tokens, head {g['head']}; {g['method']}")
     return "\n".join(out)
 
 
@@ -304,15 +314,17 @@ def _fmt_pct(value: float | None) -> str:
 def diff_table(result: dict[str, Any]) -> str:
     """The comparison as a terminal table, then notes and regressions."""
     header = ["row", "artifact (base -> new)", "recipe", "gzip B", "Δgzip", "Δsize", "Δp50 b1",
-              "Δp50 b32", "heads (Δ acc pts / Δ rel err)"]  # fmt: skip
+              "Δp50 b32", "Δgen ms/tok", "heads (Δ acc pts / Δ rel err / ppl %)"]  # fmt: skip
     lines_: list[list[str]] = []
     for r in result["rows"]:
         if "only_in" in r:
-            lines_.append([r["row"], f"{r['artifact']} only in {r['only_in']}", *["-"] * 7])
+            lines_.append([r["row"], f"{r['artifact']} only in {r['only_in']}", *["-"] * 8])
             continue
         heads = []
         for name, h in r["heads"].items():
-            if "accuracy" in h and h["accuracy"]["delta"] is not None:
+            if "perplexity" in h and h["perplexity"]["pct"] is not None:
+                heads.append(f"{name} ppl {h['perplexity']['pct']:+.2f}%")
+            elif "accuracy" in h and h["accuracy"]["delta"] is not None:
                 heads.append(f"{name} {h['accuracy']['delta']:+.2f}")
             elif "relative_error" in h and h["relative_error"]["delta"] is not None:
                 heads.append(f"{name} {h['relative_error']['delta']:+.4f}")
@@ -327,6 +339,7 @@ def diff_table(result: dict[str, Any]) -> str:
             _fmt_pct(r["size_bytes"]["pct"]),
             _fmt_pct((r["latency_ms"].get("b1") or {}).get("pct")),
             _fmt_pct((r["latency_ms"].get("b32") or {}).get("pct")),
+            _fmt_pct(((r.get("generation") or {}).get("ms_per_token") or {}).get("pct")),
             ", ".join(heads) or "-",
         ])  # fmt: skip
     out = [columns(header, lines_)]

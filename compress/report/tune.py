@@ -15,10 +15,18 @@ def record_runtimes(record: dict[str, Any]) -> list[str]:
     return list(record.get("runtimes") or record.get("fronts") or [])
 
 
+def record_quality(record: dict[str, Any]) -> dict[str, Any]:
+    """How the record reads a trial's accuracy cost (older records: drift in points)."""
+    return record.get("quality") or {"key": "drift", "label": "drift vs the float model (pts)",
+                                     "unit": "pts", "budget": record["max_drift"]}  # fmt: skip
+
+
 def tune_page(record: dict[str, Any]) -> str:
     """tune.html for a tune record (tune.json)."""
     fp32 = record.get("fp32_weight_bytes")
     space, runtimes = list(record["space"]), record_runtimes(record)
+    q = record_quality(record)
+    cost = f"{q['key'].replace('_', ' ')} {q['unit']}"
     passed = record.get("passed")
     verdict = (
         '<div class="verdict pass">A trial within the budget was found for every runtime</div>'
@@ -30,8 +38,8 @@ def tune_page(record: dict[str, Any]) -> str:
     body = [
         f"<h1>compress tune: {esc(record['target'])}</h1>",
         f'<div class="meta">tune {esc(record["tune_id"])} · objectives '
-        f"{esc(', '.join(record['objectives']))} · max drift {num(record['max_drift'], 'g')} "
-        f"pts · {len(record['trials'])} trials</div>",
+        f"{esc(', '.join(record['objectives']))} · budget: {esc(q['key'])} ≤ "
+        f"{num(q['budget'], 'g')} {esc(q['unit'])} · {len(record['trials'])} trials</div>",
         verdict,
         "<h2>Recommended artifacts</h2>",
     ]
@@ -40,10 +48,10 @@ def tune_page(record: dict[str, Any]) -> str:
         ratio = f"{fp32 / b['size_gzip_bytes']:.1f}x" if fp32 and b.get("size_gzip_bytes") else "-"
         rows.append([name, b["trial"], b["artifact"], b.get("recipe"),
                      f"{b.get('size_gzip_bytes') or 0:,}", ratio,
-                     num(b.get("latency_ms_b1"), ".3f"), num(b.get("drift"), "+.2f"),
+                     num(b.get("latency_ms_b1"), ".3f"), num(b.get(q["key"]), "+.2f"),
                      "yes" if b["within_budget"] else "NO"])  # fmt: skip
     body.append(table(["best", "trial", "artifact", "recipe", "gzip (B)", "ratio",
-                       "p50 b1 ms", "drift pts", "within budget"], rows))  # fmt: skip
+                       "p50 b1 ms", cost, "within budget"], rows))  # fmt: skip
     body.append("<h2>Pareto fronts</h2>")
     body.append(_pareto_svg(record))
     body.append(f"<p>{esc(record.get('latency'))}</p>")
@@ -55,13 +63,13 @@ def tune_page(record: dict[str, Any]) -> str:
         for runtime in runtimes:
             m = (t.get("runtimes") or {}).get(runtime) or {}
             gzip = f"{m['size_gzip_bytes']:,}" if m.get("size_gzip_bytes") else "-"
-            cells += [gzip, num(m.get("latency_ms_b1"), ".3f"), num(m.get("drift"), "+.2f")]
+            cells += [gzip, num(m.get("latency_ms_b1"), ".3f"), num(m.get(q["key"]), "+.2f")]
         cells += [num(t.get("seconds"), ".1f"),
                   f"same as {t['same_as']}" if "same_as" in t else t.get("error", "")]  # fmt: skip
         trial_rows.append(cells)
     header = ["trial", "state", *space]
     for runtime in runtimes:
-        header += [f"{runtime} gzip", f"{runtime} p50 ms", f"{runtime} drift"]
+        header += [f"{runtime} gzip", f"{runtime} p50 ms", f"{runtime} {q['key']}"]
     body.append(table([*header, "seconds", "note"], trial_rows, left=2))
     return page(f"compress tune: {record['target']} {record['tune_id']}", body)
 
@@ -71,9 +79,10 @@ def _pareto_svg(record: dict[str, Any]) -> str:
 
 
 def pareto_figure(record: dict[str, Any]) -> Any:
-    """Every finished trial per runtime (gzip size or latency against drift), the front joined,
-    the budget drawn."""
+    """Every finished trial per runtime (gzip size or latency against drift, or a language
+    model's perplexity increase), the front joined, the budget drawn."""
     plt = pyplot()
+    q = record_quality(record)
     objective = record["objectives"][0]
     key = {"size": "size_gzip_bytes", "latency": "latency_ms_b1"}[objective]
     runtimes = record_runtimes(record)
@@ -83,7 +92,7 @@ def pareto_figure(record: dict[str, Any]) -> Any:
         pts = [
             (
                 t["runtimes"][runtime][key],
-                t["runtimes"][runtime]["drift"],
+                t["runtimes"][runtime].get(q["key"], 0.0),
                 t["runtimes"][runtime]["feasible"],
             )
             for t in record["trials"]
@@ -101,15 +110,15 @@ def pareto_figure(record: dict[str, Any]) -> Any:
         if front:
             ax.plot(
                 [p[key] for p in front],
-                [p["drift"] for p in front],
+                [p.get(q["key"], 0.0) for p in front],
                 "o-",
                 color=colors[runtime],
                 label="Pareto front",
             )
-        ax.axhline(record["max_drift"], color=GATE, ls="--", label="max drift")
+        ax.axhline(q["budget"], color=GATE, ls="--", label=f"budget ({q['budget']:g} {q['unit']})")
         ax.set_xscale("log")
         ax.set_xlabel("gzip size (bytes)" if objective == "size" else "p50 latency, batch 1 (ms)")
-        ax.set_ylabel("drift vs the float model (pts)")
+        ax.set_ylabel(q["label"])
         ax.set_title(f"{record['target']}: {runtime}")
         ax.legend(fontsize=8)
     fig.tight_layout()
@@ -119,6 +128,7 @@ def pareto_figure(record: dict[str, Any]) -> Any:
 def tune_table(record: dict[str, Any]) -> str:
     """The fronts and the recommendations as a terminal table."""
     fp32 = record.get("fp32_weight_bytes")
+    q = record_quality(record)
     lines = []
     header = [
         "runtime",
@@ -130,7 +140,7 @@ def tune_table(record: dict[str, Any]) -> str:
         "gzip (B)",
         "ratio",
         "p50 b1 ms",
-        "drift pts",
+        f"{q['key'].replace('_', ' ')} {q['unit']}",
     ]
     rows = []
     for runtime, front in record["fronts"].items():
@@ -148,19 +158,20 @@ def tune_table(record: dict[str, Any]) -> str:
                     f"{p['size_gzip_bytes']:,}",
                     ratio,
                     "-" if lat is None else f"{lat:.3f}",
-                    f"{p['drift']:+.2f}",
+                    f"{p.get(q['key'], 0.0):+.2f}",
                 ]
             )
     lines.append(columns(header, rows))
     done = sum(t["state"] == "COMPLETE" for t in record["trials"])
     lines.append(
         f"{done} trials finished; Pareto front per runtime above (within "
-        f"{record['max_drift']:g} pts)"
+        f"{q['budget']:g} {q['unit']} {q['key'].replace('_', ' ')})"
     )
     for name, b in record["best"].items():
         tag = "" if b["within_budget"] else "  (NO trial met the budget: closest shown)"
         lines.append(
             f"best {name}: trial {b['trial']} {b['artifact']} "
-            f"{b['size_gzip_bytes']:,} B gzip, drift {b['drift']:+.2f} pts{tag}"
+            f"{b['size_gzip_bytes']:,} B gzip, {q['key'].replace('_', ' ')} "
+            f"{b.get(q['key'], 0.0):+.2f} {q['unit']}{tag}"
         )
     return "\n".join(lines)

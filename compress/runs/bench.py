@@ -2,8 +2,10 @@
 
 Warm latency (weights in cache) and cold latency (first call after other work evicted the
 caches), p50 and p90, at batch 1 and 32, throughput, at each thread count; artifacts of a runtime
-are interleaved so that they are compared under the same conditions. The run directory is
-checked against its manifest first: a tampered artifact is never loaded.
+are interleaved so that they are compared under the same conditions. A language model's
+artifacts are also timed generating: greedy new tokens per second from one context, beside the
+runtime's fp32 file. The run directory is checked against its manifest first: a tampered artifact
+is never loaded.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from typing import Any
 import numpy as np
 
 from compress.backends import open_runner
+from compress.core.arrays import take_batch
 from compress.core.errors import InputError
+from compress.measure.generation import GENERATION_METHOD, generate
 from compress.measure.timing import TIMING_BUDGET_S, measure_interleaved
 from compress.runs.integrity import verify_run_dir
 
@@ -78,7 +82,10 @@ def bench(
     batch_sizes: tuple[int, ...] = (1, 32),
     budget_s: float = TIMING_BUDGET_S,
     cold_reps: int = 20,
+    generate_tokens: int = 32,
 ) -> dict[str, Any]:
+    """Every artifact of a run measured: see the module's docstring. `generate_tokens`: new
+    tokens per generation of a language model (0: no generation timing)."""
     run_dir = Path(run_dir)
     _, problems = verify_run_dir(run_dir)
     if problems:
@@ -87,6 +94,8 @@ def bench(
         )
     report = json.loads((run_dir / "report.json").read_text(encoding="utf-8"))
     rows = [a for a in report["verification"]["artifacts"] if a["runtime"] != "keras"]
+    tasks = report["verification"].get("tasks") or {}
+    lm_head = next((h for h, t in tasks.items() if t == "lm"), None)
     threads = threads or sorted({1, os.cpu_count() or 1})
     rng = np.random.default_rng(0)
     results: list[dict[str, Any]] = []
@@ -99,9 +108,7 @@ def bench(
                 )
                 for r in mine
             }
-            first = next(iter(runners.values()))
-            x = {n: rng.random((32, *s), dtype=np.float32) for n, s in first.input_shapes.items()}
-            x = next(iter(x.values())) if len(x) == 1 else x
+            x = _inputs(next(iter(runners.values())), rng, lm_head)
             fp32 = next((r["name"] for r in mine if r["precision"] == "fp32"), None)
             entries = {r["name"]: {"name": r["name"], "runtime": runtime, "threads": n_threads,
                                    "precision": r["precision"]} for r in mine}  # fmt: skip
@@ -118,6 +125,10 @@ def bench(
                         "throughput_per_s": batch / t.p50_ms * 1e3,
                         "speedup": warm[fp32].p50_ms / t.p50_ms if fp32 in warm else None,
                     }  # fmt: skip
+            if lm_head is not None and generate_tokens:
+                for name, gen in _generation(runners, fp32, x, lm_head, generate_tokens,
+                                             budget_s).items():  # fmt: skip
+                    entries[name]["generation"] = gen
             results.extend(entries.values())
     return {
         "run_dir": str(run_dir),
@@ -128,5 +139,65 @@ def bench(
         "notes": "cold = first call after a 64 MiB buffer was rewritten; onnxruntime sessions "
         "do not spin between runs (session.intra_op.allow_spinning=0); with 2 threads on a "
         "2-core VM results can jump between two levels: compare p90 as well as p50",
+        "generation": None
+        if lm_head is None or not generate_tokens
+        else {
+            "head": lm_head,
+            "new_tokens": generate_tokens,
+            "method": GENERATION_METHOD,
+        },
         "artifacts": results,
+    }
+
+
+def _inputs(runner: Any, rng: np.random.Generator, lm_head: str | None) -> Any:
+    """32 samples for each input of the artifact: uniform floats for float inputs; for a
+    language model, token ids drawn over its vocabulary (its output's last axis) and masks of
+    ones (an integer input named for a mask)."""
+    x: dict[str, np.ndarray] = {}
+    vocab = None
+    for name, shape in runner.input_shapes.items():
+        dtype = runner.input_dtypes[name]
+        if not np.issubdtype(dtype, np.integer) and dtype != np.bool_:
+            x[name] = rng.random((32, *shape), dtype=np.float32).astype(dtype)
+        elif "mask" in name.lower() or dtype == np.bool_:
+            x[name] = np.ones((32, *shape), dtype=dtype)
+        else:
+            if vocab is None:
+                vocab = _vocabulary(runner, shape, dtype, lm_head)
+            x[name] = rng.integers(0, vocab, (32, *shape)).astype(dtype)
+    return next(iter(x.values())) if len(x) == 1 else x
+
+
+def _vocabulary(runner: Any, shape: tuple[int, ...], dtype: np.dtype, lm_head: str | None) -> int:
+    """How many token ids the artifact takes: the last axis of its language-model head's
+    logits for a sample of zeros (2 when it has no such head: ids 0 and 1)."""
+    if lm_head is None:
+        return 2
+    probe = {n: np.zeros((1, *s), dtype=runner.input_dtypes[n])
+             for n, s in runner.input_shapes.items()}  # fmt: skip
+    for n in probe:
+        if "mask" in n.lower():
+            probe[n] += 1
+    out = runner.predict(next(iter(probe.values())) if len(probe) == 1 else probe)
+    logits = out.get(lm_head, next(iter(out.values())))
+    return int(logits.shape[-1])
+
+
+def _generation(
+    runners: dict[str, Any], fp32: str | None, x: Any, head: str, n: int, budget_s: float
+) -> dict[str, dict[str, Any]]:
+    """Greedy generation of n tokens from the first sample's context per artifact, the
+    runtime's artifacts interleaved: ms per token, tokens/s, speedup against fp32."""
+    prompt = take_batch(x, 1)
+    calls = {m: (lambda r=r: generate(r, prompt, head, n)) for m, r in runners.items()}
+    timings = measure_interleaved(calls, warmup=1, budget_s=budget_s, min_calls=3)
+    base = timings.get(fp32) if fp32 else None
+    return {
+        m: {
+            "ms_per_token": t.p50_ms / n,
+            "tokens_per_s": 1000.0 * n / t.p50_ms,
+            "speedup": base.p50_ms / t.p50_ms if base else None,
+        }
+        for m, t in timings.items()
     }

@@ -74,9 +74,12 @@ def compare(
     max_size_increase: float | None = None,
     max_latency_increase: float | None = None,
     max_accuracy_drop: float | None = None,
+    max_ppl_increase: float | None = None,
 ) -> dict[str, Any]:
     """The comparison record: per row the two artifacts' values and deltas, and the
-    regressions past the given gates (None: not gated)."""
+    regressions past the given gates (None: not gated). A language model's head adds its
+    held-out perplexity (percent change, gated by max_ppl_increase) and bits per token; its
+    generation speed (ms per new token) is judged with latency."""
     b_rows, n_rows = _rows(base), _rows(new)
     same_timing = _timing_setup(base) == _timing_setup(new)
     rows, regressions, notes = [], [], []
@@ -126,6 +129,21 @@ def compare(
                     f"({bl:.4f} -> {nl:.4f} ms) exceeds max_latency_increase "
                     f"{max_latency_increase:g}%"
                 )
+        gen = _generation(b, n, same_timing)
+        if gen is not None:
+            row["generation"] = gen
+            if (
+                max_latency_increase is not None
+                and gen["ms_per_token"]["pct"] is not None
+                and gen["ms_per_token"]["pct"] > max_latency_increase
+            ):
+                ms = gen["ms_per_token"]
+                regressions.append(
+                    f"{key}: generation +{ms['pct']:.1f}% ms per token ({ms['base']:.4f} -> "
+                    f"{ms['new']:.4f} ms, {gen['tokens_per_s']['base']:,.0f} -> "
+                    f"{gen['tokens_per_s']['new']:,.0f} tokens/s) exceeds max_latency_increase "
+                    f"{max_latency_increase:g}%"
+                )
         row["heads"] = {}
         for head, bm in b.get("heads", {}).items():
             nm = n.get("heads", {}).get(head)
@@ -141,7 +159,22 @@ def compare(
                         "new": nv,
                         "delta": None if bv is None or nv is None else nv - bv,
                     }
+            for field in ("perplexity", "bits_per_token"):
+                if field in bm or field in nm:
+                    bv, nv = bm.get(field), nm.get(field)
+                    h[field] = {"base": bv, "new": nv, "pct": _pct(bv, nv)}
             row["heads"][head] = h
+            ppl = h.get("perplexity")
+            if (
+                max_ppl_increase is not None
+                and ppl
+                and ppl["pct"] is not None
+                and ppl["pct"] > max_ppl_increase
+            ):
+                regressions.append(
+                    f"{key}: head {head} perplexity {ppl['base']:.4g} -> {ppl['new']:.4g} "
+                    f"(+{ppl['pct']:.2f}%) exceeds max_ppl_increase {max_ppl_increase:g}%"
+                )
             acc = h.get("accuracy")
             if (
                 max_accuracy_drop is not None
@@ -162,8 +195,22 @@ def compare(
             "max_size_increase": max_size_increase,
             "max_latency_increase": max_latency_increase,
             "max_accuracy_drop": max_accuracy_drop,
+            "max_ppl_increase": max_ppl_increase,
         },
         "rows": rows,
         "notes": notes,
         "regressions": regressions,
     }
+
+
+def _generation(b: dict[str, Any], n: dict[str, Any], same_timing: bool) -> dict[str, Any] | None:
+    """A language model's greedy generation speed in both runs (None: neither measured it);
+    percent changes only when both were timed on the same setup."""
+    bg, ng = b.get("generation") or {}, n.get("generation") or {}
+    if not bg and not ng:
+        return None
+    out: dict[str, Any] = {}
+    for field in ("ms_per_token", "tokens_per_s", "prefill_ms"):
+        bv, nv = bg.get(field), ng.get(field)
+        out[field] = {"base": bv, "new": nv, "pct": _pct(bv, nv) if same_timing else None}
+    return out

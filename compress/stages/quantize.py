@@ -84,6 +84,14 @@ class Quantize(Stage):
         if budget is None:
             return False
         p = self.params
+        searched = budget.get("search_ppl") or {}
+        if (
+            any(e["excluded"] for e in searched.values())
+            and budget["max_ppl_increase"] != p.max_ppl_increase
+        ):  # the recipe search ruled candidates out by that budget
+            return False
+        if any(e["chosen"] > p.max_ppl_increase for e in searched.values()):
+            return False  # the chosen recipe's sample perplexity is over the new budget
         if budget["engaged"]:  # the artifacts were corrected for that budget exactly
             made_for = (budget["max_drift"], budget["max_error"],
                         budget.get("max_ppl_increase", DEFAULT_MAX_PPL_INCREASE))  # fmt: skip
@@ -152,9 +160,24 @@ class Quantize(Stage):
                 "max_ppl_increase": p.max_ppl_increase,
                 "engaged": any(a.recipe.fallback for a in made),
                 "estimates": dict(check.estimates) if check is not None else {},
+                "search_ppl": _search_ppl(made, p.max_ppl_increase),
             },
         }
         return state.add(tuple(made), tuple(skipped)).with_info("quantize", info)
+
+
+def _search_ppl(made: list[Artifact], budget: float) -> dict[str, dict[str, Any]]:
+    """Per artifact whose recipe search measured a language model's sample perplexity: the
+    chosen recipe's increase (percent) and whether the budget ruled any candidate out (the
+    choice then depends on the budget)."""
+    out = {}
+    for a in made:
+        cands = [c for c in a.recipe.candidates if "ppl_increase" in c]
+        chosen = next((c for c in cands if c.get("chosen")), None)
+        if chosen is not None and "max_ppl_increase" in a.recipe.selection:
+            out[a.name] = {"chosen": chosen["ppl_increase"],
+                           "excluded": any(c["ppl_increase"] > budget for c in cands)}  # fmt: skip
+    return out
 
 
 def _stepper(state: RunState, task: str) -> Any:

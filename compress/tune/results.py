@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from compress.tune.space import DEFAULT_SPACE, METRIC, encode_value, runtimes
-from compress.tune.trial import TuneSetup
+from compress.tune.trial import TuneSetup, budget_excess
 
 
 def pareto(points: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
@@ -29,8 +29,22 @@ def pareto(points: list[dict[str, Any]], keys: tuple[str, ...]) -> list[dict[str
     return sorted(front, key=lambda p: tuple(p[k] for k in keys))
 
 
+def quality(trials: list[dict[str, Any]], setup: TuneSetup) -> dict[str, Any]:
+    """What a trial's accuracy cost is read as (its fronts' last axis, the report's y axis): a
+    language model's perplexity increase (percent, budget max_ppl_increase), else the drift
+    (points, budget max_drift)."""
+    for t in trials:
+        for m in (t.get("runtimes") or {}).values():
+            if (m or {}).get("ppl_increase") is not None:
+                return {"key": "ppl_increase", "label": "perplexity increase vs the float "
+                        "model (%)", "unit": "%", "budget": m["max_ppl_increase"]}  # fmt: skip
+    return {"key": "drift", "label": "drift vs the float model (pts)", "unit": "pts",
+            "budget": setup.max_drift}  # fmt: skip
+
+
 def fronts(trials: list[dict[str, Any]], setup: TuneSetup) -> dict[str, list[dict[str, Any]]]:
-    """Per runtime, the Pareto front of the feasible trials over (objectives..., drift)."""
+    """Per runtime, the Pareto front of the feasible trials over (objectives..., quality)."""
+    cost = quality(trials, setup)["key"]
     out = {}
     for runtime in runtimes():
         points = []
@@ -41,13 +55,14 @@ def fronts(trials: list[dict[str, Any]], setup: TuneSetup) -> dict[str, list[dic
             if any(m.get(METRIC[o]) is None for o in setup.objectives):
                 continue
             points.append({"trial": t["number"], "params": t["params"], **m})
-        out[runtime] = pareto(points, tuple(METRIC[o] for o in setup.objectives) + ("drift",))
+        out[runtime] = pareto(points, tuple(METRIC[o] for o in setup.objectives) + (cost,))
     return out
 
 
 def best(trials: list[dict[str, Any]], setup: TuneSetup) -> dict[str, dict[str, Any]]:
     """Per runtime and objective, the recommended trial: the best feasible one, or (when none
     meets the budget) the one closest to it, marked `within_budget: false`."""
+    cost = quality(trials, setup)["key"]
     out = {}
     done = [t for t in trials if t["state"] == "COMPLETE" and "same_as" not in t]
     for runtime in runtimes():
@@ -59,10 +74,11 @@ def best(trials: list[dict[str, Any]], setup: TuneSetup) -> dict[str, dict[str, 
             ]
             feasible = [(t, m) for t, m in rows if m["feasible"]]
             if feasible:
-                t, m = min(feasible, key=lambda tm: (tm[1][METRIC[objective]], tm[1]["drift"]))
+                t, m = min(feasible, key=lambda tm: (tm[1][METRIC[objective]], tm[1][cost]))
                 within = True
             elif rows:
-                t, m = min(rows, key=lambda tm: (tm[1]["drift"], tm[1][METRIC[objective]]))
+                t, m = min(rows, key=lambda tm: (budget_excess(tm[1], setup.max_drift),
+                                                 tm[1][METRIC[objective]]))  # fmt: skip
                 within = False
             else:
                 continue
@@ -86,6 +102,7 @@ def write_outputs(setup: TuneSetup, trials: list[dict[str, Any]]) -> dict[str, A
         "target": setup.target,
         "objectives": list(setup.objectives),
         "max_drift": setup.max_drift,
+        "quality": quality(trials, setup),
         "space": {k: [encode_value(v) for v in vs] for k, vs in setup.space.items()},
         "runtimes": list(runtimes()),
         "latency": "every latency was measured with no other trial running: trials hold a "

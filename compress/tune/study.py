@@ -16,21 +16,15 @@ from compress.tune.space import (
     runtimes,
     space_points,
 )
-from compress.tune.trial import TuneSetup
+from compress.tune.trial import INFEASIBLE, TuneSetup, budget_excess
 
 STUDY = "compress-tune"
 
-INFEASIBLE = 1e18  # an objective value for a runtime whose artifact is missing
-
 
 def constraint(m: dict[str, Any], max_drift: float) -> float:
-    """Optuna's constraint value for one runtime's artifact (<= 0: meets the budget): the drift
-    past the budget; a positive value when it misses in another way (a numeric head's error, a
-    stateful runner), the largest when there is no artifact."""
-    if not m.get("artifact"):
-        return INFEASIBLE
-    excess = float(m["drift"] - max_drift)
-    return excess if m["feasible"] else max(excess, 1.0)
+    """Optuna's constraint value for one runtime's artifact (<= 0: meets the budget):
+    trial.budget_excess."""
+    return budget_excess(m, max_drift)
 
 
 def metric_names(objectives: tuple[str, ...]) -> list[str]:

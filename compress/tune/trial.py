@@ -66,8 +66,8 @@ class TuneSetup:
 def trial_metrics(report: dict[str, Any], max_drift: float) -> dict[str, dict[str, Any]]:
     """Per runtime, what the trial's run measured on the artifact it ships (gates.shipped_row):
     sizes, batch-1 latency, worst drift over the heads (points, against the float model before
-    compression) and whether it meets the budget (every gate of gates.row_checks, drift read
-    against that baseline)."""
+    compression), a language model's worst perplexity increase (percent) and whether it meets
+    the budget (every gate of gates.row_checks, drift read against that baseline)."""
     out: dict[str, dict[str, Any]] = {}
     rows = report["verification"]["artifacts"]
     max_error = report["verification"].get("max_error", DEFAULT_MAX_ERROR)
@@ -82,6 +82,7 @@ def trial_metrics(report: dict[str, Any], max_drift: float) -> dict[str, dict[st
         checks = row_checks(chosen, max_drift, max_error, drift="baseline_drift",
                             max_ppl_increase=max_ppl)  # fmt: skip
         latency = (chosen.get("latency_ms") or {}).get("b1") or {}
+        ppl = [m["ppl_increase"] for m in chosen["heads"].values() if m.get("task") == "lm"]
         out[runtime] = {
             "artifact": chosen["name"],
             "recipe": chosen["recipe"]["id"],
@@ -89,9 +90,27 @@ def trial_metrics(report: dict[str, Any], max_drift: float) -> dict[str, dict[st
             "size_gzip_bytes": chosen["size_gzip_bytes"],
             "latency_ms_b1": latency.get("p50_ms"),
             "drift": max(baseline or drifts or [0.0]),
+            **({"ppl_increase": max(ppl), "max_ppl_increase": max_ppl} if ppl else {}),
             "feasible": all(why is None for _, why in checks),
         }
     return out
+
+
+INFEASIBLE = 1e18  # the budget excess of a runtime whose artifact is missing
+
+
+def budget_excess(m: dict[str, Any], max_drift: float) -> float:
+    """How far one runtime's artifact (a trial_metrics entry) is past the budget (<= 0: within
+    it): the drift past max_drift (a language model: the larger of that and its perplexity
+    increase past max_ppl_increase, percent); a positive value when it misses in another way (a
+    numeric head's error, a stateful runner), the largest when there is no artifact. Optuna's
+    constraint, and what ranks the closest trial when none is within the budget."""
+    if not m.get("artifact"):
+        return INFEASIBLE
+    excess = float(m["drift"] - max_drift)
+    if m.get("ppl_increase") is not None:
+        excess = max(excess, float(m["ppl_increase"] - m["max_ppl_increase"]))
+    return excess if m["feasible"] else max(excess, 1.0)
 
 
 def run_trial(
