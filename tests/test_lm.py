@@ -223,3 +223,85 @@ def test_a_kerashub_gpt2_causal_lm_runs_int8_and_its_artifacts_agree_token_by_to
         (m,) = row["heads"].values()
         assert m["agreement"] >= 95.0 and m["ppl_increase"] <= 1.0, row["name"]
         assert row["generation"]["agreement_with_keras"] >= 75.0, row["name"]
+
+
+@pytest.mark.slow
+def test_lm_recipe_search_ranks_candidates_by_sample_perplexity(lm_run):
+    report = lm_run["report"]
+    budget = report["verification"]["max_ppl_increase"]
+    for name, row in _rows(report).items():
+        cands = row["recipe"].get("candidates") or []
+        if not cands:
+            continue
+        measured = [c for c in cands if "p50_ms_b1" in c]
+        assert all(np.isfinite(c["ppl_increase"]) for c in measured), name
+        chosen = next(c for c in cands if c["chosen"])
+        within = [c for c in measured if c["ppl_increase"] <= budget]
+        # the chosen recipe is within the budget whenever any candidate is
+        assert (
+            chosen in within
+            if within
+            else chosen["ppl_increase"] == min(c["ppl_increase"] for c in measured)
+        ), (name, cands)
+        assert row["recipe"]["selection"]["max_ppl_increase"] == budget
+
+
+def _with_perplexity(report: dict, name: str, factor: float) -> dict:
+    changed = json.loads(json.dumps(report))
+    for row in changed["verification"]["artifacts"]:
+        if row["name"] == name:
+            row["heads"]["next_token"]["perplexity"] *= factor
+    return changed
+
+
+@pytest.mark.slow
+def test_diff_compares_perplexity_and_generation_and_gates_a_rise(lm_run, tmp_path, capsys):
+    base = lm_run["dir"] / "report.json"
+    assert main(["diff", str(base), str(base), "--max-ppl-increase", "0", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    rows = {r["row"]: r for r in result["rows"]}
+    shipped = rows["litert shipped"]
+    assert shipped["heads"]["next_token"]["perplexity"]["pct"] == 0.0
+    assert shipped["generation"]["tokens_per_s"]["base"] > 0
+    assert shipped["generation"]["ms_per_token"]["pct"] == 0.0
+    worse = tmp_path / "report.json"
+    worse.write_text(json.dumps(_with_perplexity(json.loads(base.read_text()),
+                                                 "model_int8.tflite", 1.02)))  # fmt: skip
+    code = main(["diff", str(base), str(worse), "--max-ppl-increase", "1"])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert "litert shipped: head next_token perplexity" in err and "(+2.00%)" in err
+    assert "exceeds max_ppl_increase 1%" in err and "next_token ppl +2.00%" in out
+    assert main(["diff", str(base), str(worse), "--max-ppl-increase", "3"]) == 0
+
+
+@pytest.mark.slow
+def test_bench_feeds_token_ids_and_times_generation_beside_fp32(lm_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(lm_run["dir"], run_dir)
+    assert main(["bench", str(run_dir), "--threads", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["generation"]["head"] == "next_token"
+    assert "recomputes the whole context" in result["generation"]["method"]
+    for e in result["artifacts"]:
+        g = e["generation"]
+        assert g["tokens_per_s"] == pytest.approx(1000.0 / g["ms_per_token"])
+        assert g["speedup"] == 1.0 if e["precision"] == "fp32" else g["speedup"] > 0
+        assert e["b1"]["warm"]["p50_ms"] > 0
+    assert main(["bench", str(run_dir), "--threads", "1"]) == 0
+    assert "gen tok/s" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_report_html_shows_perplexity_per_artifact_and_a_perplexity_size_chart(lm_run):
+    page = (lm_run["dir"] / "report.html").read_text()
+    rows = _rows(lm_run["report"])
+    assert "next_token: ppl (+%)" in page and "gen tok/s" in page
+    assert "perplexity against size per recipe" in page and "<svg" in page
+    assert "max perplexity increase 1%" in page
+    for row in rows.values():
+        assert f"{row['heads']['next_token']['perplexity']:.4f}" in page
+    unigram = lm_run["report"]["stages"]["build"]["unigram_perplexity"]
+    assert f"unigram baseline perplexity {unigram:.2f}" in page

@@ -4,9 +4,11 @@ smaller, then the more accurate); size picks the smallest that is not slower tha
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from compress.backends.select import TIE, choose
+from compress.backends.select import TIE, choose, sample_ppl_increase
+from compress.measure.heads import nll
 from compress.measure.timing import measure_until_stable
 
 FP32_SIZE = 1000
@@ -79,3 +81,37 @@ def test_timing_rounds_stop_when_the_decision_is_stable_and_cap_when_it_is_not()
     flips = iter(["a", "b"] * 10)
     _, noisy = measure_until_stable(calls, lambda t: next(flips), round_budget_s=0.001)
     assert len(noisy) == 8  # never stable: capped
+
+
+def test_a_language_models_candidates_are_judged_by_their_perplexity_increase():
+    """Next-token agreement over a 256-token vocabulary rarely reaches the 99% floor; a language
+    model's candidates compete on the number verify gates them by instead."""
+    entries = [
+        {"id": "fast-broken", "agreement": 41.0, "ppl_increase": 278.0, "size_bytes": 50,
+         "p50_ms_b1": 0.3, "speedup_b1": 3.0},
+        {"id": "within", "agreement": 97.6, "ppl_increase": 0.26, "size_bytes": 80,
+         "p50_ms_b1": 0.9, "speedup_b1": 1.0},
+        {"id": "over", "agreement": 98.0, "ppl_increase": 1.5, "size_bytes": 70,
+         "p50_ms_b1": 0.9, "speedup_b1": 1.0},
+    ]  # fmt: skip
+    assert choose(entries, 99.0, "latency", FP32_SIZE, max_ppl_increase=1.0)["id"] == "within"
+    assert choose(entries, 99.0, "latency", FP32_SIZE, max_ppl_increase=2.0)["id"] == "over"
+    # none within the budget: the lowest perplexity increase, not the fastest
+    assert choose(entries, 99.0, "latency", FP32_SIZE, max_ppl_increase=0.1)["id"] == "within"
+    # without a budget the agreement floor applies as for any model
+    assert choose(entries, 99.0, "latency", FP32_SIZE)["id"] == "over"
+
+
+def test_sample_perplexity_increase_uses_each_windows_own_next_tokens():
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 8, (4, 6)).astype(np.int32)
+    ref = rng.normal(size=(4, 6, 8)).astype(np.float32)
+    out = ref + rng.normal(scale=0.5, size=ref.shape).astype(np.float32)
+    got = sample_ppl_increase({"y": ref}, {"y": out}, {"y": "lm"}, tokens)
+    labels = tokens[:, 1:]
+    expected = (np.exp(nll(out[:, :-1], labels)) / np.exp(nll(ref[:, :-1], labels)) - 1) * 100
+    assert got == pytest.approx(expected)
+    assert sample_ppl_increase({"y": ref}, {"y": ref}, {"y": "lm"}, tokens) == pytest.approx(0)
+    assert sample_ppl_increase({"y": ref}, {"y": out}, {"y": "classify"}, tokens) is None
+    floats = rng.random((4, 6)).astype(np.float32)  # no token ids: nothing to score
+    assert sample_ppl_increase({"y": ref}, {"y": out}, {"y": "lm"}, floats) is None

@@ -297,3 +297,40 @@ def test_the_ray_address_needs_the_ray_executor(tmp_path, capsys):
     argv = ["tune", "multitask", "--address", "auto", "--out", str(tmp_path)]
     assert main(argv) == 2
     assert "--address is the Ray cluster's: it needs the ray executor" in capsys.readouterr().err
+
+
+def test_a_language_models_trials_are_judged_by_perplexity_increase(tmp_path):
+    """An LM trial's cost is its perplexity increase: the front's last axis, the budget the
+    closest trial is ranked by when none meets it, and the tune page's axis."""
+    from compress import tune
+    from compress.report.tune import tune_page, tune_table
+    from compress.tune.results import best, fronts, quality
+    from compress.tune.trial import TuneSetup, budget_excess
+
+    def metrics(size, ppl):
+        return {r: {"artifact": "a", "recipe": "r", "size_bytes": size, "size_gzip_bytes": size,
+                    "latency_ms_b1": 1.0, "drift": 0.0, "ppl_increase": ppl,
+                    "max_ppl_increase": 1.0, "feasible": ppl <= 1.0}
+                for r in tune.runtimes()}  # fmt: skip
+
+    point = {"prune": None, "cluster": None, "quantize": "int8", "qat": False}
+    measured = [(100, 0.4), (80, 0.9), (60, 3.0), (50, 40.0)]  # (gzip bytes, ppl increase %)
+    trials = [{"number": i, "state": "COMPLETE", "params": point, "runtimes": metrics(s, p)}
+              for i, (s, p) in enumerate(measured)]  # fmt: skip
+    setup = TuneSetup(base=None, target="lm", max_drift=1.0, space={}, out=tmp_path)
+    assert quality(trials, setup)["key"] == "ppl_increase"
+    assert budget_excess(trials[2]["runtimes"]["litert"], 1.0) == pytest.approx(2.0)
+    assert budget_excess(trials[0]["runtimes"]["litert"], 1.0) == pytest.approx(-0.6)
+    chosen = best(trials, setup)["litert-size"]
+    assert chosen["trial"] == 1 and chosen["within_budget"]  # the smallest within 1%
+    assert [p["trial"] for p in fronts(trials, setup)["litert"]] == [1, 0]
+    over = [{**t, "runtimes": metrics(t["runtimes"]["litert"]["size_bytes"],
+                                      t["runtimes"]["litert"]["ppl_increase"] + 2.5)}
+            for t in trials]  # fmt: skip
+    closest = best(over, setup)["litert-size"]
+    assert closest["trial"] == 0 and not closest["within_budget"]  # the least perplexity lost
+    record = {"tune_id": "t", "target": "lm", "objectives": ["size"], "max_drift": 1.0,
+              "quality": quality(trials, setup), "space": {}, "runtimes": list(tune.runtimes()),
+              "trials": trials, "fronts": fronts(trials, setup), "best": best(trials, setup),
+              "passed": True}  # fmt: skip
+    assert "ppl increase %" in tune_table(record) and "perplexity increase" in tune_page(record)
