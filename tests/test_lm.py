@@ -137,8 +137,14 @@ def test_lm_prunes_and_trains_quantization_aware(lm_run, capsys):
     assert code == 0, report["verification"]["failures"]
     assert min(report["stages"]["prune"]["layers"].values()) >= 0.45
     assert {"model_qat.tflite", "model_qat.onnx"} <= set(rows)
+    # the unpruned float model's perplexity is the baseline tune judges a trial against
+    base = report["verification"]["baseline_perplexity"]["next_token"]
+    unpruned = _rows(lm_run["report"])["model.keras"]["heads"]["next_token"]["perplexity"]
+    assert base == pytest.approx(unpruned, rel=1e-6)
     for row in rows.values():
-        assert np.isfinite(row["heads"]["next_token"]["perplexity"])
+        m = row["heads"]["next_token"]
+        assert np.isfinite(m["perplexity"])
+        assert m["baseline_ppl_increase"] == pytest.approx((m["perplexity"] / base - 1) * 100)
 
 
 def test_lm_head_metrics_and_gate():

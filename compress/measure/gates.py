@@ -21,20 +21,22 @@ def row_checks(
     min_speedup: float | None = None,
     drift: str = "drift",
     max_ppl_increase: float = DEFAULT_MAX_PPL_INCREASE,
+    ppl: str = "ppl_increase",
 ) -> list[tuple[str, str | None]]:
     """Every gate of one artifact's report row, as (gate, why it fails or None): repeatability,
     each head's accuracy (`max_drift[HEAD]` for a classifier, `max_error[HEAD]` for a numeric
     head, `max_ppl_increase[HEAD]` for a language model's next-token head) and, when asked and
     the artifact is compressed, the batch-1 speedup. `drift` names the field a classifier's
     drift is read from (`baseline_drift`: against the float model before prune/cluster, where
-    the row has it). The report's failures, the JUnit cases and the tune's feasibility are all
+    the row has it; `ppl` likewise for a language model's perplexity increase). The report's
+    failures, the JUnit cases and the tune's feasibility are all
     this list."""
     checks: list[tuple[str, str | None]] = []
     if "repeatable" in row:
         checks.append(("repeatable", None if row["repeatable"] else REPEATABLE))
     for head, m in row["heads"].items():
         gate = GATE_OF_TASK[m.get("task", "classify")]
-        why = head_gate(m, max_drift, max_error, drift, max_ppl_increase)
+        why = head_gate(m, max_drift, max_error, drift, max_ppl_increase, ppl)
         checks.append((f"{gate}[{head}]", why))
     if min_speedup is not None and row["precision"] != "fp32":
         checks.append(("min_speedup", speedup_gate(row, min_speedup)))
@@ -71,16 +73,19 @@ def head_gate(
     max_error: float,
     drift: str = "drift",
     max_ppl_increase: float = DEFAULT_MAX_PPL_INCREASE,
+    ppl: str = "ppl_increase",
 ) -> str | None:
     """Why one head of an artifact fails its accuracy gate, or None: a classifier's drift (read
     from the field named by `drift`, the head's own `drift` where it lacks that field) against
     max_drift, a numeric head's relative error against max_error, a language model's held-out
     perplexity increase over the float model's (percent) against max_ppl_increase."""
     if m.get("task") == "lm":
-        if m["ppl_increase"] > max_ppl_increase:
-            return (f"perplexity {m['perplexity']:.4g} is {m['ppl_increase']:.2f}% above the "
-                    f"float model's {m['reference_perplexity']:.4g}, over max_ppl_increase "
-                    f"{max_ppl_increase:g}%")  # fmt: skip
+        increase = m.get(ppl, m["ppl_increase"])
+        if increase > max_ppl_increase:
+            whose = ("the float model's before prune/cluster" if ppl in m and ppl != "ppl_increase"
+                     else f"the float model's {m['reference_perplexity']:.4g}")  # fmt: skip
+            return (f"perplexity {m['perplexity']:.4g} is {increase:.2f}% above {whose}, over "
+                    f"max_ppl_increase {max_ppl_increase:g}%")  # fmt: skip
         return None
     if m.get("task", "classify") == "regress":
         if m["relative_error"] > max_error:

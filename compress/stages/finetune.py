@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from pydantic import Field
 
 from compress.core.state import RunState
@@ -62,11 +63,13 @@ def begin(stage: Any, state: RunState) -> tuple[RunState, Dataset, Any, list[str
 
 
 def with_baseline(state: RunState, model: Any, data: Dataset) -> RunState:
-    """Record the uncompressed float model's held-out accuracy once, before the first
-    compression stage changes it: drift is reported against it as well."""
+    """Record the uncompressed float model's held-out accuracy (a language model head: its
+    perplexity) once, before the first compression stage changes it: drift (the perplexity
+    increase) is reported against it as well."""
     if "baseline_accuracy" in state.info:
         return state
     from compress.backends.keras import KerasRunner
+    from compress.measure.heads import nll
 
     # The model in hand's held-out outputs, when the pipeline already has them (after train).
     out = state.reference_outputs
@@ -76,4 +79,6 @@ def with_baseline(state: RunState, model: Any, data: Dataset) -> RunState:
         h: float((out[h].argmax(-1) == y).mean() * 100)
         for h, y in data.y_test.items() if data.task(h) == "classify"
     }  # fmt: skip
-    return state.with_info("baseline_accuracy", acc)
+    ppl = {h: float(np.exp(nll(out[h], y))) for h, y in data.y_test.items() if data.task(h) == "lm"}
+    state = state.with_info("baseline_accuracy", acc)
+    return state.with_info("baseline_perplexity", ppl) if ppl else state

@@ -92,6 +92,7 @@ class Verify(Stage):
         ref_rows = {h: reference_metrics(reference[h], data.y_test[h], tasks[h]) for h in heads}
         ref_acc = {h: m["accuracy"] for h, m in ref_rows.items() if "accuracy" in m}
         baseline = state.info.get("baseline_accuracy")  # before prune/cluster, if any
+        baseline_ppl = state.info.get("baseline_perplexity") or {}
         float_bytes = (
             in_hand.facts["float_weight_bytes"]
             if in_hand and "float_weight_bytes" in in_hand.facts
@@ -144,6 +145,9 @@ class Verify(Stage):
                 for h, m in row["heads"].items():
                     if h in baseline and "accuracy" in m:
                         m["baseline_drift"] = baseline[h] - m["accuracy"]
+            for h, m in row["heads"].items():
+                if h in baseline_ppl:
+                    m["baseline_ppl_increase"] = (m["perplexity"] / baseline_ppl[h] - 1) * 100
             rows.append(row)
         self._time(rows, runners, state.artifacts, data.x_test, state.timing_lock or NO_LOCK)
         lm_heads = [h for h in heads if tasks[h] == "lm"]
@@ -166,6 +170,7 @@ class Verify(Stage):
                 if "reference_label_mae" in m
             },
             "baseline_accuracy": baseline,
+            **({"baseline_perplexity": baseline_ppl} if baseline_ppl else {}),
             "float_weight_bytes": float_bytes,
             "max_drift": p.max_drift,
             "max_error": p.max_error,

@@ -80,9 +80,11 @@ def trial_metrics(report: dict[str, Any], max_drift: float) -> dict[str, dict[st
         drifts = [m["drift"] for m in chosen["heads"].values() if "drift" in m]
         baseline = [m["baseline_drift"] for m in chosen["heads"].values() if "baseline_drift" in m]
         checks = row_checks(chosen, max_drift, max_error, drift="baseline_drift",
-                            max_ppl_increase=max_ppl)  # fmt: skip
+                            max_ppl_increase=max_ppl, ppl="baseline_ppl_increase")  # fmt: skip
         latency = (chosen.get("latency_ms") or {}).get("b1") or {}
-        ppl = [m["ppl_increase"] for m in chosen["heads"].values() if m.get("task") == "lm"]
+        # against the float model before prune/cluster, as drift is
+        ppl = [m.get("baseline_ppl_increase", m["ppl_increase"])
+               for m in chosen["heads"].values() if m.get("task") == "lm"]  # fmt: skip
         out[runtime] = {
             "artifact": chosen["name"],
             "recipe": chosen["recipe"]["id"],
@@ -210,7 +212,12 @@ def summary(number: int, record: dict[str, Any]) -> str:
     if "runtimes" not in record:
         return f"tune: trial {number} failed: {record.get('error')}"
     return f"tune: trial {number} done: " + ", ".join(
-        f"{rt} {m.get('size_gzip_bytes', '-')} B gzip, drift {m.get('drift', 0):.2f}"
+        f"{rt} {m.get('size_gzip_bytes', '-')} B gzip, "
+        + (
+            f"perplexity {m['ppl_increase']:+.2f}%"
+            if "ppl_increase" in m
+            else f"drift {m.get('drift', 0):.2f}"
+        )  # fmt: skip
         for rt, m in record["runtimes"].items()
         if m.get("artifact")
     )
