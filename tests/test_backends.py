@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from compress.backends import BACKENDS, Sources
-from compress.backends.litert import convert
+from compress.backends.tflite import aeq_quantize, convert
 from compress.keras import _tf
 
 
@@ -28,7 +28,10 @@ def test_shared_calibration_gives_the_converters_int8(tmp_path):
         shared = tmp_path / f"{spec.id}.tflite"
         litert.build(spec, src, shared)
         alone = tmp_path / f"{spec.id}-alone.tflite"
-        alone.write_bytes(convert(model, spec.knobs, x))
+        if spec.knobs.get("aeq"):  # ai-edge-quantizer on the converter's fp32 file
+            alone.write_bytes(aeq_quantize(convert(model, {}), spec.knobs))
+        else:
+            alone.write_bytes(convert(model, spec.knobs, x))
         a = litert.open_runner(shared).predict(x)["y"]
         b = litert.open_runner(alone).predict(x)["y"]
         np.testing.assert_array_equal(a, b)
@@ -54,7 +57,7 @@ def test_shared_preprocessing_gives_the_same_onnx(tmp_path):
 def test_one_export_per_model_and_weights_serves_every_conversion(tmp_path):
     """TFLite conversions of one model share one SavedModel export; weights changed after a
     conversion (a model trained further) get a fresh one, never the stale file."""
-    from compress.backends import litert
+    from compress.backends import litert, tflite
 
     model = _small_model()
     x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
@@ -66,12 +69,12 @@ def test_one_export_per_model_and_weights_serves_every_conversion(tmp_path):
 
     first = convert(model, {})
     convert(model, {"optimize": True})
-    assert len(litert._EXPORTS[model]) == 1  # the dynamic-range conversion reused the export
+    assert len(tflite._EXPORTS[model]) == 1  # the dynamic-range conversion reused the export
     np.testing.assert_allclose(tflite_outputs(first), model.predict(x, verbose=0), atol=1e-5)
     kernel = model.layers[1].kernel
     kernel.assign(kernel.numpy() * -1.0)  # "trained further"
     again = convert(model, {})
-    assert len(litert._EXPORTS[model]) == 2
+    assert len(tflite._EXPORTS[model]) == 2
     np.testing.assert_allclose(tflite_outputs(again), model.predict(x, verbose=0), atol=1e-5)
     assert not np.allclose(tflite_outputs(again), tflite_outputs(first), atol=1e-3)
 
@@ -101,7 +104,7 @@ def test_qat_weights_are_stored_exactly_as_uint8_around_128(tmp_path):
     import onnx
     from onnx import TensorProto, numpy_helper
 
-    from compress.backends.onnxruntime import save, weights_to_int8
+    from compress.backends.onnx_weights import save, weights_to_int8
 
     proto, w = _on_int8_grid_model()
     path = tmp_path / "qat.onnx"

@@ -388,7 +388,7 @@ def test_keras3_quantizers_are_recipe_rows_built_from_the_users_keras3_model(nam
     the quantized Keras 3 model computes and stores its int8 weights; the TFLite converter
     cannot take Keras 3's int8 Dense (one line naming the op and layer) but builds int4."""
     from compress.backends import BACKENDS, Sources
-    from compress.backends.litert import ConverterRefused
+    from compress.backends.tflite import ConverterRefused
 
     keras, model = _keras3_model(name)
     x = _x(name, model)

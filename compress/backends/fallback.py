@@ -95,7 +95,8 @@ def fallback(
     max_drift: float,
 ) -> tuple[Any, dict[str, Any]]:
     """When the file's drift (estimated on the check set) exceeds `max_drift`: rebuild it with
-    the most sensitive layers kept float, a group at a time (a quarter of the quantized layers),
+    the most sensitive layers kept float (a 4-bit recipe: kept at int8, `kept_at`), a group at
+    a time (a quarter of the quantized layers),
     until the drift fits or nothing is left; keep the best. NNCF's accuracy-controlled
     quantization does the same on its own models. Returns the spec used and what happened."""
     options = src.fp32.options
@@ -132,4 +133,6 @@ def fallback(
     drift, chosen, blob, names = best
     path.write_bytes(blob)
     info.update(drift_after=drift, kept_float=names)
+    if chosen.knobs.get("int8_scopes"):  # a 4-bit recipe keeps its sensitive layers at int8
+        info["kept_at"] = "int8"
     return chosen, info

@@ -8,12 +8,6 @@ tensor's own scale and zero point, so callers always pass and get float32.
 
 from __future__ import annotations
 
-import hashlib
-import re
-import shutil
-import tempfile
-import warnings
-import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -21,11 +15,19 @@ from typing import Any
 
 import numpy as np
 
-from compress.backends import worker as isolate
 from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.backends.tflite import (
+    AEQ,
+    aeq_quantize,
+    calibrate,
+    convert,
+    fixed_batch,
+    has_recurrent_layer,
+    quantize_calibrated,
+)
 from compress.core import compat
 from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
-from compress.keras import _tf, keras3
+from compress.keras import keras3
 from compress.keras.model_io import trained_weights_into
 from compress.measure.sensitivity import compare, sqnr_db
 from compress.measure.weights import summarize, tensor_stats
@@ -39,7 +41,6 @@ RECURRENT_OPS = (
     "BIDIRECTIONAL_SEQUENCE_RNN",
 )  # fmt: skip
 INT8_AND_AUTO = ("int8", "auto")
-CONVERTER = "TFLite converter"
 KERNELS_AGREE_DB = 40.0  # reference vs XNNPACK outputs of one file: closer is the same math
 
 # Knobs the converter reads: optimize (Optimize.DEFAULT), int8_ops (TFLITE_BUILTINS_INT8 with a
@@ -47,7 +48,8 @@ KERNELS_AGREE_DB = 40.0  # reference vs XNNPACK outputs of one file: closer is t
 # source ("qat": convert the quantization-aware-trained model; "qat-weights": the float graph
 # with its trained weights), denylisted_ops / denylisted_nodes
 # (op types / tensor names the int8 quantizer leaves float), legacy_dynamic_range (the converter's
-# first dynamic-range quantizer).
+# first dynamic-range quantizer); aeq (ai-edge-quantizer on the fp32 file: "dynamic" or
+# "weight_only") with bits (4 or 8) and granularity (CHANNELWISE, BLOCKWISE_32, ...).
 RECIPES = (
     RecipeSpec("fp32", "fp32", "TFLite converter, float32"),
     RecipeSpec(
@@ -89,6 +91,30 @@ RECIPES = (
         {"optimize": True, "float16": True}, search=("auto",),
     ),
     RecipeSpec(
+        "aeq-dynamic-int8", "dynamic",
+        f"{AEQ} dynamic_wi8_afp32 on the fp32 file: int8 channel-wise weights, activations "
+        "quantized at run time (integer kernels)",
+        {"aeq": "dynamic", "bits": 8, "granularity": "CHANNELWISE"}, search=INT8_AND_AUTO,
+    ),
+    RecipeSpec(
+        "aeq-dynamic-int4-block32", "int4",
+        f"{AEQ} dynamic_wi4 on the fp32 file: int4 weights (two per byte) with a float scale per "
+        "block of 32 input values, activations quantized to int8 at run time (integer kernels)",
+        {"aeq": "dynamic", "bits": 4, "granularity": "BLOCKWISE_32"}, search=("int4", "auto"),
+    ),
+    RecipeSpec(
+        "aeq-dynamic-int4-channel", "int4",
+        f"{AEQ} dynamic_wi4_afp32 on the fp32 file: int4 channel-wise weights (two per byte), "
+        "activations quantized to int8 at run time (integer kernels)",
+        {"aeq": "dynamic", "bits": 4, "granularity": "CHANNELWISE"}, search=("int4", "auto"),
+    ),
+    RecipeSpec(
+        "aeq-weight-only-int4", "int4",
+        f"{AEQ} weight_only_wi4_afp32 on the fp32 file: int4 channel-wise weights dequantized "
+        "to float before each op (float compute; smallest, usually slowest)",
+        {"aeq": "weight_only", "bits": 4, "granularity": "CHANNELWISE"}, search=("int4",),
+    ),
+    RecipeSpec(
         "keras3-int4", "int4",
         keras3.QUANTIZER.format(mode="int4") + ", converted to TFLite builtin ops",
         {"source": "keras3", "keras3_mode": "int4"}, search=("auto",), needs="keras3",
@@ -111,226 +137,20 @@ RECIPES = (
 
 # TFLite TensorType enum -> numpy dtype, for the types weights are stored in.
 _TFLITE_TYPES = {0: np.float32, 1: np.float16, 3: np.uint8, 9: np.int8, 2: np.int32, 7: np.int16}
+_TFLITE_INT4 = 17  # stored two per byte, the first value in the low nibble
 # Outputs are computed one sample at a time, as deployed at batch 1: dynamic quantization
 # scales activations per batch, so a batch's other samples would change a sample's output.
 _PREDICT_BATCH = 1
 
 
-def has_recurrent_layer(model: Any) -> bool:
-    """A Keras RNN layer, or (a SavedModel's signature, see keras/signature.py) a loop over
-    time in its graph: either converts to a fused, stateful op at a fixed batch only."""
-    from compress.keras import signature  # imports TensorFlow, as the keras call does
-
-    keras = _tf.keras()
-    if any(isinstance(m, keras.layers.RNN) for m in model.submodules):
-        return True
-    return signature.directory(model) is not None and signature.has_loop(model)
-
-
-# model -> {(batch, weights digest): SavedModel directory}: one export per model, batch and
-# weight values in this process (the worker keeps its models), shared by every conversion of it;
-# removed when the model is gone. The digest makes a model trained further export again.
-_EXPORTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _weights_digest(model: Any) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for v in model.variables:
-        h.update(v.name.encode())
-        h.update(np.ascontiguousarray(v.numpy()).tobytes())
-    return h.hexdigest()
-
-
-def _saved_model(model: Any, batch: int | None) -> str:
-    """The model's inference (training=False) as a SavedModel with one signature that keeps the
-    Keras input and output names: one traced function and the variables. The converter's
-    `from_keras_model` instead exports the whole tf_keras SavedModel (every layer's functions
-    traced) for each conversion: 33 s for EfficientNetB0 at 224 against 4 s for this export and
-    5 s to convert from it (same file, same outputs; only the source-type metadata differs)."""
-    exports = _EXPORTS.setdefault(model, {})
-    key = (batch, _weights_digest(model))
-    if key in exports:
-        return exports[key]
-    tf = _tf.tf()
-    specs = [
-        tf.TensorSpec([batch, *t.shape[1:]], t.dtype, name=name)
-        for t, name in zip(model.inputs, model.input_names, strict=True)
-    ]
-
-    @tf.function(input_signature=specs)
-    def serve(*xs):
-        out = model(list(xs) if len(xs) > 1 else xs[0], training=False)
-        if not isinstance(out, list | tuple):
-            out = [out]
-        return dict(zip(model.output_names, out, strict=True))
-
-    module = tf.Module()
-    module.variables_ = list(model.variables)  # tracked, so the export holds them
-    directory = tempfile.mkdtemp(prefix="compress-savedmodel-")
-    weakref.finalize(model, shutil.rmtree, directory, ignore_errors=True)
-    try:
-        tf.saved_model.save(
-            module, directory, signatures={"serving_default": serve.get_concrete_function()}
-        )
-    except BaseException:
-        shutil.rmtree(directory, ignore_errors=True)
-        raise
-    exports[key] = directory
-    return directory
-
-
-def _converter(model: Any) -> Any:
-    """A converter for the model. Models with recurrent layers get a fixed batch of 1: the
-    TFLite converter fuses a Keras LSTM into one stateful op only for a static batch."""
-    tf = _tf.tf()
-    batch = fixed_batch(model) or (1 if has_recurrent_layer(model) else None)
-    return tf.lite.TFLiteConverter.from_saved_model(_saved_model(model, batch))
-
-
-def fixed_batch(model: Any) -> int | None:
-    """The batch size the model's inputs are fixed to (a SavedModel signature exported at
-    batch 1), or None."""
-    return model.inputs[0].shape[0]
-
-
-def calibrate(model: Any, x_calib: Inputs | None) -> bytes:
-    """The float model with the activation ranges of the calibration samples recorded: the
-    converter's own calibration, done once and shared by every int8 recipe of the model."""
-    isolate.step(CONVERTER, "int8 calibration")
-    return convert(model, {"optimize": True, "int8_ops": True, "calibrate_only": True}, x_calib)
-
-
-def quantize_calibrated(calibrated: bytes, knobs: dict[str, Any]) -> bytes:
-    """Full-integer int8 from a calibrated model (float I/O), as the converter does after its
-    calibration: MLIR quantization, then read-only buffers deduplicated."""
-    _tf.tf()
-    isolate.step(CONVERTER, "int8 quantization")
-    from tensorflow.lite.python.convert import mlir_quantize
-    from tensorflow.lite.python.lite import _deduplicate_readonly_buffers
-
-    quantized = mlir_quantize(
-        calibrated,
-        disable_per_channel=not knobs.get("per_channel", True),
-        denylisted_ops=list(knobs.get("denylisted_ops") or []) or None,
-        denylisted_nodes=list(knobs.get("denylisted_nodes") or []) or None,
-    )
-    return _deduplicate_readonly_buffers(quantized)
-
-
-def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) -> bytes:
-    """Convert a tf_keras model with a recipe's knobs. Models with recurrent layers are
-    converted at a fixed batch of 1 (see _converter)."""
-    tf = _tf.tf()
-    if knobs.get("int8_ops") and (knobs.get("denylisted_ops") or knobs.get("denylisted_nodes")):
-        # ops kept float: the converter's own calibration, then its MLIR quantizer told what to
-        # leave alone (what tf.lite.experimental.QuantizationDebugger does for a denylist)
-        return quantize_calibrated(calibrate(model, x_calib), knobs)
-    what = "int8 calibration" if knobs.get("int8_ops") else "conversion"
-    isolate.step(CONVERTER, what)
-    converter = _converter(model)
-    if knobs.get("optimize"):
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if knobs.get("int8_ops"):
-        if x_calib is None or count(x_calib) == 0:
-            raise ValueError("int8 conversion needs calibration samples")
-        feed = as_feed(x_calib, model.input_names)
-
-        def representative():
-            for i in range(count(x_calib)):
-                yield {name: arr[i : i + 1] for name, arr in feed.items()}
-
-        converter.representative_dataset = representative
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        compat.tflite_quantization_knobs(
-            converter, knobs.get("per_channel", True), bool(knobs.get("calibrate_only"))
-        )
-    if knobs.get("legacy_dynamic_range"):
-        converter.experimental_new_dynamic_range_quantizer = False
-    if knobs.get("float16"):
-        converter.target_spec.supported_types = [tf.float16]
-    with warnings.catch_warnings():
-        # "Statistics for quantized inputs were expected": float I/O is intended here.
-        warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
-        # The converter calibrates with the deprecated tf.lite.Interpreter internally.
-        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
-        try:
-            return converter.convert()
-        except Exception as exc:
-            from compress.keras import signature
-
-            flex = flex_ops_error(str(exc)) or operand_type_error(str(exc))
-            if flex is not None:
-                raise flex from None
-
-            dynamic = fixed_batch(model) is None and signature.directory(model) is not None
-            if dynamic and "TensorList" in str(exc):
-                raise ValueError(
-                    "the SavedModel's signature runs a recurrent loop at a dynamic batch, "
-                    "which the TFLite converter cannot make static: export it at batch 1 "
-                    "(model.export(dir, input_signature=[tf.TensorSpec((1, ...), ...)]))"
-                ) from None
-            raise
-
-
-class ConverterRefused(ValueError):
-    """The TFLite converter's error for this model, said in one line (not its MLIR dump)."""
-
-    self_describing = True  # errors.one_line shows the message without the type name
-
-
-class NeedsFlexOps(ConverterRefused):
-    """The model needs TensorFlow ops that TFLite's builtin op set lacks. compress converts to
-    builtin ops only: a file with Flex (Select TF) ops would fail in the LiteRT interpreter."""
-
-
-# One converter error per op: its location (innermost first: "model/layer/Op@function") and op.
-_NOT_BUILTIN = re.compile(
-    r'error: loc\(.*?fused\["[^"]*", "([^"@]+)(?:@([^"]+))?"\].*?'
-    r"'tf\.(\w+)' op is neither a custom op nor a flex op"
-)
-
-
-def flex_ops_error(text: str) -> NeedsFlexOps | None:
-    """The converter's error for ops outside TFLite's builtins, as one line naming each op and
-    the layer (a Keras node path `model/layer/...`) or graph function it sits in; None for any
-    other error."""
-    found: dict[str, str] = {}
-    for node, function, op in _NOT_BUILTIN.findall(text):
-        parts = node.split("/")
-        where = f"layer '{parts[1]}'" if len(parts) >= 3 else f"node '{node}'"
-        where += f" in function '{function}'" if function and len(parts) < 3 else ""
-        found.setdefault(op, where)
-    if not found:
-        return None
-    ops = ", ".join(f"{op} ({where})" for op, where in found.items())
-    return NeedsFlexOps(
-        f"needs TensorFlow op{'s' if len(found) > 1 else ''} outside TFLite's builtin set: {ops};"
-        " a .tflite file would need Flex (Select TF) ops, which the LiteRT interpreter cannot "
-        "run, so no TFLite file is made"
-    )
-
-
-# An op TFLite has, fed a tensor type its kernel does not take (Keras 3's int8 Dense feeds int8
-# values without quantization parameters to FULLY_CONNECTED).
-_OPERAND_TYPE = re.compile(
-    r'error: loc\(.*?fused\["[^"]*", "([^"@]+)(?:@[^"]+)?"\].*?'
-    r"'tfl\.(\w+)' op operand #(\d+) must be tensor of .*?but got '([^']+)'"
-)
-
-
-def operand_type_error(text: str) -> ConverterRefused | None:
-    """The converter's error for an op whose operand has a type the TFLite kernel does not
-    take, as one line naming the layer, the op and the type; None for any other error."""
-    found = _OPERAND_TYPE.search(text)
-    if found is None:
-        return None
-    node, op, operand, got = found.groups()
-    parts = node.split("/")
-    where = f"layer '{parts[1]}'" if len(parts) >= 3 else f"node '{node}'"
-    return ConverterRefused(
-        f"the TFLite converter cannot build {op.upper()} for {where}: its operand #{operand} is "
-        f"{got}, a type TFLite's {op.upper()} kernel does not take, so no TFLite file is made"
-    )
+def unpack_int4(packed: np.ndarray, shape: Any) -> np.ndarray:
+    """A TFLite INT4 buffer's values (two per byte, low nibble first, two's complement) as int8
+    of `shape`."""
+    values = np.empty(packed.size * 2, dtype=np.int8)
+    values[0::2] = (packed & 0x0F).astype(np.int8)
+    values[1::2] = (packed >> 4).astype(np.int8)
+    values[values > 7] -= 16
+    return values[: int(np.prod(shape))].reshape(shape)
 
 
 class LiteRTBackend(Backend):
@@ -339,12 +159,6 @@ class LiteRTBackend(Backend):
     suffix = ".tflite"
     recipes = RECIPES
     loader_name = "LiteRT interpreter"
-    no_recipe = {
-        "int4": "TFLite has no general int4 weight path: the TFLite converter stores weights in "
-        "8 or 16 bits (int8, float16), so no int4 file is made rather than one that only "
-        "pretends (onnxruntime's MatMulNBits is the int4 artifact; Keras 3's own int4, which the "
-        "converter stores unpacked, larger than fp32, is only a measured candidate under auto)",
-    }
 
     def build(self, spec: RecipeSpec, src: Sources, path: Path) -> dict[str, Any]:
         source = spec.knobs.get("source")
@@ -354,6 +168,12 @@ class LiteRTBackend(Backend):
             batch = fixed_batch(src.model) or (1 if has_recurrent_layer(src.model) else None)
             with keras3.quantized(src.model, spec.knobs["keras3_mode"], batch) as model:
                 path.write_bytes(convert(model, {}))
+            return {"fixed_batch": batch} if batch else {}
+        if spec.knobs.get("aeq"):  # ai-edge-quantizer rewrites the converter's fp32 file
+            if "fp32_tflite" not in src.memo:
+                src.memo["fp32_tflite"] = convert(src.model, {})
+            path.write_bytes(aeq_quantize(src.memo["fp32_tflite"], spec.knobs))
+            batch = fixed_batch(src.model) or (1 if has_recurrent_layer(src.model) else None)
             return {"fixed_batch": batch} if batch else {}
         if source == "qat":
             model = src.qat_model
@@ -394,6 +214,10 @@ class LiteRTBackend(Backend):
         return compare(ref, inspected.intermediates(x))
 
     def keep_float(self, spec: RecipeSpec, layers: list[dict[str, Any]]) -> RecipeSpec | None:
+        if spec.knobs.get("aeq") and spec.knobs.get("bits") == 4:
+            # mixed 4/8: the sensitive layers get int8 weights instead of float
+            names = [*spec.knobs.get("int8_scopes", []), *(r["layer"] for r in layers)]
+            return replace(spec, knobs={**spec.knobs, "int8_scopes": names})
         if not spec.knobs.get("int8_ops") or spec.knobs.get("source") == "qat":
             return None  # only the calibrated quantizer takes a denylist
         names = [r["layer"] for r in layers]
@@ -427,7 +251,8 @@ class LiteRTBackend(Backend):
             graph = flat.Subgraphs(s)
             for i in range(graph.TensorsLength()):
                 t = graph.Tensors(i)
-                dtype = _TFLITE_TYPES.get(t.Type())
+                int4 = t.Type() == _TFLITE_INT4
+                dtype = np.uint8 if int4 else _TFLITE_TYPES.get(t.Type())
                 shape = t.ShapeAsNumpy() if t.ShapeLength() else np.array([], dtype=np.int32)
                 if dtype is None or len(shape) < 2:
                     continue
@@ -438,8 +263,10 @@ class LiteRTBackend(Backend):
                     raw = b.DataAsNumpy()
                 else:
                     continue  # not a constant: an activation
-                values = np.frombuffer(raw.tobytes(), dtype=dtype).reshape(shape)
-                tensors.append(tensor_stats(t.Name().decode(errors="replace"), values))
+                values = np.frombuffer(raw.tobytes(), dtype=dtype)
+                values = unpack_int4(values, shape) if int4 else values.reshape(shape)
+                stats = tensor_stats(t.Name().decode(errors="replace"), values)
+                tensors.append({**stats, "dtype": "int4"} if int4 else stats)
         return summarize(tensors)
 
 

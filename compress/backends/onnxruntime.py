@@ -15,6 +15,15 @@ import numpy as np
 
 from compress.backends import worker as isolate
 from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.backends.onnx_weights import (
+    QUANTIZER,
+    float16_weights,
+    float_weight_ops,
+    int4_weights,
+    save,
+    weighted_producers,
+    weights_to_int8,
+)
 from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.core.fileio import working_directory
 from compress.keras import _tf, keras3
@@ -34,7 +43,6 @@ STATIC = "onnxruntime static QDQ, per-channel int8 weights (7-bit range), uint8 
 # -> 0.0039 (onnxruntime's quantization docs name the same cause and remedy).
 REDUCE_RANGE = True
 INT8_AND_AUTO = ("int8", "auto")
-QUANTIZER = "onnxruntime quantizer"
 
 # Knobs the builder reads: method (export | static | dynamic | float16 | qat), op_types (the op
 # types to quantize; None: every op the quantizer supports, LSTM included for dynamic),
@@ -68,6 +76,14 @@ RECIPES = (
     RecipeSpec(
         "float16", "float16", "float16 weights cast to float32 at load, float32 compute",
         {"method": "float16"}, search=("auto",),
+    ),
+    RecipeSpec(
+        "int4-int8-compute", "int4",
+        "onnxruntime MatMulNBits: MatMul weights in 4 bits, symmetric, one float scale per block "
+        "of 32 values; activations quantized to int8 at run time (accuracy_level 4: integer "
+        "compute; other ops stay fp32)",
+        {"method": "int4", "block_size": 32, "symmetric": True, "accuracy_level": 4},
+        search=("int4", "auto"),
     ),
     RecipeSpec(
         "weight-only-int4", "int4",
@@ -142,13 +158,6 @@ def stable_dim_names(graph: Any) -> None:
     visit(graph)
 
 
-def save(proto: Any, path: Path) -> None:
-    import onnx
-
-    onnx.save_model(proto, str(path))
-    onnx.checker.check_model(str(path))
-
-
 def _calibration_reader(input_names: list[str], x: Inputs) -> Any:
     """An onnxruntime CalibrationDataReader feeding one calibration sample per call."""
     from onnxruntime.quantization import CalibrationDataReader
@@ -206,7 +215,8 @@ def quantize(
         save(float16_weights(onnx.load(str(fp32_path))), out_path)
         return
     if method == "int4":
-        int4_weights(fp32_path, out_path, knobs["block_size"], knobs["symmetric"], exclude)
+        int4_weights(fp32_path, out_path, knobs["block_size"], knobs["symmetric"], exclude,
+                     knobs.get("accuracy_level"))  # fmt: skip
         return
     with tempfile.TemporaryDirectory(prefix="compress-ort-") as tmp:
         pre = Path(tmp) / "pre.onnx"
@@ -245,179 +255,6 @@ def quantize(
         else:
             raise ValueError(f"onnxruntime quantization method {method!r} is not known")
     onnx.checker.check_model(str(out_path))
-
-
-def weighted_producers(graph: Any, tensors: list[str]) -> list[str]:
-    """Names of the nodes that hold the weights behind each tensor: the tensor's producer in
-    `graph`, or the nearest nodes upstream of it, that read a weight (an initializer of rank >= 2).
-    The quantizer excludes nodes by their names in the graph it is given (the pre-processed one,
-    where e.g. MatMul + Add became one Gemm); tensor names survive that, node names do not."""
-    weights = {i.name for i in graph.initializer if len(i.dims) >= 2}
-    producer = {out: n for n in graph.node for out in n.output if out}
-    found: list[str] = []
-    for tensor in tensors:
-        frontier = [producer[tensor]] if tensor in producer else []
-        seen: set[str] = set()
-        while frontier:
-            hits = [n.name for n in frontier if any(i in weights for i in n.input)]
-            if hits:
-                found += [h for h in hits if h not in found]
-                break
-            seen.update(n.name for n in frontier)
-            frontier = [producer[i] for n in frontier for i in n.input
-                        if i in producer and producer[i].name not in seen]  # fmt: skip
-    return found
-
-
-def int4_weights(
-    fp32_path: Path, out_path: Path, block_size: int, symmetric: bool, exclude: list | None
-) -> None:
-    """Weight-only 4-bit MatMul (onnxruntime's MatMulNBits contrib op): the weights packed two
-    per byte with a float scale per block of `block_size` values along the input axis."""
-    import onnx
-    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
-
-    isolate.step(QUANTIZER, "int4 (MatMulNBits) quantization")
-    quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(fp32_path)), bits=4, block_size=block_size, is_symmetric=symmetric,
-        nodes_to_exclude=exclude or [],
-    )  # fmt: skip
-    quantizer.process()
-    if not any(n.op_type == "MatMulNBits" for n in quantizer.model.model.graph.node):
-        raise ValueError("MatMulNBits quantized no MatMul of this model (no constant weights)")
-    save(quantizer.model.model, out_path)
-
-
-def _grid(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(int8 values, scale) if w lies on a symmetric int8 grid (|q| <= 127), else None.
-
-    The grid step divides every gap between distinct values: the smallest gap, or a fraction
-    of it when the values are sparse on the grid (few values per channel)."""
-    distinct = np.unique(w)
-    if len(distinct) < 2:
-        return None
-    smallest = float(np.min(np.diff(distinct)))
-    for k in range(1, 17):
-        step = smallest / k
-        q = np.round(w / step)
-        if np.abs(q).max() > 127:
-            return None
-        if np.allclose(q * step, w, rtol=0, atol=step * 1e-3):
-            return q.astype(np.int8), np.array(step, dtype=np.float32)
-    return None
-
-
-def weights_to_int8(proto: Any) -> Any:
-    """Store QAT weights as 8-bit integers with a DequantizeLinear, as static quantization does.
-
-    tf2onnx folds tfmot's weight fake-quant into float32 initializers whose values already lie on
-    an int8 grid (per tensor, or per output channel); those are rewritten exactly as int8 plus
-    scale. Weights not on a grid stay float32 (and are reported as such).
-    """
-    from onnx import helper, numpy_helper
-
-    graph = proto.graph
-    inits = {i.name: i for i in graph.initializer}
-    readers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers.setdefault(name, []).append(node)
-    replaced: dict[str, Any] = {}
-    dq_nodes = []
-    for name, init in inits.items():
-        users = readers.get(name, [])
-        if (
-            len(init.dims) < 2
-            or not users
-            or any(u.op_type not in ("Conv", "MatMul", "Gemm") for u in users)
-        ):
-            continue
-        w = numpy_helper.to_array(init).astype(np.float64)
-        axis = 1 if users[0].op_type == "MatMul" else 0
-        grid = _grid(w)
-        if grid is None:  # per output channel
-            per = [_grid(np.take(w, c, axis=axis)) for c in range(w.shape[axis])]
-            if any(g is None for g in per):
-                continue
-            q = np.stack([g[0] for g in per], axis=axis)
-            scale = np.array([g[1] for g in per], dtype=np.float32)
-        else:
-            q, scale = grid
-        # stored as uint8 around a zero point of 128 (exact: |q| <= 127), so onnxruntime runs it
-        # with its u8 x u8 kernels: int8 weights take the u8 x s8 ones, which saturate on x86
-        # CPUs without VNNI (see REDUCE_RANGE; QAT's grid cannot be narrowed to 7 bits).
-        # Measured on an AMD EPYC, the QAT CNN: agreement with the same file computed in float
-        # 96.5% -> 100%, max |diff| 0.156 -> 0.014, the same speed.
-        replaced[name] = numpy_helper.from_array((q.astype(np.int16) + 128).astype(np.uint8),
-                                                 f"{name}__q8")  # fmt: skip
-        zero = np.full(scale.shape, 128, np.uint8)
-        replaced[name + "__extra"] = [
-            numpy_helper.from_array(scale, f"{name}__scale"),
-            numpy_helper.from_array(zero, f"{name}__zero"),
-        ]
-        attrs = {"axis": axis} if scale.ndim == 1 else {}
-        dq_nodes.append(helper.make_node(
-            "DequantizeLinear", [f"{name}__q8", f"{name}__scale", f"{name}__zero"], [name],
-            name=f"{name}__dequantize", **attrs,
-        ))  # fmt: skip
-    kept = [i for i in graph.initializer if i.name not in replaced]
-    new = []
-    for value in replaced.values():
-        new += value if isinstance(value, list) else [value]
-    del graph.initializer[:]
-    graph.initializer.extend(kept + new)
-    nodes = list(graph.node)
-    del graph.node[:]
-    graph.node.extend(dq_nodes + nodes)
-    return proto
-
-
-def float_weight_ops(path: Path) -> list[str]:
-    """Op types that still read float32 weight matrices (initializers of rank >= 2) directly:
-    the parts of a quantized graph that the quantizer left in float (e.g. LSTM under static
-    quantization)."""
-    import onnx
-    from onnx import TensorProto
-
-    graph = onnx.load(str(path)).graph
-    float_weights = {
-        i.name for i in graph.initializer if i.data_type == TensorProto.FLOAT and len(i.dims) >= 2
-    }
-    ops = {n.op_type for n in graph.node if any(x in float_weights for x in n.input)}
-    return sorted(ops - {"DequantizeLinear", "Cast"})
-
-
-def float16_weights(proto: Any) -> Any:
-    """Store every float32 weight as float16 and Cast it back to float32 in the graph.
-
-    Halves the file; onnxruntime folds the casts at load, so compute stays float32 (as TFLite's
-    float16 mode does on CPU).
-    """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-
-    graph = proto.graph
-    casts, kept = [], []
-    for init in graph.initializer:
-        if init.data_type != TensorProto.FLOAT:
-            kept.append(init)
-            continue
-        half = numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16))
-        half.name = f"{init.name}__fp16"
-        kept.append(half)
-        casts.append(
-            helper.make_node(
-                "Cast", [half.name], [init.name], to=TensorProto.FLOAT, name=f"{init.name}__cast"
-            )
-        )
-    out = onnx.ModelProto()
-    out.CopyFrom(proto)
-    del out.graph.initializer[:]
-    out.graph.initializer.extend(kept)
-    nodes = list(out.graph.node)
-    del out.graph.node[:]
-    out.graph.node.extend(casts + nodes)
-    return out
 
 
 def intermediates(path: Path, x: Inputs) -> dict[str, tuple[str, list[np.ndarray]]]:

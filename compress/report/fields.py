@@ -10,6 +10,8 @@ FIELDS = {
     "size_gzip_bytes": f"file size after gzip (level {GZIP_LEVEL}), bytes: sparsity and clusters "
     "pay off compressed",
     "compression_ratio": "fp32 bytes of the Keras model's weights divided by size_gzip_bytes",
+    "bits_per_weight": "file bits (scales, zero points and graph included) per parameter of the "
+    "Keras float model: 32+ for fp32, about 8-9 for int8, 4-5 for int4",
     "accuracy": "top-1 accuracy on the held-out split, percent",
     "drift": "Keras float accuracy minus this artifact's, percentage points (positive = lost)",
     "baseline_drift": "accuracy of the float model before prune/cluster minus this one's, pts",

@@ -102,7 +102,8 @@ def _head_cell(m: dict[str, Any]) -> str:
 def _artifact_table(report: dict[str, Any]) -> str:
     arts = report["verification"]["artifacts"]
     heads = list(next((a["heads"] for a in arts if a.get("heads")), {}))
-    header = ["artifact", "runtime", "precision", "recipe", "size (B)", "gzip (B)", "ratio"]
+    header = ["artifact", "runtime", "precision", "recipe", "size (B)", "gzip (B)", "ratio",
+              "bits/weight"]  # fmt: skip
     tasks = report["verification"].get("tasks") or {}
     header += [f"{h}: ppl (+%)" if tasks.get(h) == "lm" else f"{h}: acc (drift)" for h in heads]
     header += ["p50 b1 ms", "p50 b32 ms", "speedup b1", "speedup b32"]
@@ -114,7 +115,8 @@ def _artifact_table(report: dict[str, Any]) -> str:
         lat, sp = a.get("latency_ms") or {}, a.get("speedup") or {}
         rows.append(
             [a["name"], a["runtime"], a["precision"], a["recipe"]["id"], f"{a['size_bytes']:,}",
-             f"{a['size_gzip_bytes']:,}", f"{num(a.get('compression_ratio'))}x"]
+             f"{a['size_gzip_bytes']:,}", f"{num(a.get('compression_ratio'))}x",
+             num(a.get("bits_per_weight"), ".1f")]
             + [_head_cell(a["heads"].get(h, {})) for h in heads]
             + [num((lat.get("b1") or {}).get("p50_ms"), ".3f"),
                num((lat.get("b32") or {}).get("p50_ms"), ".3f"),

@@ -22,7 +22,7 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     numeric = any(m.get("task") == "regress" for a in artifacts for m in a["heads"].values())
     lm = any(m.get("task") == "lm" for a in artifacts for m in a["heads"].values())
     header = ["artifact", "runtime"] + (["head"] if multi else []) + [
-        "size (B)", "gzip (B)", "ratio", "acc %", "drift pts", "agree %", "max|diff|",
+        "size (B)", "gzip (B)", "ratio", "bits/w", "acc %", "drift pts", "agree %", "max|diff|",
     ] + (["rel err"] if numeric else []) + (["ppl", "ppl +%"] if lm else []) + [
         "p50 b1 ms", "p50 b32 ms", "speedup b1", "speedup b32",
     ] + (["gen tok/s", "gen speedup"] if lm else [])  # fmt: skip
@@ -38,6 +38,7 @@ def table_rows(report: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     f"{a['size_bytes']:,}" if first else "",
                     f"{a['size_gzip_bytes']:,}" if first else "",
                     f"{a['compression_ratio']:.1f}x" if first else "",
+                    _fmt(a.get("bits_per_weight"), ".1f") if first else "",
                     _fmt(m.get("accuracy"), ".2f"),
                     _fmt(m.get("drift"), "+.2f"),
                     _fmt(m.get("agreement"), ".2f"),
@@ -186,8 +187,9 @@ def notes(report: dict[str, Any]) -> list[str]:
             kept = ", ".join(fallback["kept_float"]) or "nothing"
             out.append(
                 f"fallback {a['name']}: drift {fallback['drift_before']:.2f} pts > max_drift "
-                f"{fallback['max_drift']:g} on {fallback['samples']} training samples; kept float: "
-                f"{kept}; drift after: {fallback['drift_after']:.2f} pts"
+                f"{fallback['max_drift']:g} on {fallback['samples']} training samples; kept "
+                f"{fallback.get('kept_at', 'float')}: {kept}; drift after: "
+                f"{fallback['drift_after']:.2f} pts"
                 + (f" ({fallback['note']})" if fallback.get("note") else "")
             )
         worst = sensitivity.summary((a.get("layer_errors") or {}).get("layers"))

@@ -117,6 +117,8 @@ class Verify(Stage):
                 "size_bytes": art.path.stat().st_size,
                 "size_gzip_bytes": gz,
                 "compression_ratio": float_bytes / gz,
+                # the whole file (scales, graph) over the float model's parameter count
+                "bits_per_weight": 8 * art.path.stat().st_size / (float_bytes / 4),
                 "sparsity": weights["sparsity"] if weights else None,
                 "weights": weights,
                 "left_float": list(art.left_float),
