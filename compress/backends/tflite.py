@@ -11,6 +11,7 @@ import hashlib
 import re
 import shutil
 import tempfile
+import threading
 import warnings
 import weakref
 from typing import Any
@@ -188,8 +189,12 @@ def aeq_quantize(fp32: bytes, knobs: dict[str, Any]) -> bytes:
     kernels) or "weight_only" (weights dequantized to float before the op); the ops whose
     output tensors `int8_scopes` names get int8 weights instead (mixed 4/8, the fallback's)."""
     isolate.step(AEQ, f"{knobs['aeq']} int{knobs['bits']} quantization")
+    import tqdm
     from ai_edge_quantizer import qtyping, quantizer
 
+    # its (disabled) progress bars would create tqdm's default lock, a multiprocessing semaphore
+    # the worker process leaves behind ("leaked semaphore objects" at exit): a thread lock does
+    tqdm.tqdm.set_lock(threading.RLock())
     q = quantizer.Quantizer(fp32)
     add = q.add_dynamic_config if knobs["aeq"] == "dynamic" else q.add_weight_only_config
     add(".*", qtyping.TFLOperationName.ALL_SUPPORTED, knobs["bits"],
