@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from compress.backends.select import TIE, choose, sample_ppl_increase
+from compress.backends.select import TIE, choose, decide, sample_ppl_increase
 from compress.measure.heads import nll
 from compress.measure.timing import measure_until_stable
 
@@ -39,10 +39,48 @@ def test_a_tie_goes_to_the_smaller_then_the_more_accurate():
 
 
 def test_a_candidate_not_smaller_than_fp32_loses_to_one_that_is():
-    entries = [_entry("static", 0.9, size=1200), _entry("dynamic", 1.3, size=400)]
-    assert _choose(entries) == "dynamic"
+    entries = [_entry("static", 0.9, size=1200), _entry("dynamic", 0.95, size=400)]
+    winner, lost, pays = decide(entries, 99.0, "latency", FP32_SIZE)
+    assert winner["id"] == "dynamic" and pays
+    assert lost == {"static": "not smaller than fp32 by 5% (1.200x its size)"}
     only_big = [_entry("static", 0.9, size=1200), _entry("other", 1.0, size=1100)]
     assert _choose(only_big) == "static"  # none is smaller: the fastest (and a warning follows)
+
+
+def test_smaller_means_smaller_by_a_margin_that_matters():
+    """0.04% under the fp32 size is the same file: it does not pass the smaller-first rule."""
+    entries = [_entry("matmul-only", 1.0, size=int(FP32_SIZE * 0.9996)),
+               _entry("all-ops", 0.5, size=310)]  # fmt: skip
+    winner, lost, _ = decide(entries, 99.0, "latency", FP32_SIZE)
+    assert winner["id"] == "all-ops"
+    assert lost["matmul-only"].startswith("not smaller than fp32 by 5%")
+
+
+def test_a_file_much_slower_than_fp32_is_never_the_latency_answer():
+    """MobileNetV3Small's ONNX int8 search: the only smaller candidate above the floor ran at
+    0.19x fp32. Speed decides among all that agree, and the winner is said not to pay."""
+    entries = [_entry("dynamic-int8", 1 / 0.19, size=300),
+               _entry("static-qdq-matmul-only", 1.0, size=990),
+               _entry("static-qdq-all-ops", 0.8, size=310, agreement=30.0)]  # fmt: skip
+    winner, lost, pays = decide(entries, 99.0, "latency", FP32_SIZE)
+    assert winner["id"] == "static-qdq-matmul-only" and not pays
+    assert lost["dynamic-int8"] == "slower (0.19x vs 1.00x)"
+    assert lost["static-qdq-all-ops"] == "agreement 30.0% < 99% floor"
+
+
+def test_every_losing_candidate_says_why():
+    entries = [_entry("fast", 0.5, size=300), _entry("tied-bigger", 0.51, size=400),
+               _entry("slow", 0.9, size=200), _entry("wrong", 0.1, agreement=50.0)]  # fmt: skip
+    winner, lost, pays = decide(entries, 99.0, "latency", FP32_SIZE)
+    assert winner["id"] == "fast" and pays
+    assert lost == {
+        "tied-bigger": "as fast as the winner within 5% but 400 B vs 300 B",
+        "slow": "slower (1.11x vs 2.00x)",
+        "wrong": "agreement 50.0% < 99% floor",
+    }
+    winner, lost, _ = decide(entries, 99.0, "size", FP32_SIZE)
+    assert winner["id"] == "slow"
+    assert lost["fast"] == "larger (300 B vs 200 B)"
 
 
 def test_a_candidate_that_disagrees_never_wins():

@@ -29,12 +29,14 @@ from compress.backends.isolated import build_isolated
 from compress.core.arrays import rows
 from compress.core.errors import one_line
 from compress.core.state import Artifact
+from compress.measure.gates import TIMING_NOISE
 from compress.measure.generation import token_input
 from compress.measure.heads import agreement_score, match_heads, nll
 from compress.measure.timing import NO_LOCK, Timing, TimingLock, measure_until_stable
 
 SELECTION_SAMPLES = 200
-TIE = 1.05  # latencies within 5% are a tie (the noise of one measurement on a busy CPU)
+TIE = TIMING_NOISE  # latencies within 5% are a tie
+SMALLER = 0.95  # "smaller than fp32" means at least 5% smaller: 0.04% less is the same file
 Objective = Literal["latency", "size"]
 
 
@@ -83,39 +85,98 @@ def choose(
     fp32_size: int | None = None,
     max_ppl_increase: float | None = None,
 ) -> dict[str, Any]:
-    """The winning entry among measured candidates.
+    """The winning entry among measured candidates (see `decide`)."""
+    return decide(entries, min_agreement, objective, fp32_size, max_ppl_increase)[0]
+
+
+def decide(
+    entries: list[dict[str, Any]],
+    min_agreement: float,
+    objective: Objective = "latency",
+    fp32_size: int | None = None,
+    max_ppl_increase: float | None = None,
+) -> tuple[dict[str, Any], dict[str, str], bool]:
+    """The winning entry, why each other measured candidate lost, and whether the winner pays
+    (smaller than fp32 by SMALLER and not slower beyond TIE).
 
     Only candidates that agree with fp32 on >= `min_agreement` % (a language model's, when
     `max_ppl_increase` is given: whose sample perplexity rises by at most that many percent, the
     number verify gates it by) compete (when none does, the best-agreeing wins), and of those
-    only the ones smaller than the fp32 file (`fp32_size`), when any is: a quantized artifact
-    exists to be smaller.
+    only the ones smaller than the fp32 file by SMALLER (`fp32_size`), when any is: a quantized
+    artifact exists to be smaller.
     - latency: the fastest; candidates within TIE of it are a tie, won by the smaller, then the
-      more accurate.
+      more accurate. When every smaller one is slower than fp32 beyond TIE, the fastest of all
+      that compete wins instead (a 5x slower file is never the latency answer), and the winner
+      does not pay: the fp32 file is the one to ship.
     - size: the smallest that is not slower than fp32 (within TIE); when every one is slower,
       the smallest. Equal sizes go to the more accurate, then the faster.
     """
     usable = [e for e in entries if "p50_ms_b1" in e]
     if not usable:
         raise RuntimeError("; ".join(f"{e['id']}: {e.get('error')}" for e in entries))
+    lost: dict[str, str] = {}
     by_ppl = max_ppl_increase is not None and all("ppl_increase" in e for e in usable)
-    if by_ppl:
-        good = [e for e in usable if e["ppl_increase"] <= max_ppl_increase]
-    else:
-        good = [e for e in usable if e["agreement"] >= min_agreement]
+    for e in usable:
+        if by_ppl and e["ppl_increase"] > max_ppl_increase:
+            lost[e["id"]] = (f"perplexity {e['ppl_increase']:+.2f}% over the "
+                             f"{max_ppl_increase:g}% budget")  # fmt: skip
+        elif not by_ppl and e["agreement"] < min_agreement:
+            lost[e["id"]] = f"agreement {e['agreement']:.1f}% < {min_agreement:g}% floor"
+    good = [e for e in usable if e["id"] not in lost]
     if not good:
         if by_ppl:
-            return min(usable, key=lambda e: (e["ppl_increase"], e["p50_ms_b1"]))
-        return max(usable, key=lambda e: (e["agreement"], -e["p50_ms_b1"]))
-    smaller = [e for e in good if fp32_size is None or e["size_bytes"] < fp32_size]
-    pool = smaller or good
+            winner = min(usable, key=lambda e: (e["ppl_increase"], e["p50_ms_b1"]))
+        else:
+            winner = max(usable, key=lambda e: (e["agreement"], -e["p50_ms_b1"]))
+        return winner, _without(lost, winner), False
+
+    def smaller(e: dict[str, Any]) -> bool:
+        return fp32_size is None or e["size_bytes"] <= fp32_size * SMALLER
+
+    def faster(e: dict[str, Any]) -> bool:  # not slower than fp32 beyond the noise
+        return e["speedup_b1"] * TIE >= 1.0
+
+    pool = [e for e in good if smaller(e)] or good
+    for e in good:
+        if e not in pool:
+            lost[e["id"]] = (f"not smaller than fp32 by {(1 - SMALLER) * 100:.0f}% "
+                             f"({e['size_bytes'] / fp32_size:.3f}x its size)")  # fmt: skip
     if objective == "size":
-        not_slower = [e for e in pool if e["speedup_b1"] * TIE >= 1.0]
-        return min(not_slower or pool,
-                   key=lambda e: (e["size_bytes"], -e["agreement"], e["p50_ms_b1"]))  # fmt: skip
+        not_slower = [e for e in pool if faster(e)] or pool
+        for e in pool:
+            if e not in not_slower:
+                lost[e["id"]] = f"slower than fp32 ({e['speedup_b1']:.2f}x)"
+        winner = min(not_slower, key=lambda e: (e["size_bytes"], -e["agreement"], e["p50_ms_b1"]))
+        for e in not_slower:
+            if e is not winner:
+                lost[e["id"]] = f"larger ({e['size_bytes']:,} B vs {winner['size_bytes']:,} B)"
+        return winner, lost, smaller(winner) and faster(winner)
+    if not any(faster(e) for e in pool) and any(faster(e) for e in good):
+        for e in pool:  # every smaller file is slower than fp32: speed decides among all
+            lost.pop(e["id"], None)
+        pool = good
     fastest = min(e["p50_ms_b1"] for e in pool)
     tied = [e for e in pool if e["p50_ms_b1"] <= fastest * TIE]
-    return min(tied, key=lambda e: (e["size_bytes"], -e["agreement"], e["p50_ms_b1"]))
+    winner = min(tied, key=lambda e: (e["size_bytes"], -e["agreement"], e["p50_ms_b1"]))
+    for e in pool:
+        if e is winner:
+            continue
+        if e in tied:
+            lost[e["id"]] = (f"as fast as the winner within {(TIE - 1) * 100:.0f}% but "
+                             f"{e['size_bytes']:,} B vs {winner['size_bytes']:,} B")  # fmt: skip
+        else:
+            lost[e["id"]] = f"slower ({e['speedup_b1']:.2f}x vs {winner['speedup_b1']:.2f}x)"
+    return winner, _without(lost, winner), smaller(winner) and faster(winner)
+
+
+def _below_floor(entry: dict[str, Any], lost: dict[str, str]) -> bool:
+    """Whether the candidate lost on accuracy (the agreement floor, the perplexity budget)."""
+    why = lost.get(entry["id"], "")
+    return why.startswith(("agreement", "perplexity"))
+
+
+def _without(lost: dict[str, str], winner: dict[str, Any]) -> dict[str, str]:
+    return {k: v for k, v in lost.items() if k != winner["id"]}
 
 
 @dataclass
@@ -125,6 +186,7 @@ class Selection:
     decided: dict[str, Any]  # knobs its build decided for this model
     candidates: tuple[dict[str, Any], ...]  # what every candidate measured
     rounds: list[str]  # the winner after each timing round (the search stops when it is stable)
+    pays: bool = True  # smaller than fp32 (by SMALLER) and not slower (beyond TIE)
 
 
 def search(
@@ -189,12 +251,18 @@ def search(
 
         timings, rounds = measure_until_stable(calls, decide, lock=lock)
         record(timings)
-        winner = choose(entries, min_agreement, objective, fp32_size, max_ppl_increase)
+        winner, lost, pays = decide(entries, min_agreement, objective, fp32_size,
+                                    max_ppl_increase)  # fmt: skip
         for entry in entries:
             entry["chosen"] = entry is winner
+            if entry["id"] in lost:
+                entry["lost"] = lost[entry["id"]]
+            elif "error" in entry:
+                entry["lost"] = f"failed: {entry['error']}"
+            entry["eligible"] = "p50_ms_b1" in entry and not _below_floor(entry, lost)
         blob = paths[winner["id"]].read_bytes()
     spec = next(s for s in specs if s.id == winner["id"])
-    return Selection(spec, blob, decided[spec.id], tuple(entries), rounds)
+    return Selection(spec, blob, decided[spec.id], tuple(entries), rounds, pays)
 
 
 def quantized_artifact(
@@ -229,7 +297,7 @@ def quantized_artifact(
             path.write_bytes(chosen.blob)
             how["candidates"] = chosen.candidates
             how["selection"] = {"objective": p.objective, "min_agreement": p.min_agreement,
-                                "rounds": chosen.rounds}  # fmt: skip
+                                "rounds": chosen.rounds, "pays": chosen.pays}  # fmt: skip
             if any("ppl_increase" in c for c in chosen.candidates) and p.mode != "qat":
                 how["selection"]["max_ppl_increase"] = p.max_ppl_increase
         else:

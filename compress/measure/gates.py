@@ -10,7 +10,9 @@ from typing import Any
 DEFAULT_MAX_DRIFT = 1.0  # points of accuracy an artifact may lose against the float model
 DEFAULT_MAX_ERROR = 0.05  # relative error a numeric head may have against the float model
 DEFAULT_MAX_PPL_INCREASE = 1.0  # percent a language model's held-out perplexity may rise
-INTEGER_PRECISIONS = ("int8", "dynamic", "qat")  # artifacts that exist to store integer weights
+TIMING_NOISE = 1.05  # latencies within 5% are one speed (one measurement's noise on a busy CPU)
+# artifacts that exist to store integer weights
+INTEGER_PRECISIONS = ("int8", "int4", "dynamic", "qat")
 REPEATABLE = "outputs depend on earlier calls (state kept between invokes)"
 
 
@@ -132,20 +134,54 @@ def compression_warnings(rows: list[dict[str, Any]]) -> list[str]:
                 "dynamic-range quantizers skip tensors under 1024 values)"
             )
         speedup = (r.get("speedup") or {}).get("b1")
-        if speedup is not None and speedup < 1.0:
-            problems.append(f"is slower than {base['name']} at batch 1 ({speedup:.2f}x)")
+        if speedup is not None and speedup * TIMING_NOISE < 1.0:
+            problems.append(f"is slower than {base['name']} at batch 1 ({speedup:.2f}x, beyond "
+                            f"the {(TIMING_NOISE - 1) * 100:.0f}% timing noise)")  # fmt: skip
         if problems:
-            out.append(f"{r['name']} {' and '.join(problems)}; {_alternative(r, base)}")
+            out.append(f"{r['name']} {' and '.join(problems)}; {_alternative(r, base)}; the fp32 "
+                       f"file ({base['name']}) is the one to ship in {r['runtime']}")  # fmt: skip
+        unsure = _contradicted(r)
+        if unsure:
+            out.append(unsure)
     return out
+
+
+def _contradicted(row: dict[str, Any]) -> str | None:
+    """The recipe search and verify, in the same run, disagree on whether the chosen file is
+    faster than fp32 at batch 1 (one says faster beyond the noise, the other slower beyond it):
+    the choice is unsure on this machine, said rather than shipped as a win."""
+    chosen = next((c for c in (row.get("recipe") or {}).get("candidates", [])
+                   if c.get("chosen") and "speedup_b1" in c), None)  # fmt: skip
+    verified = (row.get("speedup") or {}).get("b1")
+    if chosen is None or verified is None:
+        return None
+    searched = chosen["speedup_b1"]
+    faster, slower = searched >= TIMING_NOISE, verified * TIMING_NOISE < 1.0
+    if not (faster and slower) and not (searched * TIMING_NOISE < 1.0 and verified >= TIMING_NOISE):
+        return None
+    return (
+        f"{row['name']}: unsure timing: the recipe search measured {chosen['id']} at "
+        f"{searched:.2f}x fp32 and verify at {verified:.2f}x in the same run; compare them "
+        "again with `compress bench RUN_DIR` before relying on either"
+    )
 
 
 def _alternative(row: dict[str, Any], base: dict[str, Any]) -> str:
     """The fastest other recipe the search measured for this artifact, with its size."""
     recipe = row.get("recipe") or {}
-    others = [c for c in recipe.get("candidates", [])
-              if not c.get("chosen") and "speedup_b1" in c]  # fmt: skip
-    if not others:
+    measured = [c for c in recipe.get("candidates", [])
+                if not c.get("chosen") and "speedup_b1" in c]  # fmt: skip
+    if not measured:
         return "no alternative recipe was measured (--quantize auto compares them all)"
+    others = [c for c in measured if c.get("eligible", True)]
+    if not others:
+        floor = (recipe.get("selection") or {}).get("min_agreement")
+        return (
+            "no other recipe measured passes the accuracy floor"
+            + (f" ({floor:g}% agreement)" if floor is not None else "")
+            + ": "
+            + "; ".join(f"{c['id']}: {c['lost']}" for c in measured if "lost" in c)
+        )
     best = max(others, key=lambda c: c["speedup_b1"])
     size = best["size_bytes"] / base["size_bytes"]
     return (f"fastest alternative measured: {best['id']} {best['speedup_b1']:.2f}x "

@@ -38,12 +38,14 @@ FIELDS = {
     "distinct values, most distinct values in one channel",
     "repeatable": "the artifact gives a sample the same output before and after other samples ran",
     "left_float": "op types whose weights stayed float32 (e.g. LSTM under onnxruntime static int8)",
-    "warnings": "compressed artifacts bigger than, or slower at batch 1 than, their runtime's fp32 "
-    "artifact, each with the fastest alternative recipe measured (verification.warnings)",
+    "warnings": "compressed artifacts bigger than, or slower at batch 1 (beyond 5%) than, their "
+    "runtime's fp32 artifact, each with the fastest alternative recipe measured that passes the "
+    "accuracy floor, and searches whose timing verify contradicted (verification.warnings)",
     "recipe": "how the artifact was made: id and description (a row of its backend's recipe "
     "table), knobs, and what every candidate measured when it was chosen by measurement",
-    "recipe.selection": "the search's objective, agreement floor, and winner after each timing "
-    "round (it stops when the winner is the same 3 rounds running)",
+    "recipe.selection": "the search's objective, agreement floor, winner after each timing round "
+    "(it stops when the winner is the same 3 rounds running), and whether the winner pays "
+    "(smaller than fp32 by 5% and not slower); each losing candidate carries why it lost (`lost`)",
     "recipe.fallback": "when the drift estimated on held-back training samples exceeded max_drift: "
     "the layers kept float, the drift before and after, each step",
     "layer_errors": "per layer of a quantized artifact, SQNR (dB) of its output against the same "

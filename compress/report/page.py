@@ -434,7 +434,7 @@ def _candidates(arts: list[dict[str, Any]]) -> str:
         if not cands:
             continue
         sel = a["recipe"].get("selection") or {}
-        keys = [k for k in cands[0] if k not in ("id", "chosen")]
+        keys = list(dict.fromkeys(k for c in cands for k in c if k not in ("id", "chosen")))
         rows = [[c["id"], *(_cell(c.get(k)) for k in keys), "yes" if c.get("chosen") else ""]
                 for c in cands]  # fmt: skip
         out.append(

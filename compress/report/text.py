@@ -152,7 +152,7 @@ def recipe_note(name: str, recipe: dict[str, Any]) -> str | None:
     if chosen is None:
         return None
     others = ", ".join(
-        f"{c['id']} {c['speedup_b1']:.2f}x"
+        f"{c['id']} {c['speedup_b1']:.2f}x" + (f" ({c['lost']})" if "lost" in c else "")
         if "speedup_b1" in c
         else f"{c['id']} skipped: {_short(c.get('error') or 'not measured')}"
         for c in candidates
