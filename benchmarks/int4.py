@@ -59,8 +59,10 @@ def measure(model: str, tmp: Path) -> list[str]:
                       "--max-drift", "100", "--max-ppl-increase", "100")  # fmt: skip
     fp32 = {a["runtime"]: a["size_bytes"] for a in report["verification"]["artifacts"]
             if a["precision"] == "fp32"}  # fmt: skip
-    missed = []
+    missed = [f"{model} {s['runtime']}" for s in report["skipped"]]
     print(f"{model}:")
+    for s in report["skipped"]:
+        print(f"  {s['runtime']:12} no file: {s['reason']}")
     for art in report["verification"]["artifacts"]:
         cands = [c for c in art["recipe"].get("candidates", []) if "speedup_b1" in c]
         if not cands:

@@ -153,3 +153,16 @@ def test_sample_perplexity_increase_uses_each_windows_own_next_tokens():
     assert sample_ppl_increase({"y": ref}, {"y": out}, {"y": "classify"}, tokens) is None
     floats = rng.random((4, 6)).astype(np.float32)  # no token ids: nothing to score
     assert sample_ppl_increase({"y": ref}, {"y": out}, {"y": "lm"}, floats) is None
+
+
+def test_sizes_within_the_margin_are_a_tie_won_by_the_faster():
+    """A user MLP's onnxruntime int4 files: weight-only 92 B smaller than the int8-compute one
+    but a third of its speed. Under --objective size the two are the same size."""
+    entries = [_entry("weight-only-int4", 1 / 1.97, size=1_373_214),
+               _entry("int4-int8-compute", 1 / 6.37, size=1_373_306),
+               _entry("dynamic-int8", 1 / 4.9, size=2_193_045)]  # fmt: skip
+    winner, lost, pays = decide(entries, 99.0, "size", 8_706_043)
+    assert winner["id"] == "int4-int8-compute" and pays
+    assert lost["weight-only-int4"] == ("as small as the winner within 5% but slower "
+                                        "(1.97x vs 6.37x)")  # fmt: skip
+    assert lost["dynamic-int8"] == "larger (2,193,045 B vs 1,373,306 B)"

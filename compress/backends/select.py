@@ -109,7 +109,7 @@ def decide(
       that compete wins instead (a 5x slower file is never the latency answer), and the winner
       does not pay: the fp32 file is the one to ship.
     - size: the smallest that is not slower than fp32 (within TIE); when every one is slower,
-      the smallest. Equal sizes go to the more accurate, then the faster.
+      the smallest. Sizes within SMALLER of the smallest are a tie, won by the faster.
     """
     usable = [e for e in entries if "p50_ms_b1" in e]
     if not usable:
@@ -146,9 +146,15 @@ def decide(
         for e in pool:
             if e not in not_slower:
                 lost[e["id"]] = f"slower than fp32 ({e['speedup_b1']:.2f}x)"
-        winner = min(not_slower, key=lambda e: (e["size_bytes"], -e["agreement"], e["p50_ms_b1"]))
+        least = min(e["size_bytes"] for e in not_slower)
+        tied = [e for e in not_slower if e["size_bytes"] * SMALLER <= least]
+        winner = min(tied, key=lambda e: (e["p50_ms_b1"], e["size_bytes"], -e["agreement"]))
         for e in not_slower:
-            if e is not winner:
+            if e in tied and e is not winner:
+                lost[e["id"]] = (f"as small as the winner within {(1 - SMALLER) * 100:.0f}% but "
+                                 f"slower ({e['speedup_b1']:.2f}x vs "
+                                 f"{winner['speedup_b1']:.2f}x)")  # fmt: skip
+            elif e is not winner:
                 lost[e["id"]] = f"larger ({e['size_bytes']:,} B vs {winner['size_bytes']:,} B)"
         return winner, lost, smaller(winner) and faster(winner)
     if not any(faster(e) for e in pool) and any(faster(e) for e in good):
@@ -245,11 +251,11 @@ def search(
                     entry["p50_ms_b1"] = t.p50_ms
                     entry["speedup_b1"] = timings["fp32"].p50_ms / t.p50_ms
 
-        def decide(timings: dict[str, Timing]) -> str:
+        def leader(timings: dict[str, Timing]) -> str:
             record(timings)
             return choose(entries, min_agreement, objective, fp32_size, max_ppl_increase)["id"]
 
-        timings, rounds = measure_until_stable(calls, decide, lock=lock)
+        timings, rounds = measure_until_stable(calls, leader, lock=lock)
         record(timings)
         winner, lost, pays = decide(entries, min_agreement, objective, fp32_size,
                                     max_ppl_increase)  # fmt: skip

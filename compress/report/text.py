@@ -151,8 +151,8 @@ def recipe_note(name: str, recipe: dict[str, Any]) -> str | None:
     chosen = next((c for c in candidates if c.get("chosen")), None)
     if chosen is None:
         return None
-    others = ", ".join(
-        f"{c['id']} {c['speedup_b1']:.2f}x" + (f" ({c['lost']})" if "lost" in c else "")
+    others = "; ".join(
+        f"{c['id']} {c['speedup_b1']:.2f}x" + (f": {c['lost']}" if "lost" in c else "")
         if "speedup_b1" in c
         else f"{c['id']} skipped: {_short(c.get('error') or 'not measured')}"
         for c in candidates
