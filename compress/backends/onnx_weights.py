@@ -50,10 +50,12 @@ def int4_weights(
     symmetric: bool,
     exclude: list | None,
     accuracy_level: int | None = None,
+    op_types: list[str] | None = None,
 ) -> None:
     """4-bit MatMul (onnxruntime's MatMulNBits contrib op): the weights packed two per byte
     with a float scale per block of `block_size` values along the input axis; accuracy_level 4
-    quantizes activations to int8 and computes in integers, None or 0 computes in float."""
+    quantizes activations to int8 and computes in integers, None or 0 computes in float.
+    `op_types`: MatMul (the default) and Gather (an embedding table: GatherBlockQuantized)."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
@@ -61,6 +63,7 @@ def int4_weights(
     quantizer = MatMulNBitsQuantizer(
         onnx.load(str(fp32_path)), bits=4, block_size=block_size, is_symmetric=symmetric,
         nodes_to_exclude=exclude or [], accuracy_level=accuracy_level,
+        op_types_to_quantize=tuple(op_types or ["MatMul"]),
     )  # fmt: skip
     quantizer.process()
     if not any(n.op_type == "MatMulNBits" for n in quantizer.model.model.graph.node):

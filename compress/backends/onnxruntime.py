@@ -42,6 +42,8 @@ STATIC = "onnxruntime static QDQ, per-channel int8 weights (7-bit range), uint8 
 # model's dynamic-matmul-only file: top-1 agreement with fp32 96.3% -> 99.4%, max |diff| 0.040
 # -> 0.0039 (onnxruntime's quantization docs name the same cause and remedy).
 REDUCE_RANGE = True
+NBITS = ("onnxruntime MatMulNBits: MatMul weights and embedding tables (GatherBlockQuantized) in "
+         "4 bits, symmetric, one float scale per block of 32 values")  # fmt: skip
 INT8_AND_AUTO = ("int8", "auto")
 
 # Knobs the builder reads: method (export | static | dynamic | float16 | qat), op_types (the op
@@ -79,17 +81,16 @@ RECIPES = (
     ),
     RecipeSpec(
         "int4-int8-compute", "int4",
-        "onnxruntime MatMulNBits: MatMul weights in 4 bits, symmetric, one float scale per block "
-        "of 32 values; activations quantized to int8 at run time (accuracy_level 4: integer "
-        "compute; other ops stay fp32)",
-        {"method": "int4", "block_size": 32, "symmetric": True, "accuracy_level": 4},
-        search=("int4", "auto"),
+        f"{NBITS}; activations quantized to int8 at run time (accuracy_level 4: integer compute; "
+        "other ops stay fp32)",
+        {"method": "int4", "block_size": 32, "symmetric": True, "accuracy_level": 4,
+         "op_types": ["MatMul", "Gather"]}, search=("int4", "auto"),
     ),
     RecipeSpec(
         "weight-only-int4", "int4",
-        "onnxruntime MatMulNBits: MatMul weights in 4 bits, symmetric, one float scale per block "
-        "of 32 values; activations and compute stay float (other ops stay fp32)",
-        {"method": "int4", "block_size": 32, "symmetric": True}, search=("int4", "auto"),
+        f"{NBITS}; activations and compute stay float (other ops stay fp32)",
+        {"method": "int4", "block_size": 32, "symmetric": True,
+         "op_types": ["MatMul", "Gather"]}, search=("int4", "auto"),
     ),
     RecipeSpec(
         "keras3-int8", "int8", keras3.QUANTIZER.format(mode="int8") + " by tf2onnx",
@@ -216,7 +217,7 @@ def quantize(
         return
     if method == "int4":
         int4_weights(fp32_path, out_path, knobs["block_size"], knobs["symmetric"], exclude,
-                     knobs.get("accuracy_level"))  # fmt: skip
+                     knobs.get("accuracy_level"), op_types)  # fmt: skip
         return
     with tempfile.TemporaryDirectory(prefix="compress-ort-") as tmp:
         pre = Path(tmp) / "pre.onnx"
