@@ -77,3 +77,25 @@ def test_unpack_int4_reads_ai_edge_quantizers_packing():
     packed = pack_data(4, values)
     assert packed.size == 5  # 10 values, two per byte
     np.testing.assert_array_equal(unpack_int4(np.asarray(packed, np.uint8), (2, 5)), values)
+
+
+def test_every_artifact_carries_its_op_profile(int4_run):
+    """onnxruntime's profiler gives each op type's kernel time per call; LiteRT says which op
+    types XNNPACK ran (every FULLY_CONNECTED of these files, int4 ones included)."""
+    import onnx
+
+    rows = int4_run["rows"]
+    onnx_int4 = rows["model_int4.onnx"]["op_profile"]
+    ops = {r["op"]: r for r in onnx_int4["op_types"]}
+    graph_ops = {n.op_type for n in onnx.load(str(int4_run["dir"] / "model_int4.onnx")).graph.node}
+    assert "MatMulNBits" in ops and "MatMulNBits" in graph_ops
+    assert ops["MatMulNBits"]["kernels"] == {"CPUExecutionProvider": 3}
+    assert sum(r["share"] for r in ops.values()) == pytest.approx(100.0)
+    assert all(r["ms"] > 0 for r in ops.values()) and onnx_int4["calls"] == 20
+    kernels = {r["op"]: r["kernels"] for r in rows["model_fp32.tflite"]["op_profile"]["op_types"]}
+    assert kernels["FULLY_CONNECTED"] == {"XNNPACK": 3}
+    kernels = {r["op"]: r["kernels"] for r in rows["model_int4.tflite"]["op_profile"]["op_types"]}
+    assert sum(kernels["FULLY_CONNECTED"].values()) == 3
+    if rows["model_int4.tflite"]["recipe"]["id"] == "aeq-weight-only-int4":
+        assert "DEQUANTIZE" in kernels  # int4 weights dequantized to float before each op
+    assert "op_profile" not in rows["model.keras"]

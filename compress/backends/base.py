@@ -172,6 +172,14 @@ class Backend:
         the runtime cannot show intermediate tensors."""
         return None
 
+    def op_profile(
+        self, path: Path, x: Inputs, threads: int = 1, **options: bool
+    ) -> dict[str, Any] | None:
+        """Which op types of the file ran in which kernels, and (where the runtime can say) how
+        long each took per batch-1 call: `op_types`, rows with `op`, `nodes` and per kernel
+        counts (and `ms`, `share` percent). None when the runtime shows nothing of it."""
+        return None
+
     def keep_float(self, spec: RecipeSpec, layers: list[dict[str, Any]]) -> RecipeSpec | None:
         """`spec` with these layers (rows of layer_errors) left float, or None when the recipe
         cannot leave single layers float."""

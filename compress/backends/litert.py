@@ -238,6 +238,11 @@ class LiteRTBackend(Backend):
         # Layer types tfmot could not annotate stay float in the QAT model (see quantize).
         return list(src.qat_left_float) if spec.knobs.get("source") == "qat" else []
 
+    def op_profile(
+        self, path: Path, x: Inputs, threads: int = 1, **options: bool
+    ) -> dict[str, Any] | None:
+        return op_kernels(path, x, threads, **options)
+
     def open_runner(self, path: Path, threads: int = 1, **options: bool) -> LiteRTRunner:
         return LiteRTRunner(path, threads=threads, **options)
 
@@ -268,6 +273,40 @@ class LiteRTBackend(Backend):
                 stats = tensor_stats(t.Name().decode(errors="replace"), values)
                 tensors.append({**stats, "dtype": "int4"} if int4 else stats)
         return summarize(tensors)
+
+
+def op_kernels(path: Path, x: Inputs, threads: int = 1, **options: bool) -> dict[str, Any]:
+    """Which op types XNNPACK ran and which the built-in kernels did, after one batch-1 call:
+    a node is XNNPACK's when its outputs exist only inside a delegated partition (never
+    materialized) or are the partition's own outputs. The Python interpreter has no per-op
+    timer, so no time is given."""
+    runner = LiteRTRunner(path, threads=threads, **options)
+    session = runner._session(runner._base_batch)
+    runner._invoke(session, take_batch(x, runner._base_batch))
+    interp = session[0]
+    ops = compat.litert_ops(interp)
+    partitions = {int(t) for o in ops if o["op_name"] == "DELEGATE" for t in o["outputs"]}
+
+    def delegated(op: dict[str, Any]) -> bool:
+        for t in (int(i) for i in op["outputs"]):
+            if t in partitions:
+                return True
+            try:
+                interp.get_tensor(t)
+            except ValueError:  # "Tensor data is null": lives inside the delegate only
+                return True
+        return False
+
+    types: dict[str, dict[str, Any]] = {}
+    for op in ops:
+        if op["op_name"] == "DELEGATE":
+            continue
+        row = types.setdefault(op["op_name"], {"op": op["op_name"], "nodes": 0, "kernels": {}})
+        kernel = "XNNPACK" if delegated(op) else "built-in"
+        row["nodes"] += 1
+        row["kernels"][kernel] = row["kernels"].get(kernel, 0) + 1
+    return {"tool": "LiteRT interpreter (no per-op timer in its Python API)",
+            "op_types": sorted(types.values(), key=lambda r: -r["nodes"])}  # fmt: skip
 
 
 def _fit_free_axes(interp: Any, inputs: dict[str, dict], feed: dict[str, np.ndarray]) -> None:

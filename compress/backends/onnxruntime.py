@@ -343,6 +343,11 @@ class OnnxRuntimeBackend(Backend):
         quantizing = spec.knobs["method"] in ("static", "dynamic", "qat")
         return float_weight_ops(path) if quantizing else []
 
+    def op_profile(
+        self, path: Path, x: Inputs, threads: int = 1, **options: bool
+    ) -> dict[str, Any] | None:
+        return op_profile(path, x, threads)
+
     def open_runner(self, path: Path, threads: int = 1, **options: bool) -> OnnxRuntimeRunner:
         return OnnxRuntimeRunner(path, threads=threads)
 
@@ -371,6 +376,50 @@ class OnnxRuntimeBackend(Backend):
             values = numpy_helper.to_array(init)
             stats.append(tensor_stats(init.name, values, axes.get(init.name, 0), zero))
         return summarize(stats)
+
+
+PROFILE_RUNS = 20  # batch-1 calls the per-node profile averages over (after 5 unprofiled)
+
+
+def op_profile(path: Path, x: Inputs, threads: int = 1) -> dict[str, Any]:
+    """onnxruntime's own profiler over PROFILE_RUNS batch-1 calls: per op type, its nodes, the
+    execution provider that ran them and the kernel time per call (ms, share of all nodes')."""
+    import json
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="compress-ort-profile-") as tmp:
+        options = session_options(threads)
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        feed = as_feed(take_batch(x, 1), [i.name for i in session.get_inputs()])
+        for _ in range(5):
+            session.run(None, feed)
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(tmp) / "ort")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        for _ in range(PROFILE_RUNS):
+            session.run(None, feed)
+        events = json.loads(Path(session.end_profiling()).read_text())
+    types: dict[str, dict[str, Any]] = {}
+    nodes: dict[str, set[str]] = {}
+    for e in events:
+        args = e.get("args") or {}
+        if e.get("cat") != "Node" or not e.get("name", "").endswith("_kernel_time"):
+            continue
+        op = args.get("op_name", "?")
+        row = types.setdefault(op, {"op": op, "nodes": 0, "kernels": {}, "us": 0.0})
+        row["us"] += float(e.get("dur", 0))
+        if e["name"] not in nodes.setdefault(op, set()):
+            nodes[op].add(e["name"])
+            row["nodes"] += 1
+            provider = args.get("provider", "?")
+            row["kernels"][provider] = row["kernels"].get(provider, 0) + 1
+    total = sum(r["us"] for r in types.values()) or 1.0
+    rows = [{"op": r["op"], "nodes": r["nodes"], "kernels": r["kernels"],
+             "ms": r["us"] / PROFILE_RUNS / 1000, "share": r["us"] / total * 100}
+            for r in sorted(types.values(), key=lambda r: -r["us"])]  # fmt: skip
+    return {"tool": "onnxruntime profiler", "calls": PROFILE_RUNS,
+            "node_ms": total / PROFILE_RUNS / 1000, "op_types": rows}  # fmt: skip
 
 
 def session_options(threads: int):  # -> onnxruntime.SessionOptions

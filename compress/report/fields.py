@@ -46,6 +46,9 @@ FIELDS = {
     "recipe.selection": "the search's objective, agreement floor, winner after each timing round "
     "(it stops when the winner is the same 3 rounds running), and whether the winner pays "
     "(smaller than fp32 by 5% and not slower); each losing candidate carries why it lost (`lost`)",
+    "op_profile": "per exported artifact: each op type's nodes and the kernels that ran them "
+    "(LiteRT: XNNPACK or built-in; onnxruntime: its execution provider) and, in onnxruntime, the "
+    "type's time per batch-1 call from the runtime's profiler (ms, share)",
     "recipe.fallback": "when the drift estimated on held-back training samples exceeded max_drift: "
     "the layers kept float, the drift before and after, each step",
     "layer_errors": "per layer of a quantized artifact, SQNR (dB) of its output against the same "

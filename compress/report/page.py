@@ -54,6 +54,8 @@ def run_page(report: dict[str, Any]) -> str:
         _confusion(report),
         "<h2>Per layer: weights and quantization sensitivity</h2>",
         _layers(arts),
+        "<h2>Op profile: kernels and time per op type</h2>",
+        _op_profiles(arts),
         "<h2>Recipe candidates</h2>",
         _candidates(arts),
         "<h2>Environment and reproduction</h2>",
@@ -425,6 +427,27 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def _op_profiles(arts: list[dict[str, Any]]) -> str:
+    """Per artifact, its op types with the kernels that ran them and (onnxruntime) their time
+    per batch-1 call."""
+    out = []
+    for a in arts:
+        prof = a.get("op_profile")
+        if not prof:
+            continue
+        if "unavailable" in prof:
+            out.append(f"<h3>{esc(a['name'])}</h3><p>no profile: {esc(prof['unavailable'])}</p>")
+            continue
+        timed = any("ms" in r for r in prof["op_types"])
+        header = ["op type", "nodes", "kernels"] + (["ms per call", "share %"] if timed else [])
+        rows = [[r["op"], r["nodes"], ", ".join(f"{k} {n}" for k, n in r["kernels"].items())]
+                + ([num(r.get("ms"), ".4f"), num(r.get("share"), ".1f")] if timed else [])
+                for r in prof["op_types"]]  # fmt: skip
+        out.append(f"<h3>{esc(a['name'])}</h3><p>{esc(prof['tool'])}</p>")
+        out.append(table(header, rows))
+    return "\n".join(out) or "<p>No op profile was taken (verify.profile = false).</p>"
 
 
 def _candidates(arts: list[dict[str, Any]]) -> str:

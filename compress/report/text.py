@@ -195,6 +195,9 @@ def notes(report: dict[str, Any]) -> list[str]:
         worst = sensitivity.summary((a.get("layer_errors") or {}).get("layers"))
         if worst:
             out.append(f"layers {a['name']}: worst SQNR vs fp32 (dB, higher is better): {worst}")
+        line = profile_line(a["name"], a.get("op_profile"))
+        if line:
+            out.append(line)
         if a.get("left_float"):
             out.append(
                 f"note {a['name']}: weights left float32 in {', '.join(a['left_float'])} "
@@ -352,3 +355,24 @@ def diff_table(result: dict[str, Any]) -> str:
         out.append("no regression" + (f" ({', '.join(gated)} checked)" if gated else
                                        " (no gate given: deltas only)"))  # fmt: skip
     return "\n".join(out)
+
+
+def profile_line(name: str, profile: dict[str, Any] | None, top: int = 6) -> str | None:
+    """One artifact's op profile in a line: the op types that took the most time per call
+    (onnxruntime), or which op types XNNPACK ran and which the built-in kernels did (LiteRT)."""
+    if not profile:
+        return None
+    if "unavailable" in profile:
+        return f"ops {name}: no profile ({profile['unavailable']})"
+    rows = profile["op_types"]
+    if rows and "ms" in rows[0]:
+        shown = ", ".join(f"{r['op']} x{r['nodes']} {r['ms']:.3f} ms ({r['share']:.0f}%)"
+                          for r in rows[:top])  # fmt: skip
+        more = f", {len(rows) - top} more types" if len(rows) > top else ""
+        return f"ops {name} ({profile['tool']}, per batch-1 call): {shown}{more}"
+    by_kernel: dict[str, list[str]] = {}
+    for r in rows:
+        for kernel, n in r["kernels"].items():
+            by_kernel.setdefault(kernel, []).append(r["op"] + (f" x{n}" if n > 1 else ""))
+    kernels = "; ".join(f"{k}: {', '.join(ops)}" for k, ops in by_kernel.items())
+    return f"kernels {name}: {kernels}"

@@ -16,6 +16,7 @@ from pydantic import Field
 from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
 from compress.core.arrays import count, rows
+from compress.core.errors import one_line
 from compress.core.state import RunState
 from compress.keras.model_io import load_model
 from compress.measure.gates import (
@@ -57,6 +58,10 @@ class VerifyParams(StageParams):
         "timed side by side with fp32 (tokens/s; 0: not measured)",
     )  # fmt: skip
     min_speedup: float | None = Field(None, gt=0.0)
+    profile: bool = Field(
+        True, description="per artifact, which op types ran in which kernels (and, in "
+        "onnxruntime, each type's time per batch-1 call from its profiler)",
+    )  # fmt: skip
     batch_sizes: tuple[int, ...] = (1, 32)
     timing_budget_s: float = Field(
         TIMING_BUDGET_S, gt=0.0,
@@ -152,6 +157,8 @@ class Verify(Stage):
                     m["baseline_ppl_increase"] = (m["perplexity"] / baseline_ppl[h] - 1) * 100
             rows.append(row)
         self._time(rows, runners, state.artifacts, data.x_test, state.timing_lock or NO_LOCK)
+        if p.profile:
+            self._profile(rows, state.artifacts, data.x_test)
         lm_heads = [h for h in heads if tasks[h] == "lm"]
         if lm_heads and p.generate_tokens:
             keras_runner = KerasRunner(self.model(state))
@@ -220,6 +227,20 @@ class Verify(Stage):
                     "kv_cache": False,
                     "method": GENERATION_METHOD,
                 }
+
+    def _profile(self, rows, artifacts, x) -> None:
+        """Each exported artifact's op profile (Backend.op_profile), or why there is none."""
+        by_name = {r["name"]: r for r in rows}
+        for art in artifacts:
+            if art.runtime == "keras" or art.name not in by_name:
+                continue
+            try:
+                found = BACKENDS[art.runtime].op_profile(art.path, x, self.params.threads,
+                                                         **art.options)  # fmt: skip
+            except Exception as exc:  # a runtime that cannot profile this file: said, not fatal
+                found = {"unavailable": one_line(exc)}
+            if found is not None:
+                by_name[art.name]["op_profile"] = found
 
     def _time(self, rows, runners, artifacts, x, lock) -> None:
         """Latency per artifact and batch size, runtimes' artifacts interleaved; speedup vs fp32."""
