@@ -401,9 +401,13 @@ def test_keras3_quantizers_are_recipe_rows_built_from_the_users_keras3_model(nam
     # rows that need a Keras 3 model are not candidates for a tf_keras one
     plain = Sources(model=_tf.keras().models.clone_model(twin))
     assert not any(s.id.startswith("keras3") for s in ort.candidates("auto", plain))
-    # TFLite's int4 has no default row: Keras 3's int4 is only a measured candidate there
-    assert lite.default("int4", src) is None and ort.default("int4", src).id == "weight-only-int4"
-    assert {s.id for s in ort.candidates("int4", src)} == {"weight-only-int4", "keras3-int4"}
+    # int4's defaults are ai-edge-quantizer's block-32 file and MatMulNBits with int8 compute;
+    # Keras 3's int4 is a measured candidate (TFLite: only under auto, it stores int4 unpacked)
+    assert lite.default("int4", src).id == "aeq-dynamic-int4-block32"
+    assert ort.default("int4", src).id == "int4-int8-compute"
+    int4_rows = {"int4-int8-compute", "weight-only-int4", "keras3-int4"}
+    assert {s.id for s in ort.candidates("int4", src)} == int4_rows
+    assert "keras3-int4" not in {s.id for s in lite.candidates("int4", src)}
 
     quantized = keras.models.clone_model(model)
     quantized.set_weights(model.get_weights())
