@@ -16,7 +16,8 @@ from compress.report import page as report_html
 
 SECTIONS = ("Artifacts", "Size and latency", "Accuracy and drift per head",
             "Confusion difference against the float model",
-            "Per layer: weights and quantization sensitivity", "Recipe candidates",
+            "Per layer: weights and quantization sensitivity", "Kernels and time per op type",
+            "Recipe candidates",
             "Environment and reproduction")  # fmt: skip
 
 

@@ -48,7 +48,7 @@ KERNELS_AGREE_DB = 40.0  # reference vs XNNPACK outputs of one file: closer is t
 # source ("qat": convert the quantization-aware-trained model; "qat-weights": the float graph
 # with its trained weights), denylisted_ops / denylisted_nodes
 # (op types / tensor names the int8 quantizer leaves float), legacy_dynamic_range (the converter's
-# first dynamic-range quantizer); aeq (ai-edge-quantizer on the fp32 file: "dynamic" or
+# first dynamic-range quantizer); aeq (ai-edge-quantizer on the fp32 .tflite; "dynamic" or
 # "weight_only") with bits (4 or 8) and granularity (CHANNELWISE, BLOCKWISE_32, ...).
 RECIPES = (
     RecipeSpec("fp32", "fp32", "TFLite converter, float32"),
@@ -92,25 +92,25 @@ RECIPES = (
     ),
     RecipeSpec(
         "aeq-dynamic-int8", "dynamic",
-        f"{AEQ} dynamic_wi8_afp32 on the fp32 file: int8 channel-wise weights, activations "
+        f"{AEQ} dynamic_wi8_afp32 on the fp32 .tflite; int8 channel-wise weights, activations "
         "quantized at run time (integer kernels)",
         {"aeq": "dynamic", "bits": 8, "granularity": "CHANNELWISE"}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
         "aeq-dynamic-int4-block32", "int4",
-        f"{AEQ} dynamic_wi4 on the fp32 file: int4 weights (two per byte) with a float scale per "
+        f"{AEQ} dynamic_wi4 on the fp32 .tflite; int4 weights (two per byte), a float scale per "
         "block of 32 input values, activations quantized to int8 at run time (integer kernels)",
         {"aeq": "dynamic", "bits": 4, "granularity": "BLOCKWISE_32"}, search=("int4", "auto"),
     ),
     RecipeSpec(
         "aeq-dynamic-int4-channel", "int4",
-        f"{AEQ} dynamic_wi4_afp32 on the fp32 file: int4 channel-wise weights (two per byte), "
+        f"{AEQ} dynamic_wi4_afp32 on the fp32 .tflite; int4 channel-wise weights (two per byte), "
         "activations quantized to int8 at run time (integer kernels)",
         {"aeq": "dynamic", "bits": 4, "granularity": "CHANNELWISE"}, search=("int4", "auto"),
     ),
     RecipeSpec(
         "aeq-weight-only-int4", "int4",
-        f"{AEQ} weight_only_wi4_afp32 on the fp32 file: int4 channel-wise weights dequantized "
+        f"{AEQ} weight_only_wi4_afp32 on the fp32 .tflite; int4 channel-wise weights dequantized "
         "to float before each op (float compute; smallest, usually slowest)",
         {"aeq": "weight_only", "bits": 4, "granularity": "CHANNELWISE"}, search=("int4",),
     ),
@@ -241,7 +241,7 @@ class LiteRTBackend(Backend):
     def op_profile(
         self, path: Path, x: Inputs, threads: int = 1, **options: bool
     ) -> dict[str, Any] | None:
-        return op_kernels(path, x, threads, **options)
+        return LiteRTRunner(path, threads=threads, **options).kernels(x)
 
     def open_runner(self, path: Path, threads: int = 1, **options: bool) -> LiteRTRunner:
         return LiteRTRunner(path, threads=threads, **options)
@@ -273,40 +273,6 @@ class LiteRTBackend(Backend):
                 stats = tensor_stats(t.Name().decode(errors="replace"), values)
                 tensors.append({**stats, "dtype": "int4"} if int4 else stats)
         return summarize(tensors)
-
-
-def op_kernels(path: Path, x: Inputs, threads: int = 1, **options: bool) -> dict[str, Any]:
-    """Which op types XNNPACK ran and which the built-in kernels did, after one batch-1 call:
-    a node is XNNPACK's when its outputs exist only inside a delegated partition (never
-    materialized) or are the partition's own outputs. The Python interpreter has no per-op
-    timer, so no time is given."""
-    runner = LiteRTRunner(path, threads=threads, **options)
-    session = runner._session(runner._base_batch)
-    runner._invoke(session, take_batch(x, runner._base_batch))
-    interp = session[0]
-    ops = compat.litert_ops(interp)
-    partitions = {int(t) for o in ops if o["op_name"] == "DELEGATE" for t in o["outputs"]}
-
-    def delegated(op: dict[str, Any]) -> bool:
-        for t in (int(i) for i in op["outputs"]):
-            if t in partitions:
-                return True
-            try:
-                interp.get_tensor(t)
-            except ValueError:  # "Tensor data is null": lives inside the delegate only
-                return True
-        return False
-
-    types: dict[str, dict[str, Any]] = {}
-    for op in ops:
-        if op["op_name"] == "DELEGATE":
-            continue
-        row = types.setdefault(op["op_name"], {"op": op["op_name"], "nodes": 0, "kernels": {}})
-        kernel = "XNNPACK" if delegated(op) else "built-in"
-        row["nodes"] += 1
-        row["kernels"][kernel] = row["kernels"].get(kernel, 0) + 1
-    return {"tool": "LiteRT interpreter (no per-op timer in its Python API)",
-            "op_types": sorted(types.values(), key=lambda r: -r["nodes"])}  # fmt: skip
 
 
 def _fit_free_axes(interp: Any, inputs: dict[str, dict], feed: dict[str, np.ndarray]) -> None:
@@ -437,6 +403,38 @@ class LiteRTRunner:
                     continue
                 out.setdefault(det["name"], (op, []))[1].append(_from_tensor(value, det).copy())
         return out
+
+    def kernels(self, x: Inputs) -> dict[str, Any]:
+        """Which op types XNNPACK ran and which the built-in kernels did, after one call on the
+        first sample(s) of x: a node is XNNPACK's when its outputs exist only inside a delegated
+        partition (never materialized) or are the partition's own outputs. The Python
+        interpreter has no per-op timer, so no time is given."""
+        session = self._session(self._base_batch)
+        self._invoke(session, take_batch(x, self._base_batch))
+        interp = session[0]
+        ops = compat.litert_ops(interp)
+        partitions = {int(t) for o in ops if o["op_name"] == "DELEGATE" for t in o["outputs"]}
+
+        def delegated(op: dict[str, Any]) -> bool:
+            for t in (int(i) for i in op["outputs"]):
+                if t in partitions:
+                    return True
+                try:
+                    interp.get_tensor(t)
+                except ValueError:  # "Tensor data is null": lives inside the delegate only
+                    return True
+            return False
+
+        types: dict[str, dict[str, Any]] = {}
+        for op in ops:
+            if op["op_name"] == "DELEGATE":
+                continue
+            row = types.setdefault(op["op_name"], {"op": op["op_name"], "nodes": 0, "kernels": {}})
+            kernel = "XNNPACK" if delegated(op) else "built-in"
+            row["nodes"] += 1
+            row["kernels"][kernel] = row["kernels"].get(kernel, 0) + 1
+        return {"tool": "LiteRT interpreter (no per-op timer in its Python API)",
+                "op_types": sorted(types.values(), key=lambda r: -r["nodes"])}  # fmt: skip
 
     def timed_call(self, x: Inputs, batch: int) -> Callable[[], object] | None:
         sess = self._session(batch)

@@ -54,7 +54,7 @@ def run_page(report: dict[str, Any]) -> str:
         _confusion(report),
         "<h2>Per layer: weights and quantization sensitivity</h2>",
         _layers(arts),
-        "<h2>Op profile: kernels and time per op type</h2>",
+        "<h2>Kernels and time per op type</h2>",
         _op_profiles(arts),
         "<h2>Recipe candidates</h2>",
         _candidates(arts),
@@ -438,7 +438,7 @@ def _op_profiles(arts: list[dict[str, Any]]) -> str:
         if not prof:
             continue
         if "unavailable" in prof:
-            out.append(f"<h3>{esc(a['name'])}</h3><p>no profile: {esc(prof['unavailable'])}</p>")
+            out.append(f"<h3>{esc(a['name'])}</h3><p>not profiled ({esc(prof['unavailable'])})</p>")
             continue
         timed = any("ms" in r for r in prof["op_types"])
         header = ["op type", "nodes", "kernels"] + (["ms per call", "share %"] if timed else [])
