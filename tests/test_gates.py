@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from compress.cli import main
+from compress.measure.gates import compression_warnings
 from compress.stages.verify import gate_failures
 
 
@@ -137,3 +138,38 @@ def test_speedup_gate_fails_when_a_speedup_could_not_be_measured(tmp_path, capsy
     assert code == 1 and err.count("\n") == 1
     assert "model_int8.onnx: speedup at batch 1 was not measured" in err
     assert "model_int8.tflite" not in err  # measured, and far above 0.01x
+
+
+def _sized(name, precision, size, speedup=None, candidates=(), runtime="onnxruntime"):
+    return {"name": name, "runtime": runtime, "precision": precision, "size_bytes": size,
+            "speedup": {"b1": speedup}, "heads": {},
+            "recipe": {"id": "r", "candidates": list(candidates),
+                       "selection": {"min_agreement": 99.0}}}  # fmt: skip
+
+
+def test_a_file_a_hair_smaller_than_fp32_is_not_smaller_and_fp32_is_the_one_to_ship():
+    """EfficientNetB0's ONNX "int8" file: only the last Dense quantized, 0.07% under fp32."""
+    cands = [{"id": "static-qdq-matmul-only", "chosen": True, "speedup_b1": 1.0},
+             {"id": "static-qdq-all-ops", "speedup_b1": 1.16, "size_bytes": 4_900_000,
+              "eligible": False, "lost": "agreement 30.0% < 99% floor"}]  # fmt: skip
+    rows = [_sized("model_fp32.onnx", "fp32", 15_966_724, 1.0),
+            _sized("model_int8.onnx", "int8", 15_955_308, 1.02, cands)]  # fmt: skip
+    (warning,) = compression_warnings(rows)
+    assert warning.startswith("model_int8.onnx is not smaller than model_fp32.onnx by 5% ")
+    # the faster candidate failed the floor: it is not offered as the alternative
+    assert "no other recipe measured passes the accuracy floor (99% agreement)" in warning
+    assert "static-qdq-all-ops: agreement 30.0% < 99% floor" in warning
+    assert warning.endswith("the fp32 file (model_fp32.onnx) is the one to ship in onnxruntime")
+
+
+def test_slower_means_slower_beyond_the_noise_and_a_contradicted_search_is_unsure():
+    fp32 = _sized("model_fp32.tflite", "fp32", 1000, 1.0, runtime="litert")
+    same = _sized("model_int8.tflite", "int8", 300, 0.97, runtime="litert")
+    assert compression_warnings([fp32, same]) == []  # 3% slower: one speed on a busy CPU
+    searched = [{"id": "full-int8", "chosen": True, "speedup_b1": 1.38}]
+    contradicted = _sized("model_int8.tflite", "int8", 300, 0.90, searched, runtime="litert")
+    warnings = compression_warnings([fp32, contradicted])
+    assert any("slower than model_fp32.tflite at batch 1 (0.90x" in w for w in warnings)
+    unsure = ("model_int8.tflite: unsure timing: the recipe search measured full-int8 at 1.38x "
+              "fp32 and verify at 0.90x")  # fmt: skip
+    assert any(w.startswith(unsure) for w in warnings)

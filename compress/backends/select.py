@@ -29,14 +29,13 @@ from compress.backends.isolated import build_isolated
 from compress.core.arrays import rows
 from compress.core.errors import one_line
 from compress.core.state import Artifact
-from compress.measure.gates import TIMING_NOISE
+from compress.measure.gates import SMALLER, TIMING_NOISE
 from compress.measure.generation import token_input
 from compress.measure.heads import agreement_score, match_heads, nll
 from compress.measure.timing import NO_LOCK, Timing, TimingLock, measure_until_stable
 
 SELECTION_SAMPLES = 200
 TIE = TIMING_NOISE  # latencies within 5% are a tie
-SMALLER = 0.95  # "smaller than fp32" means at least 5% smaller: 0.04% less is the same file
 Objective = Literal["latency", "size"]
 
 

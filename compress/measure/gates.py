@@ -11,6 +11,7 @@ DEFAULT_MAX_DRIFT = 1.0  # points of accuracy an artifact may lose against the f
 DEFAULT_MAX_ERROR = 0.05  # relative error a numeric head may have against the float model
 DEFAULT_MAX_PPL_INCREASE = 1.0  # percent a language model's held-out perplexity may rise
 TIMING_NOISE = 1.05  # latencies within 5% are one speed (one measurement's noise on a busy CPU)
+SMALLER = 0.95  # "smaller than fp32" means at least 5% smaller: 0.04% less is the same file
 # artifacts that exist to store integer weights
 INTEGER_PRECISIONS = ("int8", "int4", "dynamic", "qat")
 REPEATABLE = "outputs depend on earlier calls (state kept between invokes)"
@@ -119,8 +120,8 @@ def compression_warnings(rows: list[dict[str, Any]]) -> list[str]:
         if base is None or r is base or r["runtime"] == "keras":
             continue
         problems = []
-        if r["size_bytes"] >= base["size_bytes"]:
-            problems.append(f"is not smaller than {base['name']} "
+        if r["size_bytes"] > base["size_bytes"] * SMALLER:
+            problems.append(f"is not smaller than {base['name']} by {(1 - SMALLER) * 100:.0f}% "
                             f"({r['size_bytes']:,} B vs {base['size_bytes']:,} B)")  # fmt: skip
         tensors = (r.get("weights") or {}).get("tensors") or []
         integer = {"int8", "uint8", "int4", "uint4"}
