@@ -63,6 +63,13 @@ RECIPES = (
          "reduce_range": REDUCE_RANGE}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
+        "static-qdq-profiled", "int8",
+        f"{STATIC}; only the op types that onnxruntime's profiler timed faster in the all-ops "
+        "int8 file than in fp32 (others stay fp32)",
+        {"method": "static", "op_types": "profiled", "per_channel": True,
+         "reduce_range": REDUCE_RANGE}, search=INT8_AND_AUTO,
+    ),
+    RecipeSpec(
         "dynamic-matmul-only", "int8",
         "onnxruntime dynamic int8 weights (7-bit range) on MatMul/Gemm, activations quantized at "
         "run time", {"method": "dynamic", "op_types": MATMUL, "reduce_range": REDUCE_RANGE},
@@ -315,6 +322,11 @@ class OnnxRuntimeBackend(Backend):
             return {"opset": opset}
         if src.fp32 is None:
             raise ValueError(f"recipe {spec.id} quantizes the fp32 ONNX export; there is none")
+        if spec.knobs.get("op_types") == "profiled":
+            op_types, timed = profiled_op_types(src.fp32.path, spec.knobs, src.x_calib, src.memo)
+            quantize(src.fp32.path, path, {**spec.knobs, "op_types": op_types}, src.x_calib,
+                     src.memo)  # fmt: skip
+            return {"op_types": op_types, "profiled_ms": timed}
         quantize(src.fp32.path, path, spec.knobs, src.x_calib, src.memo)
         return {}
 
@@ -420,6 +432,51 @@ def op_profile(path: Path, x: Inputs, threads: int = 1) -> dict[str, Any]:
             for r in sorted(types.values(), key=lambda r: -r["us"])]  # fmt: skip
     return {"tool": "onnxruntime profiler", "calls": PROFILE_RUNS,
             "node_ms": total / PROFILE_RUNS / 1000, "op_types": rows}  # fmt: skip
+
+
+# What onnxruntime runs for a quantized or fused node, by the float op type it stands for.
+_FLOAT_OP = {"QLinearConv": "Conv", "FusedConv": "Conv", "QLinearMatMul": "MatMul",
+             "MatMulIntegerToFloat": "MatMul", "DynamicQuantizeMatMul": "MatMul",
+             "FusedMatMul": "MatMul", "QGemm": "Gemm", "FusedGemm": "Gemm", "QLinearAdd": "Add",
+             "QLinearMul": "Mul", "QLinearSigmoid": "Sigmoid", "QLinearConcat": "Concat",
+             "QLinearGlobalAveragePool": "GlobalAveragePool", "QLinearLeakyRelu": "LeakyRelu",
+             "QLinearAveragePool": "AveragePool", "QLinearSoftmax": "Softmax",
+             "QLinearReduceMean": "ReduceMean"}  # fmt: skip
+
+
+PROFILED_MIN_SHARE = 0.02  # op types under 2% of the fp32 node time are left float
+
+
+def profiled_op_types(
+    fp32_path: Path, knobs: dict[str, Any], x: Inputs | None, memo: dict[str, Any]
+) -> tuple[list[str], dict[str, list[float]]]:
+    """The op types worth quantizing on this CPU: the all-ops static int8 file is built and
+    both it and the fp32 file are profiled at batch 1; a type is kept when its int8 kernels took
+    less time than its float ones beyond the timing noise, and it takes at least
+    PROFILED_MIN_SHARE of the fp32 file's node time (below that, a type's difference is noise
+    and its Q/DQ pairs cost more than it can save; EfficientNet's convolutions get
+    faster, its SE multiplies and residual adds slower). Returns the types and, per type, the
+    [fp32, int8] ms per call."""
+    from compress.measure.gates import TIMING_NOISE
+
+    if x is None:
+        raise ValueError("profiling needs calibration samples")
+    with tempfile.TemporaryDirectory(prefix="compress-ort-profiled-") as tmp:
+        every = Path(tmp) / "all-ops.onnx"
+        quantize(fp32_path, every, {**knobs, "op_types": None}, x, memo)
+        isolate.step(QUANTIZER, "profiling fp32 and int8 kernels")
+        times: dict[str, list[float]] = {}
+        for i, path in enumerate((fp32_path, every)):
+            for row in op_profile(path, x)["op_types"]:
+                pair = times.setdefault(_FLOAT_OP.get(row["op"], row["op"]), [0.0, 0.0])
+                pair[i] += row["ms"]
+    total = sum(f for f, _ in times.values()) or 1.0
+    faster = sorted(t for t, (f, q) in times.items()
+                    if f >= PROFILED_MIN_SHARE * total and 0 < q * TIMING_NOISE < f)  # fmt: skip
+    if not faster:
+        raise ValueError("no op type ran faster in int8 than in fp32 under onnxruntime's "
+                         "profiler on this CPU")  # fmt: skip
+    return faster, {t: [f, q] for t, (f, q) in times.items() if f and q}
 
 
 def session_options(threads: int):  # -> onnxruntime.SessionOptions

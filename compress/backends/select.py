@@ -226,6 +226,8 @@ def search(
             try:
                 decided[spec.id] = build_isolated(backend, spec, src, path)
                 entry["build_s"] = round(time.perf_counter() - started, 2)
+                if decided[spec.id]:  # what its build decided for this model (op types, batch)
+                    entry["decided"] = decided[spec.id]
                 runner = backend.open_runner(path, threads, **options)
                 out = runner.predict(sample)
                 entry["agreement"] = agreement(ref_out, out, src.tasks)
