@@ -26,6 +26,10 @@ def test_shared_calibration_gives_the_converters_int8(tmp_path):
     src = Sources(model, x)
     for spec in litert.candidates("int8", src):
         shared = tmp_path / f"{spec.id}.tflite"
+        if spec.knobs.get("float_ops") == "off-xnnpack":  # a Dense-only model: nothing falls off
+            with pytest.raises(ValueError, match="stays on XNNPACK when quantized"):
+                litert.build(spec, src, shared)
+            continue
         litert.build(spec, src, shared)
         alone = tmp_path / f"{spec.id}-alone.tflite"
         if spec.knobs.get("aeq"):  # ai-edge-quantizer on the converter's fp32 file
@@ -179,3 +183,32 @@ def test_profiled_static_int8_quantizes_the_op_types_its_profile_timed_faster(tm
         assert (op in decided["op_types"]) == kept, (op, f, q)
     quantized = {n.op_type for n in onnx.load(str(path)).graph.node if n.op_type != "Transpose"}
     assert "QuantizeLinear" in quantized and "DequantizeLinear" in quantized
+
+
+def test_an_op_type_that_falls_off_xnnpack_in_int8_is_left_float(tmp_path):
+    """ai-edge-quantizer's dynamic int8 depthwise conv runs on LiteRT's built-in kernels, not
+    XNNPACK (EfficientNetB0: 0.62x fp32); the xnnpack row reads the kernel split and leaves it
+    float, so every op stays on XNNPACK."""
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3), name="x")
+    hidden = keras.layers.Conv2D(16, 3, activation="relu")(inputs)
+    hidden = keras.layers.DepthwiseConv2D(3, activation="relu")(hidden)
+    hidden = keras.layers.GlobalAveragePooling2D()(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(4, activation="softmax", name="y")(hidden))
+    x = np.random.default_rng(0).random((16, 32, 32, 3), dtype=np.float32)
+    lite = BACKENDS["litert"]
+    src = Sources(model, x)
+
+    def kernels(path):
+        rows = lite.open_runner(path).kernels(x)["op_types"]
+        return {r["op"]: r["kernels"] for r in rows}
+
+    lite.build(lite.recipe("aeq-dynamic-int8"), src, tmp_path / "all.tflite")
+    assert kernels(tmp_path / "all.tflite")["DEPTHWISE_CONV_2D"] == {"built-in": 1}
+    decided = lite.build(lite.recipe("aeq-dynamic-int8-xnnpack"), src, tmp_path / "mixed.tflite")
+    assert decided["float_ops"] == ["DEPTHWISE_CONV_2D"]
+    split = kernels(tmp_path / "mixed.tflite")
+    assert all(k == {"XNNPACK": 1} for k in split.values()), split
+    tensors = lite.count_weights(tmp_path / "mixed.tflite")["tensors"]
+    assert {"int8", "float32"} <= {t["dtype"] for t in tensors}  # conv/dense int8, depthwise float

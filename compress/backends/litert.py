@@ -97,6 +97,14 @@ RECIPES = (
         {"aeq": "dynamic", "bits": 8, "granularity": "CHANNELWISE"}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
+        "aeq-dynamic-int8-xnnpack", "dynamic",
+        f"{AEQ} dynamic_wi8_afp32 on the fp32 .tflite, leaving float the op types that would "
+        "fall off XNNPACK onto the built-in kernels once quantized (mixed precision from the "
+        "runtime's own kernel split)",
+        {"aeq": "dynamic", "bits": 8, "granularity": "CHANNELWISE", "float_ops": "off-xnnpack"},
+        search=INT8_AND_AUTO,
+    ),
+    RecipeSpec(
         "aeq-dynamic-int4-block32", "int4",
         f"{AEQ} dynamic_wi4 on the fp32 .tflite; int4 weights (two per byte), a float scale per "
         "block of 32 input values, activations quantized to int8 at run time (integer kernels)",
@@ -172,9 +180,13 @@ class LiteRTBackend(Backend):
         if spec.knobs.get("aeq"):  # ai-edge-quantizer rewrites the converter's fp32 file
             if "fp32_tflite" not in src.memo:
                 src.memo["fp32_tflite"] = convert(src.model, {})
-            path.write_bytes(aeq_quantize(src.memo["fp32_tflite"], spec.knobs))
+            knobs, decided = spec.knobs, {}
+            if knobs.get("float_ops") == "off-xnnpack":
+                knobs = {**knobs, "float_ops": off_xnnpack(src, knobs, path)}
+                decided["float_ops"] = knobs["float_ops"]
+            path.write_bytes(aeq_quantize(src.memo["fp32_tflite"], knobs))
             batch = fixed_batch(src.model) or (1 if has_recurrent_layer(src.model) else None)
-            return {"fixed_batch": batch} if batch else {}
+            return {**decided, "fixed_batch": batch} if batch else decided
         if source == "qat":
             model = src.qat_model
         elif source == "qat-weights":
@@ -273,6 +285,27 @@ class LiteRTBackend(Backend):
                 stats = tensor_stats(t.Name().decode(errors="replace"), values)
                 tensors.append({**stats, "dtype": "int4"} if int4 else stats)
         return summarize(tensors)
+
+
+def off_xnnpack(src: Sources, knobs: dict[str, Any], scratch: Path) -> list[str]:
+    """The op types XNNPACK runs in the fp32 file but not once they are quantized with `knobs`
+    (EfficientNet's depthwise convs under dynamic int8 fall to the built-in kernels, 0.62x):
+    a row that leaves them float keeps them on XNNPACK. Raises when none falls off (the row
+    would be its parent row again)."""
+
+    def xnnpack(path: Path) -> dict[str, int]:
+        rows = LiteRTRunner(path).kernels(src.x_calib)["op_types"]
+        return {r["op"]: r["kernels"].get("XNNPACK", 0) for r in rows}
+
+    scratch.write_bytes(src.memo["fp32_tflite"])
+    before = xnnpack(scratch)
+    scratch.write_bytes(aeq_quantize(src.memo["fp32_tflite"], {**knobs, "float_ops": []}))
+    after = xnnpack(scratch)
+    fell = sorted(op for op, n in before.items() if n and after.get(op, 0) < n)
+    if not fell:
+        raise ValueError("every op type XNNPACK runs in fp32 stays on XNNPACK when quantized: "
+                         "this row would be its all-ops twin")  # fmt: skip
+    return fell
 
 
 def _fit_free_axes(interp: Any, inputs: dict[str, dict], feed: dict[str, np.ndarray]) -> None:

@@ -187,7 +187,8 @@ def aeq_quantize(fp32: bytes, knobs: dict[str, Any]) -> bytes:
     """A converted fp32 file quantized by ai-edge-quantizer: every op it supports gets
     `bits`-bit weights at `granularity`, "dynamic" (activations quantized at run time, integer
     kernels) or "weight_only" (weights dequantized to float before the op); the ops whose
-    output tensors `int8_scopes` names get int8 weights instead (mixed 4/8, the fallback's)."""
+    output tensors `int8_scopes` names get int8 weights instead (mixed 4/8, the fallback's), and
+    the op types in `float_ops` stay float."""
     isolate.step(AEQ, f"{knobs['aeq']} int{knobs['bits']} quantization")
     import tqdm
     from ai_edge_quantizer import qtyping, quantizer
@@ -203,6 +204,9 @@ def aeq_quantize(fp32: bytes, knobs: dict[str, Any]) -> bytes:
     for name in knobs.get("int8_scopes") or []:
         add(f"(^|;){re.escape(name)};", qtyping.TFLOperationName.ALL_SUPPORTED, 8,
             qtyping.QuantGranularity.CHANNELWISE)  # fmt: skip
+    for op in knobs.get("float_ops") or []:  # op types left float (e.g. off XNNPACK in int8)
+        q.update_quantization_recipe(".*", qtyping.TFLOperationName(op),
+                                     algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)  # fmt: skip
     result = q.quantize(enable_progress_bar=False, enable_progress_report=False)
     return bytes(result.quantized_model)
 
