@@ -27,7 +27,7 @@ from compress.backends.tflite import (
 )
 from compress.core import compat
 from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
-from compress.keras import keras3
+from compress.keras import _tf, keras3
 from compress.keras.model_io import trained_weights_into
 from compress.measure.sensitivity import compare, sqnr_db
 from compress.measure.weights import summarize, tensor_stats
@@ -102,7 +102,7 @@ RECIPES = (
         "fall off XNNPACK onto the built-in kernels once quantized (mixed precision from the "
         "runtime's own kernel split)",
         {"aeq": "dynamic", "bits": 8, "granularity": "CHANNELWISE", "float_ops": "off-xnnpack"},
-        search=INT8_AND_AUTO,
+        search=INT8_AND_AUTO, needs="depthwise",
     ),
     RecipeSpec(
         "aeq-dynamic-int4-block32", "int4",
@@ -240,6 +240,10 @@ class LiteRTBackend(Backend):
     def applicable(self, spec: RecipeSpec, src: Sources) -> bool:
         if spec.needs == "recurrent":
             return has_recurrent_layer(src.model)
+        if spec.needs == "depthwise":  # the op type dynamic int8 takes off XNNPACK
+            layers = _tf.keras().layers
+            kinds = (layers.DepthwiseConv2D, layers.SeparableConv2D)
+            return any(isinstance(m, kinds) for m in src.model.submodules)
         return super().applicable(spec, src)
 
     def runner_options(self, model: Any) -> dict[str, bool]:
