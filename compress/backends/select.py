@@ -162,9 +162,7 @@ def decide(
                 lost[e["id"]] = f"larger ({e['size_bytes']:,} B vs {winner['size_bytes']:,} B)"
         return winner, lost, smaller(winner) and faster(winner)
     if max(e["speedup_b1"] for e in pool) < FAR_SLOWER and any(faster(e) for e in good):
-        for e in pool:  # every smaller file is far slower than fp32: speed decides among all
-            lost.pop(e["id"], None)
-        pool = good
+        pool = good  # every smaller file is far slower than fp32: speed decides among all
     fastest = min(e["p50_ms_b1"] for e in pool)
     tied = [e for e in pool if e["p50_ms_b1"] <= fastest * TIE]
     winner = min(tied, key=lambda e: (e["size_bytes"], -e["agreement"], e["p50_ms_b1"]))
