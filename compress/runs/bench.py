@@ -21,7 +21,7 @@ import numpy as np
 from compress.backends import open_runner
 from compress.core.arrays import take_batch
 from compress.core.errors import InputError
-from compress.measure.generation import GENERATION_METHOD, generate
+from compress.measure.generation import GENERATION_METHOD, generation_speed
 from compress.measure.timing import TIMING_BUDGET_S, measure_interleaved
 from compress.runs.integrity import verify_run_dir
 
@@ -126,8 +126,9 @@ def bench(
                         "speedup": warm[fp32].p50_ms / t.p50_ms if fp32 in warm else None,
                     }  # fmt: skip
             if lm_head is not None and generate_tokens:
-                for name, gen in _generation(runners, fp32, x, lm_head, generate_tokens,
-                                             budget_s).items():  # fmt: skip
+                speed = generation_speed(runners, fp32, take_batch(x, 1), lm_head,
+                                         generate_tokens, budget_s)  # fmt: skip
+                for name, gen in speed.items():
                     entries[name]["generation"] = gen
             results.extend(entries.values())
     return {
@@ -164,12 +165,12 @@ def _inputs(runner: Any, rng: np.random.Generator, lm_head: str | None) -> Any:
             x[name] = np.ones((32, *shape), dtype=dtype)
         else:
             if vocab is None:
-                vocab = _vocabulary(runner, shape, dtype, lm_head)
+                vocab = _vocabulary(runner, lm_head)
             x[name] = rng.integers(0, vocab, (32, *shape)).astype(dtype)
     return next(iter(x.values())) if len(x) == 1 else x
 
 
-def _vocabulary(runner: Any, shape: tuple[int, ...], dtype: np.dtype, lm_head: str | None) -> int:
+def _vocabulary(runner: Any, lm_head: str | None) -> int:
     """How many token ids the artifact takes: the last axis of its language-model head's
     logits for a sample of zeros (2 when it has no such head: ids 0 and 1)."""
     if lm_head is None:
@@ -182,22 +183,3 @@ def _vocabulary(runner: Any, shape: tuple[int, ...], dtype: np.dtype, lm_head: s
     out = runner.predict(next(iter(probe.values())) if len(probe) == 1 else probe)
     logits = out.get(lm_head, next(iter(out.values())))
     return int(logits.shape[-1])
-
-
-def _generation(
-    runners: dict[str, Any], fp32: str | None, x: Any, head: str, n: int, budget_s: float
-) -> dict[str, dict[str, Any]]:
-    """Greedy generation of n tokens from the first sample's context per artifact, the
-    runtime's artifacts interleaved: ms per token, tokens/s, speedup against fp32."""
-    prompt = take_batch(x, 1)
-    calls = {m: (lambda r=r: generate(r, prompt, head, n)) for m, r in runners.items()}
-    timings = measure_interleaved(calls, warmup=1, budget_s=budget_s, min_calls=3)
-    base = timings.get(fp32) if fp32 else None
-    return {
-        m: {
-            "ms_per_token": t.p50_ms / n,
-            "tokens_per_s": 1000.0 * n / t.p50_ms,
-            "speedup": base.p50_ms / t.p50_ms if base else None,
-        }
-        for m, t in timings.items()
-    }

@@ -26,7 +26,12 @@ from compress.measure.gates import (
     compression_warnings,
     gate_failures,
 )
-from compress.measure.generation import GENERATION_METHOD, generate, token_input
+from compress.measure.generation import (
+    GENERATION_METHOD,
+    generate,
+    generation_speed,
+    token_input,
+)
 from compress.measure.heads import TaskChoice, head_metrics, match_heads, reference_metrics
 from compress.measure.timing import MIN_CALLS, NO_LOCK, TIMING_BUDGET_S, measure_interleaved
 from compress.measure.weights import float_weight_bytes
@@ -204,12 +209,9 @@ class Verify(Stage):
             names = [a.name for a in artifacts if a.runtime == runtime and a.name in runners]
             fp32 = next((a.name for a in artifacts
                          if a.runtime == runtime and a.precision == "fp32"), None)  # fmt: skip
-            calls = {m: (lambda r=runners[m]: generate(r, prompt, head, n)) for m in names}
-            timings = measure_interleaved(calls, warmup=1, budget_s=self.params.timing_budget_s,
-                                          min_calls=3, lock=lock)  # fmt: skip
-            base = timings.get(fp32) if fp32 else None
+            speed = generation_speed({m: runners[m] for m in names}, fp32, prompt, head, n,
+                                     self.params.timing_budget_s, lock)  # fmt: skip
             for m in names:
-                t = timings.get(m)
                 made = generate(runners[m], prompt, head, n)
                 prefill = (by_name[m]["latency_ms"].get("b1") or {}).get("p50_ms")
                 by_name[m]["generation"] = {
@@ -220,9 +222,7 @@ class Verify(Stage):
                         ).shape[1]
                     ),
                     "prefill_ms": prefill,
-                    "ms_per_token": t.p50_ms / n if t else None,
-                    "tokens_per_s": 1000.0 * n / t.p50_ms if t else None,
-                    "speedup": base.p50_ms / t.p50_ms if (t and base) else None,
+                    **speed[m],
                     "agreement_with_keras": float((made == expected).mean() * 100),
                     "kv_cache": False,
                     "method": GENERATION_METHOD,
