@@ -72,22 +72,32 @@ def test_pipeline_file_and_flags_give_the_same_report(tmp_path, capsys):
 
 
 def test_what_a_stage_takes_from_another_is_declared_on_its_field():
-    """quantize's fallback budget is verify's gate and build reads labels as verify.task says,
-    as their fields declare; a value set on the stage itself wins."""
+    """quantize's fallback budget is verify's gate, its search times candidates on verify's
+    timing budget and build reads labels as verify.task says, as their fields declare; a value
+    set on the stage itself wins."""
     from compress.stages import Build, Quantize
 
     assert Quantize.Params.inherited() == {
         "max_drift": "verify.max_drift", "max_error": "verify.max_error",
         "max_ppl_increase": "verify.max_ppl_increase",
+        "timing_budget_s": "verify.timing_budget_s",
     }  # fmt: skip
     assert Build.Params.inherited() == {"task": "verify.task"}
     gated = dict(
         resolve_stages(
-            PipelineConfig.for_model("cnn", {"verify.max_drift": 2.5, "verify.task": "classify"})
+            PipelineConfig.for_model(
+                "cnn",
+                {
+                    "verify.max_drift": 2.5,
+                    "verify.task": "classify",
+                    "verify.timing_budget_s": 0.01,
+                },
+            )  # fmt: skip
         )
     )
     assert gated["quantize"]["max_drift"] == 2.5 and gated["build"]["task"] == "classify"
     assert gated["quantize"]["max_error"] == 0.05  # verify's default
+    assert gated["quantize"]["timing_budget_s"] == 0.01
     own = dict(
         resolve_stages(
             PipelineConfig.for_model("cnn", {"verify.max_drift": 2.5, "quantize.max_drift": 0.5})

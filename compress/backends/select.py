@@ -32,7 +32,13 @@ from compress.core.state import Artifact
 from compress.measure.gates import SMALLER, TIMING_NOISE
 from compress.measure.generation import token_input
 from compress.measure.heads import agreement_score, match_heads, nll
-from compress.measure.timing import NO_LOCK, Timing, TimingLock, measure_until_stable
+from compress.measure.timing import (
+    NO_LOCK,
+    TIMING_BUDGET_S,
+    Timing,
+    TimingLock,
+    measure_until_stable,
+)
 
 SELECTION_SAMPLES = 200
 TIE = TIMING_NOISE  # latencies within 5% are a tie
@@ -209,9 +215,11 @@ def search(
     step: Callable[[int, int], None] | None = None,
     lock: TimingLock = NO_LOCK,
     max_ppl_increase: float | None = None,
+    timing_budget_s: float = TIMING_BUDGET_S,
 ) -> Selection:
     """Build each candidate recipe, measure them side by side against the fp32 artifact
-    (`src.fp32`) at `threads` threads until the choice is stable, and return the winner."""
+    (`src.fp32`) at `threads` threads until the choice is stable (rounds of a quarter of
+    `timing_budget_s` seconds per candidate), and return the winner."""
     if src.fp32 is None or src.x_calib is None:
         raise ValueError("a recipe search needs the fp32 artifact and calibration samples")
     options = options or {}
@@ -259,7 +267,9 @@ def search(
             record(timings)
             return choose(entries, min_agreement, objective, fp32_size, max_ppl_increase)["id"]
 
-        timings, rounds = measure_until_stable(calls, leader, lock=lock)
+        timings, rounds = measure_until_stable(
+            calls, leader, lock=lock, round_budget_s=timing_budget_s / 4
+        )
         record(timings)
         winner, lost, pays = decide(entries, min_agreement, objective, fp32_size,
                                     max_ppl_increase)  # fmt: skip
@@ -289,7 +299,7 @@ def quantized_artifact(
     """A quantize mode's artifact for one backend: the measured choice among its candidates
     (or the default recipe), corrected by the fallback when `check` (the drift estimate) finds
     it over budget, with its per-layer errors. `p` holds the quantize settings (mode, select,
-    objective, min_agreement, max_drift, threads; a stage's QuantizeParams)."""
+    objective, min_agreement, max_drift, threads, timing_budget_s; a stage's QuantizeParams)."""
     candidates = backend.candidates(p.mode, src) if p.select else []
     with tempfile.TemporaryDirectory(prefix="compress-quantize-") as tmp:
         path = Path(tmp) / name
@@ -302,6 +312,7 @@ def quantized_artifact(
                 min_agreement=0.0 if p.mode == "qat" else p.min_agreement,
                 objective=p.objective, options=src.fp32.options, step=step, lock=lock,
                 max_ppl_increase=None if p.mode == "qat" else p.max_ppl_increase,
+                timing_budget_s=p.timing_budget_s,
             )  # fmt: skip
             spec, decided = chosen.spec, chosen.decided
             path.write_bytes(chosen.blob)

@@ -209,7 +209,7 @@ def measure_until_stable(
     *,
     agree: int = 3,
     max_rounds: int = 8,
-    round_budget_s: float = 0.06,
+    round_budget_s: float = TIMING_BUDGET_S / 4,
     warmup: int = 10,
     min_calls: int = 10,
     chunk_s: float = 0.01,

@@ -20,7 +20,7 @@ from compress.core.errors import one_line
 from compress.core.state import Artifact, RunState, Skipped
 from compress.keras.qat import quantization_aware_model
 from compress.measure.gates import DEFAULT_MAX_DRIFT, DEFAULT_MAX_ERROR, DEFAULT_MAX_PPL_INCREASE
-from compress.measure.timing import NO_LOCK
+from compress.measure.timing import NO_LOCK, TIMING_BUDGET_S
 from compress.stages.base import Stage, StageParams, worker_for
 
 
@@ -65,6 +65,13 @@ class QuantizeParams(StageParams):
         json_schema_extra={"from": "verify.max_ppl_increase"},
     )  # fmt: skip
     threads: int = Field(1, ge=1, description="threads when timing candidates (as verify's)")
+    timing_budget_s: float = Field(
+        TIMING_BUDGET_S, gt=0.0,
+        description="the recipe search times its candidates side by side in rounds of a "
+        "quarter of this many seconds each (3 to 8 rounds: until the winner holds three in a "
+        "row); a pipeline gives it verify.timing_budget_s",
+        json_schema_extra={"from": "verify.timing_budget_s"},
+    )  # fmt: skip
     qat_epochs: int = Field(
         1, ge=1, le=1000, description="QAT fine-tuning epochs (untrained QAT exports garbage)"
     )
