@@ -58,8 +58,9 @@ def test_signal_mid_run_leaves_nothing_partial_and_next_run_works(sig, code, sta
     assert not [p for p in cache.rglob(".tmp-*")]  # no half-written cache entry
     # The same command again: what finished before the signal is reused intact, the rest runs.
     # --max-drift 100: a 1-epoch model's int8 drift is noise; this is about the cache's integrity
+    # (no quantize stage: the stages up to export_onnx are the ones the signal cut)
     again = _start(["cnn", "--epochs", "1", "--out", str(out), "--quiet", "--max-drift", "100",
-                    "--json", *SMALL], cache)  # fmt: skip
+                    "--json", "--quantize", "none", *SMALL], cache)  # fmt: skip
     stdout, stderr = again.communicate(timeout=300)
     assert again.returncode == 0, stderr
     cached = json.loads(stdout)["cache"]
@@ -83,7 +84,7 @@ def test_a_killed_run_leaves_its_tmp_dir_and_the_next_run_removes_it(tmp_path):
     assert left.name.startswith(".tmp-") and left.name.endswith(f".{proc.pid}")
     alive = out / "multitask" / f".tmp-20260101-000000-abcdef.{os.getpid()}"
     alive.mkdir()
-    again = _start(["multitask", "--epochs", "1", "--out", str(out), "--max-drift", "100"], cache)
+    again = _start(["multitask", "--epochs", "1", "--out", str(out), "--quantize", "none"], cache)
     _, err = again.communicate(timeout=300)
     assert again.returncode == 0, err
     assert f"multitask: removed {left.name} (left by a run that ended without cleaning up)" in err
