@@ -99,3 +99,94 @@ def test_every_artifact_carries_its_op_profile(int4_run):
     if rows["model_int4.tflite"]["recipe"]["id"] == "aeq-weight-only-int4":
         assert "DEQUANTIZE" in kernels  # int4 weights dequantized to float before each op
     assert "op_profile" not in rows["model.keras"]
+
+
+def test_kquant_int4_quantizes_every_matmul_including_odd_block_counts(tmp_path):
+    """k-quant through onnxruntime 1.32 fails to pack a weight with an odd number of blocks per
+    column (96 rows: 3 blocks of 32): that MatMul rounds to nearest, the other gets k-quant's
+    asymmetric blocks, and the file computes what the fp32 graph computes within 4-bit error."""
+    import onnx
+
+    from compress.backends import onnxruntime as ort_backend
+    from compress.backends.onnx_weights import odd_block_matmuls
+
+    fp32, graph, w1, w2 = _two_matmuls(tmp_path, 96)
+    assert odd_block_matmuls(graph, 32) == ["first"]
+    backend = ort_backend.OnnxRuntimeBackend()
+    out = tmp_path / "kquant.onnx"
+    ort_backend.quantize(fp32, out, backend.recipe("int4-kquant-int8-compute").knobs, None)
+    assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["MatMulNBits", "MatMulNBits"]
+    x = np.random.default_rng(1).normal(size=(1, 96)).astype(np.float32)
+    (got,) = backend.open_runner(out).predict(x).values()
+    expected = x @ w1 @ w2
+    assert np.abs(got - expected).max() < 0.1 * np.abs(expected).max()
+
+
+def _two_matmuls(tmp_path, rows: int):
+    """An ONNX graph x (1 x rows) -> MatMul(rows x 64) -> MatMul(64 x 16), and its weights."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w1 = rng.normal(size=(rows, 64)).astype(np.float32)
+    w2 = rng.normal(size=(64, 16)).astype(np.float32)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w1"], ["h"], name="first"),
+         helper.make_node("MatMul", ["h", "w2"], ["y"], name="second")],
+        "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, rows])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+        [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(w2, "w2")],
+    )  # fmt: skip
+    path = tmp_path / "mlp.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path, graph, w1, w2
+
+
+def test_gptq_row_is_a_candidate_only_where_torch_is_installed(monkeypatch):
+    import importlib.util
+
+    from compress.backends import BACKENDS, Sources
+
+    ort = BACKENDS["onnxruntime"]
+    src = Sources(model=None)
+    find_spec = importlib.util.find_spec
+
+    def without_torch(name, *args):
+        return None if name == "torch" else find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_torch)
+    ids = {s.id for s in ort.candidates("int4", src)}
+    assert "int4-kquant-int8-compute" in ids and "int4-gptq-int8-compute" not in ids
+
+
+def test_gptq_int4_is_calibrated_and_rounds_weights_too_large_for_its_hessian(
+    tmp_path, monkeypatch
+):
+    """GPTQ (needs the gptq extra: PyTorch), calibrated on samples whose features differ in
+    scale, errs less than rounding to nearest on other samples of the same kind (its
+    asymmetric blocks: onnxruntime's symmetric GPTQ erred more than rounding, measured); a
+    weight over GPTQ_MAX_ROWS rows rounds to nearest instead of building its Hessian."""
+    pytest.importorskip("torch")
+    import onnx
+
+    from compress.backends import onnx_weights
+    from compress.backends import onnxruntime as ort_backend
+
+    fp32, graph, w1, w2 = _two_matmuls(tmp_path, 128)
+    x = np.random.default_rng(1).normal(size=(512, 128)).astype(np.float32)
+    x[:, 64:] *= 0.05
+    calib, held_out = x[:256], x[256:]
+    backend = ort_backend.OnnxRuntimeBackend()
+
+    def rms_error(recipe: str) -> float:
+        out = tmp_path / f"{recipe}.onnx"
+        ort_backend.quantize(fp32, out, backend.recipe(recipe).knobs, calib)
+        assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["MatMulNBits"] * 2
+        runner = backend.open_runner(out)
+        got = np.concatenate([next(iter(runner.predict(s[None]).values())) for s in held_out])
+        return float(np.sqrt(((got - held_out @ w1 @ w2) ** 2).mean()))
+
+    assert rms_error("int4-gptq-int8-compute") < rms_error("int4-int8-compute")
+    monkeypatch.setattr(onnx_weights, "GPTQ_MAX_ROWS", 64)
+    assert onnx_weights.large_matmuls(graph, 64) == ["first"]
+    rms_error("int4-gptq-int8-compute")  # the first rounded to nearest, the second GPTQ

@@ -133,9 +133,14 @@ class Backend:
 
     def applicable(self, spec: RecipeSpec, src: Sources) -> bool:
         """Whether a row's `needs` holds for the model (rows without `needs` always apply;
-        "keras3": a model that came from Keras 3, whose own quantizers the row uses)."""
+        "keras3": a model that came from Keras 3, whose own quantizers the row uses; "torch":
+        PyTorch is installed)."""
         if spec.needs == "keras3":
             return origin(src.model) is not None
+        if spec.needs == "torch":  # onnxruntime's GPTQ computes with PyTorch (extra: gptq)
+            import importlib.util
+
+            return importlib.util.find_spec("torch") is not None
         return spec.needs is None
 
     # -- per format --------------------------------------------------------------------------

@@ -51,24 +51,97 @@ def int4_weights(
     exclude: list | None,
     accuracy_level: int | None = None,
     op_types: list[str] | None = None,
+    algorithm: str | None = None,
+    calibration: Any = None,
 ) -> None:
     """4-bit MatMul (onnxruntime's MatMulNBits contrib op): the weights packed two per byte
     with a float scale per block of `block_size` values along the input axis; accuracy_level 4
     quantizes activations to int8 and computes in integers, None or 0 computes in float.
-    `op_types`: MatMul (the default) and Gather (an embedding table: GatherBlockQuantized)."""
+    `op_types`: MatMul (the default) and Gather (an embedding table: GatherBlockQuantized).
+    `algorithm`: None rounds each weight to the nearest step of its block's scale; "k_quant"
+    searches each block's scale (and zero point) for the least squared error; "gptq" corrects
+    each column's rounding error on the columns not yet quantized, weighted by the inputs that
+    `calibration` (an onnxruntime CalibrationDataReader) feeds the fp32 model."""
     import onnx
+    from onnxruntime.quantization import matmul_nbits_quantizer as nbits
+
+    isolate.step(
+        QUANTIZER, f"int4 (MatMulNBits{', ' + algorithm if algorithm else ''}) quantization"
+    )
+    types = tuple(op_types or ["MatMul"])
+    model = onnx.load(str(fp32_path))
+    config, rounded = None, []
+    if algorithm == "k_quant":
+        # onnxruntime 1.32 packs k-quant's zero points across a weight's columns: a weight with
+        # an odd number of blocks per column fails to reshape
+        rounded = odd_block_matmuls(model.graph, block_size)
+        config = nbits.KQuantWeightOnlyQuantConfig(op_types_to_quantize=types)
+    elif algorithm == "gptq":
+        if calibration is None:
+            raise ValueError("GPTQ needs calibration samples")
+        # GPTQ holds a rows x rows float64 Hessian per weight (30752 rows: 7.6 GB)
+        rounded = large_matmuls(model.graph, GPTQ_MAX_ROWS)
+        config = nbits.GPTQWeightOnlyQuantConfig(
+            calibration_data_reader=calibration, block_size=128, op_types_to_quantize=types
+        )
+    elif algorithm is not None:
+        raise ValueError(f"MatMulNBits algorithm {algorithm!r} is not known")
+    exclude = list(exclude or [])
+    rounded = [n for n in rounded if n not in exclude]
+    if rounded:  # round to nearest first: the algorithm then finds them MatMulNBits, not MatMul
+        others = [n.name for n in model.graph.node if n.name not in rounded]
+        model = _matmul_nbits(model, block_size, symmetric, others, accuracy_level, types)
+    model = _matmul_nbits(model, block_size, symmetric, exclude, accuracy_level, types, config)
+    if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
+        raise ValueError("MatMulNBits quantized no MatMul of this model (no constant weights)")
+    if not any(o.domain == "com.microsoft" for o in model.opset_import):  # GPTQ leaves it out
+        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+    save(model, out_path)
+
+
+GPTQ_MAX_ROWS = 8192  # larger weights round to nearest (their Hessian alone: 512 MB and up)
+
+
+def _matmul_nbits(
+    model: Any,
+    block_size: int,
+    symmetric: bool,
+    exclude: list[str],
+    accuracy_level: int | None,
+    types: tuple[str, ...],
+    config: Any = None,
+) -> Any:
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    isolate.step(QUANTIZER, "int4 (MatMulNBits) quantization")
     quantizer = MatMulNBitsQuantizer(
-        onnx.load(str(fp32_path)), bits=4, block_size=block_size, is_symmetric=symmetric,
-        nodes_to_exclude=exclude or [], accuracy_level=accuracy_level,
-        op_types_to_quantize=tuple(op_types or ["MatMul"]),
+        model, bits=4, block_size=block_size, is_symmetric=symmetric, nodes_to_exclude=exclude,
+        accuracy_level=accuracy_level, op_types_to_quantize=types, algo_config=config,
     )  # fmt: skip
     quantizer.process()
-    if not any(n.op_type == "MatMulNBits" for n in quantizer.model.model.graph.node):
-        raise ValueError("MatMulNBits quantized no MatMul of this model (no constant weights)")
-    save(quantizer.model.model, out_path)
+    return quantizer.model.model
+
+
+def large_matmuls(graph: Any, max_rows: int) -> list[str]:
+    """MatMul nodes whose constant weight (K x N) has more than `max_rows` rows (K)."""
+    shapes = {i.name: list(i.dims) for i in graph.initializer}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul" and len(shapes.get(n.input[1], [])) == 2
+        and shapes[n.input[1]][0] > max_rows
+    ]  # fmt: skip
+
+
+def odd_block_matmuls(graph: Any, block_size: int) -> list[str]:
+    """MatMul nodes whose constant weight (K x N) has an odd number of `block_size` blocks along
+    K (K rounded up to whole blocks)."""
+    shapes = {i.name: list(i.dims) for i in graph.initializer}
+    return [
+        n.name
+        for n in graph.node
+        if n.op_type == "MatMul" and len(shapes.get(n.input[1], [])) == 2
+        and -(-shapes[n.input[1]][0] // block_size) % 2 == 1
+    ]  # fmt: skip
 
 
 def _grid(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

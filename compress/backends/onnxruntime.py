@@ -94,6 +94,25 @@ RECIPES = (
          "op_types": ["MatMul", "Gather"]}, search=("int4", "auto"),
     ),
     RecipeSpec(
+        "int4-kquant-int8-compute", "int4",
+        "onnxruntime MatMulNBits, k-quant: each block's scale and zero point searched for the "
+        "least squared error (MatMul weights in 4 bits, one scale per block of 32; a weight "
+        "with an odd number of blocks per column, which onnxruntime 1.32 cannot pack, rounds to "
+        "nearest); activations quantized to int8 at run time (accuracy_level 4)",
+        {"method": "int4", "algorithm": "k_quant", "block_size": 32, "symmetric": False,
+         "accuracy_level": 4, "op_types": ["MatMul"]}, search=("int4", "auto"),
+    ),
+    RecipeSpec(
+        "int4-gptq-int8-compute", "int4",
+        "onnxruntime MatMulNBits, GPTQ calibrated on training-split samples: each weight "
+        "column's rounding error corrected on the columns not yet quantized (MatMul weights in 4 "
+        "bits, one scale and zero point per block of 32; a weight over 8192 rows, whose Hessian "
+        "alone would take 512 MB or more, rounds to nearest); activations quantized to int8 at "
+        "run time (accuracy_level 4)",
+        {"method": "int4", "algorithm": "gptq", "block_size": 32, "symmetric": False,
+         "accuracy_level": 4, "op_types": ["MatMul"]}, search=("int4", "auto"), needs="torch",
+    ),
+    RecipeSpec(
         "weight-only-int4", "int4",
         f"{NBITS}; activations and compute stay float (other ops stay fp32)",
         {"method": "int4", "block_size": 32, "symmetric": True,
@@ -223,8 +242,15 @@ def quantize(
         save(float16_weights(onnx.load(str(fp32_path))), out_path)
         return
     if method == "int4":
+        calibration = None
+        if knobs.get("algorithm") == "gptq" and x_calib is not None:
+            graph = onnx.load(str(fp32_path), load_external_data=False).graph
+            initializers = {i.name for i in graph.initializer}
+            names = [i.name for i in graph.input if i.name not in initializers]
+            calibration = _calibration_reader(names, x_calib)
         int4_weights(fp32_path, out_path, knobs["block_size"], knobs["symmetric"], exclude,
-                     knobs.get("accuracy_level"), op_types)  # fmt: skip
+                     knobs.get("accuracy_level"), op_types, knobs.get("algorithm"),
+                     calibration)  # fmt: skip
         return
     with tempfile.TemporaryDirectory(prefix="compress-ort-") as tmp:
         pre = Path(tmp) / "pre.onnx"
