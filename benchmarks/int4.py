@@ -3,7 +3,8 @@
 For each model, `compress run MODEL --quantize auto --objective size` builds every recipe of
 each runtime (fp32, the int8 rows, the int4 rows, float16) and times them against the fp32 file
 in interleaved rounds, 1 thread, batch 1; this prints, per runtime, the fastest int8 file and
-the fastest int4 file with their sizes, agreement and speedup, and the issue's targets:
+the fastest int4 file with their sizes, agreement and speedup (then the other int4 rows:
+rounding algorithms, int8 or float compute), and the issue's targets:
 TFLite int4 >= 1.5x smaller than the best int8 file and at least as fast (within 5%), and
 onnxruntime int4 (accuracy_level 4) >= 2.5x the fp32 speed. Models: the CNN, the default `lm`
 and a user's MLP of three Dense(1024) layers on the digits (written here as a .keras file with
@@ -73,9 +74,11 @@ def measure(model: str, tmp: Path) -> list[str]:
                     key=lambda c: c["speedup_b1"])  # fmt: skip
         best4 = max((c for c in cands if modes.get(c["id"]) == "int4"),
                     key=lambda c: c["speedup_b1"])  # fmt: skip
-        for c in (best8, best4):
+        others = [c for c in cands if modes.get(c["id"]) == "int4" and c is not best4]
+        for c in (best8, best4, *others):  # the other int4 rows: algorithms and compute
             ppl = f", {c['ppl_increase']:+.2f}% perplexity" if "ppl_increase" in c else ""
-            print(f"  {runtime:12} {c['id']:28} {c['size_bytes']:>12,} B "
+            print(f"  {runtime:12} {c['id']:28} "
+                  f"{c['size_bytes']:>12,} B "
                   f"({fp32[runtime] / c['size_bytes']:.1f}x smaller than fp32)  "
                   f"{c['speedup_b1']:.2f}x fp32, {c['agreement']:.1f}% agree{ppl}")  # fmt: skip
         if runtime == "litert":

@@ -29,7 +29,7 @@ def test_shared_calibration_gives_the_converters_int8(tmp_path):
         litert.build(spec, src, shared)
         alone = tmp_path / f"{spec.id}-alone.tflite"
         if spec.knobs.get("aeq"):  # ai-edge-quantizer on the converter's fp32 file
-            alone.write_bytes(aeq_quantize(convert(model, {}), spec.knobs))
+            alone.write_bytes(aeq_quantize(convert(model, {}), spec.knobs, x))
         else:
             alone.write_bytes(convert(model, spec.knobs, x))
         a = litert.open_runner(shared).predict(x)["y"]
@@ -211,3 +211,28 @@ def test_an_op_type_that_falls_off_xnnpack_in_int8_is_left_float(tmp_path):
     assert all(k == {"XNNPACK": 1} for k in split.values()), split
     tensors = lite.count_weights(tmp_path / "mixed.tflite")["tensors"]
     assert {"int8", "float32"} <= {t["dtype"] for t in tensors}  # conv/dense int8, depthwise float
+
+
+def test_static_aeq_rows_quantize_activations_to_calibrated_integers(tmp_path):
+    """ai-edge-quantizer's static recipes: int8 weights, activations in int8 (a8w8) or int16
+    (a16w8) with ranges calibrated on the samples, agreeing with the float model; without
+    samples the recipe says what it needs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    model = _small_model()
+    x = np.random.default_rng(0).random((64, 16), dtype=np.float32)
+    lite = BACKENDS["litert"]
+    src = Sources(model, x)
+    assert "aeq-static-a8w8" in {s.id for s in lite.candidates("int8", src)}
+    assert "aeq-static-a16w8" in {s.id for s in lite.candidates("auto", src)}
+    expected = model.predict(x, verbose=0).argmax(axis=1)
+    for recipe, activations in (("aeq-static-a8w8", np.int8), ("aeq-static-a16w8", np.int16)):
+        path = tmp_path / f"{recipe}.tflite"
+        lite.build(lite.recipe(recipe), src, path)
+        interp = Interpreter(model_path=str(path))
+        hidden = [d for d in interp.get_tensor_details() if list(d["shape"]) == [1, 32]]
+        assert hidden and all(d["dtype"] == activations for d in hidden), hidden
+        got = lite.open_runner(path).predict(x)["y"].argmax(axis=1)
+        assert (got == expected).mean() >= 0.95
+    with pytest.raises(ValueError, match="static quantization needs calibration samples"):
+        aeq_quantize(convert(model, {}), lite.recipe("aeq-static-a8w8").knobs)

@@ -97,6 +97,21 @@ RECIPES = (
         {"aeq": "dynamic", "bits": 8, "granularity": "CHANNELWISE"}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
+        "aeq-static-a8w8", "int8",
+        f"{AEQ} static_wi8_ai8 on the fp32 .tflite; int8 channel-wise weights and int8 "
+        "activations with ranges calibrated on training-split samples (integer kernels)",
+        {"aeq": "static", "bits": 8, "act_bits": 8, "granularity": "CHANNELWISE"},
+        search=INT8_AND_AUTO,
+    ),
+    RecipeSpec(
+        "aeq-static-a16w8", "int8",
+        f"{AEQ} static_wi8_ai16 on the fp32 .tflite; int8 channel-wise weights and 16-bit "
+        "activations calibrated on training-split samples (more precise than a8w8; kernels for "
+        "16-bit activations are fewer and slower)",
+        {"aeq": "static", "bits": 8, "act_bits": 16, "granularity": "CHANNELWISE"},
+        search=("auto",),
+    ),
+    RecipeSpec(
         "aeq-dynamic-int8-xnnpack", "dynamic",
         f"{AEQ} dynamic_wi8_afp32 on the fp32 .tflite, leaving float the op types that would "
         "fall off XNNPACK onto the built-in kernels once quantized (mixed precision from the "
@@ -184,7 +199,7 @@ class LiteRTBackend(Backend):
             if knobs.get("float_ops") == "off-xnnpack":
                 knobs = {**knobs, "float_ops": off_xnnpack(src, knobs, path)}
                 decided["float_ops"] = knobs["float_ops"]
-            path.write_bytes(aeq_quantize(src.memo["fp32_tflite"], knobs))
+            path.write_bytes(aeq_quantize(src.memo["fp32_tflite"], knobs, src.x_calib))
             batch = fixed_batch(src.model) or (1 if has_recurrent_layer(src.model) else None)
             return {**decided, "fixed_batch": batch} if batch else decided
         if source == "qat":

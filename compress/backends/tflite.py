@@ -183,10 +183,11 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
             raise
 
 
-def aeq_quantize(fp32: bytes, knobs: dict[str, Any]) -> bytes:
+def aeq_quantize(fp32: bytes, knobs: dict[str, Any], x_calib: Inputs | None = None) -> bytes:
     """A converted fp32 file quantized by ai-edge-quantizer: every op it supports gets
     `bits`-bit weights at `granularity`, "dynamic" (activations quantized at run time, integer
-    kernels) or "weight_only" (weights dequantized to float before the op); the ops whose
+    kernels), "weight_only" (weights dequantized to float before the op) or "static"
+    (activations quantized to `act_bits` with ranges calibrated on `x_calib`); the ops whose
     output tensors `int8_scopes` names get int8 weights instead (mixed 4/8, the fallback's), and
     the op types in `float_ops` stay float."""
     isolate.step(AEQ, f"{knobs['aeq']} int{knobs['bits']} quantization")
@@ -197,18 +198,43 @@ def aeq_quantize(fp32: bytes, knobs: dict[str, Any]) -> bytes:
     # the worker process leaves behind ("leaked semaphore objects" at exit): a thread lock does
     tqdm.tqdm.set_lock(threading.RLock())
     q = quantizer.Quantizer(fp32)
-    add = q.add_dynamic_config if knobs["aeq"] == "dynamic" else q.add_weight_only_config
-    add(".*", qtyping.TFLOperationName.ALL_SUPPORTED, knobs["bits"],
-        qtyping.QuantGranularity[knobs["granularity"]])  # fmt: skip
+    granularity = qtyping.QuantGranularity[knobs["granularity"]]
+    if knobs["aeq"] == "static":
+
+        def add(regex: str, op: Any, bits: int, granularity: Any) -> None:
+            q.add_static_config(regex, op, knobs["act_bits"], bits, granularity)
+    else:
+        add = q.add_dynamic_config if knobs["aeq"] == "dynamic" else q.add_weight_only_config
+    add(".*", qtyping.TFLOperationName.ALL_SUPPORTED, knobs["bits"], granularity)
     # mixed 4/8: the latest matching config wins; an op's scope is "out1;out2;" (its outputs)
     for name in knobs.get("int8_scopes") or []:
-        add(f"(^|;){re.escape(name)};", qtyping.TFLOperationName.ALL_SUPPORTED, 8,
-            qtyping.QuantGranularity.CHANNELWISE)  # fmt: skip
+        add(f"(^|;){re.escape(name)};", qtyping.TFLOperationName.ALL_SUPPORTED,
+            8, qtyping.QuantGranularity.CHANNELWISE)  # fmt: skip
     for op in knobs.get("float_ops") or []:  # op types left float (e.g. off XNNPACK in int8)
         q.update_quantization_recipe(".*", qtyping.TFLOperationName(op),
                                      algorithm_key=quantizer.AlgorithmName.NO_QUANTIZE)  # fmt: skip
-    result = q.quantize(enable_progress_bar=False, enable_progress_report=False)
+    calibration = None
+    if q.need_calibration:
+        if x_calib is None:
+            raise ValueError("static quantization needs calibration samples")
+        isolate.step(AEQ, f"calibration of int{knobs['act_bits']} activations")
+        calibration = q.calibrate(_signature_samples(fp32, x_calib), num_threads=1)
+    result = q.quantize(calibration, enable_progress_bar=False, enable_progress_report=False)
     return bytes(result.quantized_model)
+
+
+AEQ_CALIBRATION_SAMPLES = 100  # ranges of a static recipe's activations: from this many samples
+
+
+def _signature_samples(fp32: bytes, x: Inputs) -> dict[str, list[dict[str, np.ndarray]]]:
+    """Calibration samples, one per call, keyed by the fp32 file's signature and its inputs."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    signatures = Interpreter(model_content=fp32).get_signature_list()
+    key = next(iter(signatures))
+    feed = as_feed(x, signatures[key]["inputs"])
+    n = min(count(x), AEQ_CALIBRATION_SAMPLES)
+    return {key: [{name: a[i : i + 1] for name, a in feed.items()} for i in range(n)]}
 
 
 class ConverterRefused(ValueError):
