@@ -70,17 +70,17 @@ def int4_weights(
     )
     types = tuple(op_types or ["MatMul"])
     model = onnx.load(str(fp32_path))
-    config, rounded = None, []
+    config = None
+    # onnxruntime 1.32 packs these algorithms' zero points across a weight's columns: a weight
+    # with an odd number of blocks per column fails to reshape
+    rounded = odd_block_matmuls(model.graph, block_size) if algorithm else []
     if algorithm == "k_quant":
-        # onnxruntime 1.32 packs k-quant's zero points across a weight's columns: a weight with
-        # an odd number of blocks per column fails to reshape
-        rounded = odd_block_matmuls(model.graph, block_size)
         config = nbits.KQuantWeightOnlyQuantConfig(op_types_to_quantize=types)
     elif algorithm == "gptq":
         if calibration is None:
             raise ValueError("GPTQ needs calibration samples")
         # GPTQ holds a rows x rows float64 Hessian per weight (30752 rows: 7.6 GB)
-        rounded = large_matmuls(model.graph, GPTQ_MAX_ROWS)
+        rounded += large_matmuls(model.graph, GPTQ_MAX_ROWS)
         config = nbits.GPTQWeightOnlyQuantConfig(
             calibration_data_reader=calibration, block_size=128, op_types_to_quantize=types
         )

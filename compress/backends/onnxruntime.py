@@ -107,7 +107,8 @@ RECIPES = (
         "onnxruntime MatMulNBits, GPTQ calibrated on training-split samples: each weight "
         "column's rounding error corrected on the columns not yet quantized (MatMul weights in 4 "
         "bits, one scale and zero point per block of 32; a weight over 8192 rows, whose Hessian "
-        "alone would take 512 MB or more, rounds to nearest); activations quantized to int8 at "
+        "alone would take 512 MB or more, or with an odd number of blocks per column, which "
+        "onnxruntime 1.32 cannot pack, rounds to nearest); activations quantized to int8 at "
         "run time (accuracy_level 4)",
         {"method": "int4", "algorithm": "gptq", "block_size": 32, "symmetric": False,
          "accuracy_level": 4, "op_types": ["MatMul"]}, search=("int4", "auto"), needs="torch",
