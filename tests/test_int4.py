@@ -70,6 +70,16 @@ def test_tflite_int4_is_built_by_ai_edge_quantizer_and_holds_int4_weights(int4_r
         assert np.isfinite(m["drift"]) and m["agreement"] > 90.0
 
 
+def test_tflite_layer_errors_carry_ai_edge_quantizers_per_tensor_validation(int4_run):
+    """Each layer's SQNR comes with ai-edge-quantizer's own per-tensor SNR (XNNPACK kernels);
+    where the reference kernels cannot stand in for the deployed ones, its rows are the ones."""
+    errors = int4_run["rows"]["model_int4.tflite"]["layer_errors"]
+    assert "unavailable" not in errors and errors["layers"], errors
+    for r in errors["layers"]:
+        db = r.get("validator_sqnr_db", r["sqnr_db"] if r.get("source") else None)
+        assert isinstance(db, float) and db > 0, r
+
+
 def test_unpack_int4_reads_ai_edge_quantizers_packing():
     from ai_edge_quantizer.transformations.transformation_utils import pack_data
 

@@ -24,6 +24,7 @@ from compress.backends.tflite import (
     fixed_batch,
     has_recurrent_layer,
     quantize_calibrated,
+    validator_errors,
 )
 from compress.core import compat
 from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
@@ -227,18 +228,29 @@ class LiteRTBackend(Backend):
     ) -> list[dict[str, Any]]:
         # Intermediate tensors exist only under the reference kernels (XNNPACK fuses them away):
         # the comparison holds only if those kernels compute what the deployed ones do.
+        # Where they do not (e.g. int4 weights with dynamic int8 activations), ai-edge-quantizer's
+        # validator compares the tensors under XNNPACK; its numbers join the rows either way.
         deployed = LiteRTRunner(path, **options).predict(x)
         inspected = LiteRTRunner(path, inspect=True, **options)
         reference = inspected.predict(x)
         worst = min(sqnr_db(deployed[k], reference[k]) for k in deployed)
+        try:
+            validated = validator_errors(fp32_path.read_bytes(), path.read_bytes(), x)
+        except Exception:  # a file its validator cannot run (no signature, fixed batch, ...)
+            validated = []
         if worst < KERNELS_AGREE_DB:
+            if validated:
+                return [{**r, "source": "ai-edge-quantizer validator"} for r in validated]
             raise ValueError(
                 "LiteRT's reference kernels, which per-layer inspection needs, compute this "
                 f"file's outputs differently from the deployed XNNPACK kernels ({worst:.1f} dB "
                 "apart)"
             )
         ref = LiteRTRunner(fp32_path, inspect=True, **options).intermediates(x)
-        return compare(ref, inspected.intermediates(x))
+        rows = compare(ref, inspected.intermediates(x))
+        by_name = {r["layer"]: r["sqnr_db"] for r in validated}
+        return [{**r, "validator_sqnr_db": by_name[r["layer"]]} if r["layer"] in by_name else r
+                for r in rows]  # fmt: skip
 
     def keep_float(self, spec: RecipeSpec, layers: list[dict[str, Any]]) -> RecipeSpec | None:
         if spec.knobs.get("aeq") and spec.knobs.get("bits") == 4:

@@ -223,6 +223,30 @@ def aeq_quantize(fp32: bytes, knobs: dict[str, Any], x_calib: Inputs | None = No
     return bytes(result.quantized_model)
 
 
+def validator_errors(fp32: bytes, quantized: bytes, x: Inputs) -> list[dict[str, Any]]:
+    """ai-edge-quantizer's per-tensor validation of a quantized file against its fp32 file on
+    the samples `x`, run with XNNPACK (the deployed kernels): every tensor both files name,
+    its signal-to-noise ratio in dB, worst first (rows as sensitivity.compare's)."""
+    from ai_edge_quantizer import model_validator
+    from ai_edge_quantizer.utils.validation_utils import ValidationErrorMetric
+
+    isolate.step(AEQ, "per-tensor validation")
+    data = _signature_samples(fp32, x)
+    result = model_validator.compare_model(
+        fp32, quantized, data, [ValidationErrorMetric.SNR], use_xnnpack=True, num_threads=1
+    )
+    found = result.get_signature_comparison_result(next(iter(data)))
+    rows = []
+    for order, (name, metrics) in enumerate(
+        {**found.intermediate_tensors, **found.output_tensors}.items()
+    ):
+        snr = float(metrics["snr"])
+        db = 999.0 if snr >= 1e99 else round(10 * np.log10(max(snr, 1e-12)), 2)
+        rows.append({"layer": name, "op": None, "sqnr_db": db, "order": order})
+    rows.sort(key=lambda r: (r["sqnr_db"], r["order"]))
+    return [{k: v for k, v in r.items() if k != "order"} for r in rows]
+
+
 AEQ_CALIBRATION_SAMPLES = 100  # ranges of a static recipe's activations: from this many samples
 
 

@@ -58,4 +58,7 @@ def summary(rows: list[dict[str, Any]] | None, shown: int = SHOWN) -> str | None
     """`layer (op) 12.3 dB, ...` for the worst `shown` layers."""
     if not rows:
         return None
-    return ", ".join(f"{r['layer']} ({r['op']}) {r['sqnr_db']} dB" for r in rows[:shown])
+    return ", ".join(
+        f"{r['layer']}{f' ({op})' if (op := r['op']) else ''} {r['sqnr_db']} dB"
+        for r in rows[:shown]
+    )

@@ -53,7 +53,9 @@ FIELDS = {
     "the layers kept float, the drift before and after, each step",
     "layer_errors": "per layer of a quantized artifact, SQNR (dB) of its output against the same "
     "tensor in the runtime's fp32 artifact on 16 training samples, worst first (or why it could "
-    "not be measured)",
+    "not be measured); TFLite rows add ai-edge-quantizer's per-tensor SNR under XNNPACK "
+    "(validator_sqnr_db), and are its rows (source) where the reference kernels cannot stand in "
+    "for XNNPACK",
 }
 
 
