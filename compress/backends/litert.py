@@ -37,6 +37,10 @@ CALIBRATED = "calibrated on the training split"
 
 # TFLite's fused recurrent ops. Their integer kernels are far slower than float (measured 0.11x
 # for the LSTM at batch 1; XNNPACK takes only the float ones), so a mixed recipe keeps them float.
+# Full-integer recipes keep Softmax float: an int8 Softmax output (steps of 1/256) rounds every
+# probability under 1/512 to zero, so a near-uniform output over many classes (a 1000-class model
+# unsure of a sample) becomes all zeros and its argmax class 0 (measured: 0% agreement -> 100%).
+FLOAT_OPS = ("SOFTMAX",)
 RECURRENT_OPS = (
     "UNIDIRECTIONAL_SEQUENCE_LSTM", "BIDIRECTIONAL_SEQUENCE_LSTM", "UNIDIRECTIONAL_SEQUENCE_RNN",
     "BIDIRECTIONAL_SEQUENCE_RNN",
@@ -55,20 +59,24 @@ RECIPES = (
     RecipeSpec("fp32", "fp32", "TFLite converter, float32"),
     RecipeSpec(
         "full-int8-per-channel", "int8",
-        f"full-integer int8 (TFLITE_BUILTINS_INT8), per-channel weights, float I/O, {CALIBRATED}",
-        {"optimize": True, "int8_ops": True, "per_channel": True}, search=INT8_AND_AUTO,
+        f"full-integer int8 (TFLITE_BUILTINS_INT8), per-channel weights, float I/O, Softmax "
+        f"float, {CALIBRATED}",
+        {"optimize": True, "int8_ops": True, "per_channel": True,
+         "denylisted_ops": list(FLOAT_OPS)}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
         "full-int8-per-tensor", "int8",
-        f"full-integer int8 (TFLITE_BUILTINS_INT8), per-tensor weights, float I/O, {CALIBRATED}",
-        {"optimize": True, "int8_ops": True, "per_channel": False}, search=INT8_AND_AUTO,
+        f"full-integer int8 (TFLITE_BUILTINS_INT8), per-tensor weights, float I/O, Softmax "
+        f"float, {CALIBRATED}",
+        {"optimize": True, "int8_ops": True, "per_channel": False,
+         "denylisted_ops": list(FLOAT_OPS)}, search=INT8_AND_AUTO,
     ),
     RecipeSpec(
         "int8-float-recurrent", "int8",
         f"int8 with the recurrent ops kept float (mixed precision), per-channel weights, "
         f"{CALIBRATED}",
         {"optimize": True, "int8_ops": True, "per_channel": True,
-         "denylisted_ops": list(RECURRENT_OPS)},
+         "denylisted_ops": [*RECURRENT_OPS, *FLOAT_OPS]},
         search=INT8_AND_AUTO, needs="recurrent",
     ),
     RecipeSpec(
@@ -100,8 +108,10 @@ RECIPES = (
     RecipeSpec(
         "aeq-static-a8w8", "int8",
         f"{AEQ} static_wi8_ai8 on the fp32 .tflite; int8 channel-wise weights and int8 "
-        "activations with ranges calibrated on training-split samples (integer kernels)",
-        {"aeq": "static", "bits": 8, "act_bits": 8, "granularity": "CHANNELWISE"},
+        "activations with ranges calibrated on training-split samples (integer kernels), "
+        "Softmax float",
+        {"aeq": "static", "bits": 8, "act_bits": 8, "granularity": "CHANNELWISE",
+         "float_ops": list(FLOAT_OPS)},
         search=INT8_AND_AUTO,
     ),
     RecipeSpec(
@@ -109,7 +119,8 @@ RECIPES = (
         f"{AEQ} static_wi8_ai16 on the fp32 .tflite; int8 channel-wise weights and 16-bit "
         "activations calibrated on training-split samples (more precise than a8w8; kernels for "
         "16-bit activations are fewer and slower)",
-        {"aeq": "static", "bits": 8, "act_bits": 16, "granularity": "CHANNELWISE"},
+        {"aeq": "static", "bits": 8, "act_bits": 16, "granularity": "CHANNELWISE",
+         "float_ops": list(FLOAT_OPS)},
         search=("auto",),
     ),
     RecipeSpec(

@@ -34,7 +34,8 @@ DEFAULT_OPSET = 17
 OPSETS = (13, 18)  # tf2onnx 1.17 converts at opsets 13-18 (19 and later fail)
 MATMUL = ["MatMul", "Gemm"]
 STATIC = "onnxruntime static QDQ, per-channel int8 weights (7-bit range), uint8 activations, " \
-         "MinMax calibration on the training split, quant_pre_process first"  # fmt: skip
+         "MinMax calibration on the training split, Softmax float, quant_pre_process " \
+         "first"  # fmt: skip
 # Weights on 7 bits (onnxruntime's reduce_range) in every int8 recipe. On x86 CPUs without VNNI
 # (AVX2 and AVX-512 only: AMD Zen 1-3, older Xeons) onnxruntime's u8 x s8 kernels add pairs of
 # products in int16 (VPMADDUBSW), which saturates for 8-bit weights and scrambles outputs; the
@@ -45,6 +46,7 @@ REDUCE_RANGE = True
 NBITS = ("onnxruntime MatMulNBits: MatMul weights and embedding tables (GatherBlockQuantized) in "
          "4 bits, symmetric, one float scale per block of 32 values")  # fmt: skip
 INT8_AND_AUTO = ("int8", "auto")
+FLOAT_OP_TYPES = ("Softmax",)  # left float by the static recipes (see quantize)
 
 # Knobs the builder reads: method (export | static | dynamic | float16 | qat), op_types (the op
 # types to quantize; None: every op the quantizer supports, LSTM included for dynamic),
@@ -274,6 +276,10 @@ def quantize(
             graph = onnx.load(str(pre), load_external_data=False).graph
             initializers = {i.name for i in graph.initializer}
             names = [i.name for i in graph.input if i.name not in initializers]
+            # Softmax stays float (as in TFLite's full-integer recipes): a uint8 Softmax output
+            # rounds a near-uniform distribution over many classes to all zeros
+            softmax = [n.name for n in graph.node if n.op_type in FLOAT_OP_TYPES]
+            exclude = [*(exclude or []), *softmax] or None
             quantize_static(
                 str(pre),
                 str(out_path),
