@@ -188,6 +188,12 @@ def stable_dim_names(graph: Any) -> None:
     visit(graph)
 
 
+def _fed_inputs(graph: Any) -> list[str]:
+    """The graph inputs a caller feeds (an input that is also an initializer has a default)."""
+    initializers = {i.name for i in graph.initializer}
+    return [i.name for i in graph.input if i.name not in initializers]
+
+
 def _calibration_reader(input_names: list[str], x: Inputs) -> Any:
     """An onnxruntime CalibrationDataReader feeding one calibration sample per call."""
     from onnxruntime.quantization import CalibrationDataReader
@@ -248,9 +254,7 @@ def quantize(
         calibration = None
         if knobs.get("algorithm") == "gptq" and x_calib is not None:
             graph = onnx.load(str(fp32_path), load_external_data=False).graph
-            initializers = {i.name for i in graph.initializer}
-            names = [i.name for i in graph.input if i.name not in initializers]
-            calibration = _calibration_reader(names, x_calib)
+            calibration = _calibration_reader(_fed_inputs(graph), x_calib)
         int4_weights(fp32_path, out_path, knobs["block_size"], knobs["symmetric"], exclude,
                      knobs.get("accuracy_level"), op_types, knobs.get("algorithm"),
                      calibration)  # fmt: skip
@@ -274,8 +278,7 @@ def quantize(
             )  # fmt: skip
         elif method == "static":
             graph = onnx.load(str(pre), load_external_data=False).graph
-            initializers = {i.name for i in graph.initializer}
-            names = [i.name for i in graph.input if i.name not in initializers]
+            names = _fed_inputs(graph)
             # Softmax stays float (as in TFLite's full-integer recipes): a uint8 Softmax output
             # rounds a near-uniform distribution over many classes to all zeros
             softmax = [n.name for n in graph.node if n.op_type in FLOAT_OP_TYPES]
