@@ -4,6 +4,7 @@ storage; and which ops of a file still hold float weights."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +53,7 @@ def int4_weights(
     accuracy_level: int | None = None,
     op_types: list[str] | None = None,
     algorithm: str | None = None,
-    calibration: Any = None,
+    calibration: Callable[[Any], Any] | None = None,
 ) -> None:
     """4-bit MatMul (onnxruntime's MatMulNBits contrib op): the weights packed two per byte
     with a float scale per block of `block_size` values along the input axis; accuracy_level 4
@@ -61,7 +62,7 @@ def int4_weights(
     `algorithm`: None rounds each weight to the nearest step of its block's scale; "k_quant"
     searches each block's scale (and zero point) for the least squared error; "gptq" corrects
     each column's rounding error on the columns not yet quantized, weighted by the inputs that
-    `calibration` (an onnxruntime CalibrationDataReader) feeds the fp32 model."""
+    `calibration(graph)` (an onnxruntime CalibrationDataReader for the fp32 graph) feeds it."""
     import onnx
     from onnxruntime.quantization import matmul_nbits_quantizer as nbits
 
@@ -82,8 +83,9 @@ def int4_weights(
         # GPTQ holds a rows x rows float64 Hessian per weight (30752 rows: 7.6 GB)
         rounded += large_matmuls(model.graph, GPTQ_MAX_ROWS)
         config = nbits.GPTQWeightOnlyQuantConfig(
-            calibration_data_reader=calibration, block_size=128, op_types_to_quantize=types
-        )
+            calibration_data_reader=calibration(model.graph), block_size=128,
+            op_types_to_quantize=types,
+        )  # fmt: skip
     elif algorithm is not None:
         raise ValueError(f"MatMulNBits algorithm {algorithm!r} is not known")
     exclude = list(exclude or [])
@@ -121,27 +123,25 @@ def _matmul_nbits(
     return quantizer.model.model
 
 
-def large_matmuls(graph: Any, max_rows: int) -> list[str]:
-    """MatMul nodes whose constant weight (K x N) has more than `max_rows` rows (K)."""
+def matmul_weight_rows(graph: Any) -> dict[str, int]:
+    """MatMul node name -> the rows (K) of its constant K x N weight."""
     shapes = {i.name: list(i.dims) for i in graph.initializer}
-    return [
-        n.name
+    return {
+        n.name: shapes[n.input[1]][0]
         for n in graph.node
         if n.op_type == "MatMul" and len(shapes.get(n.input[1], [])) == 2
-        and shapes[n.input[1]][0] > max_rows
-    ]  # fmt: skip
+    }
+
+
+def large_matmuls(graph: Any, max_rows: int) -> list[str]:
+    """MatMul nodes whose constant weight (K x N) has more than `max_rows` rows (K)."""
+    return [name for name, k in matmul_weight_rows(graph).items() if k > max_rows]
 
 
 def odd_block_matmuls(graph: Any, block_size: int) -> list[str]:
     """MatMul nodes whose constant weight (K x N) has an odd number of `block_size` blocks along
     K (K rounded up to whole blocks)."""
-    shapes = {i.name: list(i.dims) for i in graph.initializer}
-    return [
-        n.name
-        for n in graph.node
-        if n.op_type == "MatMul" and len(shapes.get(n.input[1], [])) == 2
-        and -(-shapes[n.input[1]][0] // block_size) % 2 == 1
-    ]  # fmt: skip
+    return [name for name, k in matmul_weight_rows(graph).items() if -(-k // block_size) % 2]
 
 
 def _grid(w: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -253,8 +253,10 @@ def quantize(
     if method == "int4":
         calibration = None
         if knobs.get("algorithm") == "gptq" and x_calib is not None:
-            graph = onnx.load(str(fp32_path), load_external_data=False).graph
-            calibration = _calibration_reader(_fed_inputs(graph), x_calib)
+
+            def calibration(graph: Any) -> Any:
+                return _calibration_reader(_fed_inputs(graph), x_calib)
+
         int4_weights(fp32_path, out_path, knobs["block_size"], knobs["symmetric"], exclude,
                      knobs.get("accuracy_level"), op_types, knobs.get("algorithm"),
                      calibration)  # fmt: skip

@@ -34,6 +34,7 @@ from compress.measure.generation import token_input
 from compress.measure.heads import agreement_score, match_heads, nll
 from compress.measure.timing import (
     NO_LOCK,
+    ROUND_SHARE,
     TIMING_BUDGET_S,
     Timing,
     TimingLock,
@@ -218,7 +219,7 @@ def search(
     timing_budget_s: float = TIMING_BUDGET_S,
 ) -> Selection:
     """Build each candidate recipe, measure them side by side against the fp32 artifact
-    (`src.fp32`) at `threads` threads until the choice is stable (rounds of a quarter of
+    (`src.fp32`) at `threads` threads until the choice is stable (rounds of ROUND_SHARE of
     `timing_budget_s` seconds per candidate), and return the winner."""
     if src.fp32 is None or src.x_calib is None:
         raise ValueError("a recipe search needs the fp32 artifact and calibration samples")
@@ -268,7 +269,7 @@ def search(
             return choose(entries, min_agreement, objective, fp32_size, max_ppl_increase)["id"]
 
         timings, rounds = measure_until_stable(
-            calls, leader, lock=lock, round_budget_s=timing_budget_s / 4
+            calls, leader, lock=lock, round_budget_s=timing_budget_s * ROUND_SHARE
         )
         record(timings)
         winner, lost, pays = decide(entries, min_agreement, objective, fp32_size,

@@ -14,6 +14,9 @@ import numpy as np
 # Timed seconds per callable (and batch size): every timing of a run uses this default (verify,
 # the recipe search, bench), so their numbers are comparable.
 TIMING_BUDGET_S = 0.25
+# The recipe search times its candidates in rounds of this share of a timing budget (3 to 8
+# rounds, until the winner holds), so a candidate gets at most about twice verify's budget.
+ROUND_SHARE = 0.25
 MIN_CALLS = 30
 # Warm-up: up to `warmup` untimed calls, but no more than WARMUP_S seconds of them once two ran
 # (the first call pays allocation and kernel selection; a 2.6 s ResNet50 batch is warm after it).
@@ -209,7 +212,7 @@ def measure_until_stable(
     *,
     agree: int = 3,
     max_rounds: int = 8,
-    round_budget_s: float = TIMING_BUDGET_S / 4,
+    round_budget_s: float = TIMING_BUDGET_S * ROUND_SHARE,
     warmup: int = 10,
     min_calls: int = 10,
     chunk_s: float = 0.01,
