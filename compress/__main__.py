@@ -1,3 +1,3 @@
-from compress.cli import main
+from compress.cli import run
 
-raise SystemExit(main())
+run()

@@ -121,6 +121,40 @@ def test_a_signal_a_framework_swallows_still_stops_the_run(
     assert "export_onnx" not in stored  # the interrupted stage's result is not cached
 
 
+CROSSING = """
+import atexit, ctypes, sys
+import compress.cli
+
+run_string = ctypes.pythonapi.PyRun_String
+run_string.restype = ctypes.py_object
+run_string.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.py_object, ctypes.py_object]
+
+
+def main():
+    # a Ctrl-C raised inside C code that runs Python through PyRun_String (pybind11's eval, as
+    # TensorFlow's does), caught by compress like any other
+    try:
+        run_string(b"raise KeyboardInterrupt", 257, {}, {})
+    except KeyboardInterrupt:
+        return 130
+
+
+atexit.register(print, "cleanup ran")
+compress.cli.main = main
+compress.cli.run()
+"""
+
+
+def test_ctrl_c_that_crossed_c_code_still_exits_130_after_cleanup(tmp_path):
+    """CPython ends `python -m` by SIGINT (returncode -2) when a KeyboardInterrupt once crossed
+    PyRun_String, even one caught since; the `compress` entry point keeps its code, 130."""
+    (tmp_path / "crossing").mkdir()
+    (tmp_path / "crossing" / "__main__.py").write_text(CROSSING)
+    proc = subprocess.run([sys.executable, "-m", "crossing"], cwd=tmp_path, capture_output=True,
+                          text=True, env=ENV, timeout=60)  # fmt: skip
+    assert (proc.returncode, proc.stdout) == (130, "cleanup ran\n"), proc.stderr
+
+
 def test_verify_artifacts_finds_tampered_truncated_and_extra_files(cnn_run, tmp_path, capsys):
     run_dir = tmp_path / "run"
     shutil.copytree(cnn_run["run_dir"], run_dir)

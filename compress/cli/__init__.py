@@ -22,7 +22,16 @@ from compress.cli.parser import QUANTIZE_MODES, build_parser
 from compress.core import interrupt
 from compress.core.errors import CompressError, GateFailed
 
-__all__ = ["EXIT_CODES", "QUANTIZE_MODES", "build_parser", "main"]
+__all__ = ["EXIT_CODES", "QUANTIZE_MODES", "build_parser", "main", "run"]
+
+
+def run() -> None:
+    """The `compress` command: main() on sys.argv, then exit with its code (an interrupted run
+    exits through interrupt.exit_process, so Ctrl-C gives 130 every time)."""
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        interrupt.exit_process(code)
+    raise SystemExit(code)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -59,7 +68,3 @@ def _main(argv: Sequence[str] | None) -> int:
             raise
         print(f"compress: internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_FAILED
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
