@@ -19,7 +19,7 @@ from compress.cli.exits import (
     EXIT_USAGE,
 )
 from compress.cli.parser import QUANTIZE_MODES, build_parser
-from compress.core import interrupt
+from compress.core import compat, interrupt
 from compress.core.errors import CompressError, GateFailed
 
 __all__ = ["EXIT_CODES", "QUANTIZE_MODES", "build_parser", "main", "run"]
@@ -27,10 +27,10 @@ __all__ = ["EXIT_CODES", "QUANTIZE_MODES", "build_parser", "main", "run"]
 
 def run() -> None:
     """The `compress` command: main() on sys.argv, then exit with its code (an interrupted run
-    exits through interrupt.exit_process, so Ctrl-C gives 130 every time)."""
+    exits through compat.exit_after_cleanup, so Ctrl-C gives 130 every time)."""
     code = main()
     if code == EXIT_INTERRUPTED:
-        interrupt.exit_process(code)
+        compat.exit_after_cleanup(code)
     raise SystemExit(code)
 
 

@@ -77,3 +77,19 @@ def tfmot_default_8bit_registry() -> Any:
     )
 
     return default_8bit_quantize_registry
+
+
+def exit_after_cleanup(code: int) -> None:
+    """End the process with `code` after the atexit handlers, as a normal exit would (CPython's
+    private `atexit._run_exitfuncs`, checked on 3.11). CPython remembers a KeyboardInterrupt that
+    crossed a C extension's PyRun_String (TensorFlow's pybind11 code runs some) even after it was
+    caught, and then ends `python -m compress` by SIGINT instead of with the code returned;
+    os._exit after the cleanup keeps the documented code."""
+    import atexit
+    import os
+    import sys
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)

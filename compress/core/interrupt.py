@@ -6,10 +6,7 @@ every stage, before the stage's result is cached or used."""
 
 from __future__ import annotations
 
-import atexit
-import os
 import signal
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import FrameType
@@ -46,14 +43,3 @@ def check() -> None:
     """Raise the signal received during the run, if something swallowed it."""
     if _pending is not None:
         raise _pending()
-
-
-def exit_process(code: int) -> None:
-    """End the process with `code` after the atexit handlers, as a normal exit would. CPython 3.11
-    remembers a KeyboardInterrupt that crossed a C extension's PyRun_String (TensorFlow's pybind11
-    code runs some) even after compress caught it, and then ends `python -m compress` by SIGINT
-    instead of with the code returned; os._exit after the cleanup keeps the documented code."""
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    os._exit(code)
