@@ -8,6 +8,7 @@ import ast
 import importlib.metadata
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import compress
@@ -77,6 +78,57 @@ def test_keras_and_tfmot_private_pieces():
     assert hasattr(registry, "Default8BitQuantizeRegistry")
     assert hasattr(registry, "Default8BitQuantizeConfigRNN")
     assert {"relu", "linear", "softmax", "gelu"} <= compat.tfmot_quantizable_activations()
+
+
+def test_tf2onnx_without_weight_copies_converts_to_the_same_bytes():
+    """The patched conversion keeps one copy of the constants and writes the same file."""
+    import tf2onnx
+    from onnx import numpy_helper
+
+    from compress.keras import _tf
+
+    keras, tf = _tf.keras(), _tf.tf()
+    keras.utils.set_random_seed(0)
+    pixels = keras.Input((8, 8), name="x")
+    seq = keras.layers.LSTM(6)(pixels)  # a loop body graph, folded constants
+    image = keras.layers.Reshape((8, 8, 1))(pixels)
+    conv = keras.layers.Flatten()(keras.layers.Conv2D(4, 3, activation="relu")(image))
+    joined = keras.layers.Concatenate()([seq, conv, keras.layers.Flatten()(pixels) * 2.0])
+    model = keras.Model(pixels, keras.layers.Dense(3, activation="softmax", name="y")(joined))
+    spec = (tf.TensorSpec((None, 8, 8), tf.float32, name="x"),)
+
+    def convert():
+        """The file's content up to tf2onnx's generated names (a process-wide counter): each
+        node's op type (in any order), every initializer's values, and onnxruntime's outputs."""
+        import onnxruntime
+
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+        session = onnxruntime.InferenceSession(
+            proto.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        x = np.random.default_rng(0).random((4, 8, 8), dtype=np.float32)
+        return (
+            sorted(n.op_type for n in proto.graph.node),
+            sorted(numpy_helper.to_array(i).tobytes() for i in proto.graph.initializer),
+            session.run(None, {"x": x})[0].tobytes(),
+        )
+
+    plain = convert()
+    with compat.tf2onnx_without_weight_copies():
+        patched = convert()
+    assert patched == plain
+    from tf2onnx.graph import Graph, Node
+
+    with compat.tf2onnx_without_weight_copies():  # a constant changed after it was written
+        const = Graph([], opset=17).make_const("c", np.ones(3, np.float32))
+        const.update_proto()
+        const.set_tensor_value(np.full(3, 2.0, np.float32))
+        const.update_proto()
+        assert numpy_helper.to_array(const.op.attribute[0].t).tolist() == [2.0, 2.0, 2.0]
+
+    assert Node.update_proto.__name__ == "update_proto" and "compress" not in str(
+        Node.update_proto.__qualname__
+    )
 
 
 def test_no_private_attribute_of_a_dependency_outside_compat():

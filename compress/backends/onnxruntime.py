@@ -24,6 +24,7 @@ from compress.backends.onnx_weights import (
     weighted_producers,
     weights_to_int8,
 )
+from compress.core import compat
 from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.core.fileio import working_directory
 from compress.keras import _tf, keras3
@@ -160,7 +161,8 @@ def convert(model: Any, opset: int) -> Any:
         tf.TensorSpec(t.shape, t.dtype, name=name)
         for t, name in zip(model.inputs, model.input_names, strict=True)
     )
-    proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
+    with compat.tf2onnx_without_weight_copies():
+        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
     stable_dim_names(proto.graph)
     return proto
 

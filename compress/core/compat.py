@@ -5,6 +5,8 @@ in, so this module imports nothing heavy."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 # distribution -> the version every function below was checked against
@@ -14,6 +16,7 @@ CHECKED = {
     "tf-keras": "2.21.0",
     "tensorflow-model-optimization": "0.8.1",
     "ai-edge-litert": "2.3.0",
+    "tf2onnx": "1.17.0",
 }
 
 
@@ -93,3 +96,39 @@ def exit_after_cleanup(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(code)
+
+
+@contextmanager
+def tf2onnx_without_weight_copies() -> Iterator[None]:
+    """tf2onnx with its per-pass copy of every weight left out. Each of its ONNX optimizer
+    passes (two dozen per conversion) calls `Node.update_proto`, which clears the NodeProto's
+    attributes and extends them again: with upb protobuf the cleared attributes stay in the
+    NodeProto's arena, so every pass keeps one more copy of every constant (a 10.8M-parameter MLP:
+    +1.0 GB of 41 MB weights). A constant whose value attribute is the very object last written
+    is skipped; any change (const folding sets a new attribute object, outputs renamed) writes it
+    again, and the final model is built from the same attributes, so the file is the same
+    (tests/test_compat.py compares them)."""
+    from tf2onnx.graph import Node
+
+    original = Node.update_proto
+
+    def update_proto(self: Any, external_tensor_storage: Any = None) -> None:
+        value = self._attr.get("value")
+        written = self.__dict__.get("_compress_written")
+        if (
+            external_tensor_storage is None
+            and self.is_const()
+            and written is not None
+            and written[0] is value
+            and written[1] == list(self.output)
+            and written[2] == list(self._attr)
+        ):
+            return
+        original(self, external_tensor_storage)
+        self._compress_written = (value, list(self.output), list(self._attr))
+
+    Node.update_proto = update_proto
+    try:
+        yield
+    finally:
+        Node.update_proto = original
