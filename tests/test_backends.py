@@ -268,3 +268,37 @@ def test_full_integer_recipes_keep_softmax_float_so_a_near_uniform_output_keeps_
         # measured: 100% (converter, onnxruntime), 80% (ai-edge-quantizer: its int8 logits
         # tie near the top); 0% for all three with an int8 Softmax
         assert (out.argmax(axis=1) == expected).mean() >= 0.75, recipe
+
+
+def test_a_model_past_the_flatbuffer_limit_is_written_with_buffer_offsets(tmp_path, monkeypatch):
+    """Past 2 GiB of float weights the TFLite converter writes the constants after the
+    flatbuffer, by offset; LiteRT runs that file as the plain one and its weights count the
+    same. (The limit is lowered here: a 2 GiB model does not belong in a unit test.)"""
+    from compress.backends import tflite
+
+    model = _small_model()
+    x = np.random.default_rng(0).random((8, 16), dtype=np.float32)
+    lite = BACKENDS["litert"]
+    plain, offsets = tmp_path / "plain.tflite", tmp_path / "offsets.tflite"
+    plain.write_bytes(convert(model, {}))
+    monkeypatch.setattr(tflite, "FLATBUFFER_LIMIT", 1000)
+    offsets.write_bytes(convert(model, {}))
+    assert b"buffer_location" in offsets.read_bytes()
+    assert b"buffer_location" not in plain.read_bytes()
+    np.testing.assert_array_equal(
+        lite.open_runner(offsets).predict(x)["y"], lite.open_runner(plain).predict(x)["y"]
+    )
+    assert lite.count_weights(offsets) == lite.count_weights(plain)
+    assert lite.count_weights(plain)["weight_count"] == 16 * 32 + 32 * 4
+
+
+def test_a_model_past_protobufs_limit_is_refused_before_tf2onnx_starts(monkeypatch):
+    from compress.backends import onnxruntime
+
+    monkeypatch.setattr(onnxruntime, "PROTOBUF_LIMIT", 1000)
+    with pytest.raises(ValueError) as exc:
+        onnxruntime.convert(_small_model(), 17)
+    assert str(exc.value) == (
+        "the model's float32 weights are 0.0 GiB; one ONNX protobuf holds at most 2 GiB, and "
+        "compress does not write ONNX external data yet"
+    )

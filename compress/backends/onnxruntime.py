@@ -29,9 +29,10 @@ from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
 from compress.core.fileio import working_directory
 from compress.keras import _tf, keras3
 from compress.measure.sensitivity import compare
-from compress.measure.weights import summarize, tensor_stats
+from compress.measure.weights import float_weight_bytes, summarize, tensor_stats
 
 DEFAULT_OPSET = 17
+PROTOBUF_LIMIT = 2**31 - 1  # bytes one serialized protobuf message (an ONNX file) can hold
 OPSETS = (13, 18)  # tf2onnx 1.17 converts at opsets 13-18 (19 and later fail)
 MATMUL = ["MatMul", "Gemm"]
 STATIC = "onnxruntime static QDQ, per-channel int8 weights (7-bit range), uint8 activations, " \
@@ -151,7 +152,15 @@ _PREDICT_BATCH = 1
 
 
 def convert(model: Any, opset: int) -> Any:
-    """tf_keras model -> onnx.ModelProto with the Keras input and output names."""
+    """tf_keras model -> onnx.ModelProto with the Keras input and output names. A model whose
+    float weights pass protobuf's 2 GB limit is refused before tf2onnx starts (minutes, and
+    tens of GB, before it would fail)."""
+    weights = float_weight_bytes(model)
+    if weights > PROTOBUF_LIMIT:
+        raise ValueError(
+            f"the model's float32 weights are {weights / 2**30:.1f} GiB; one ONNX protobuf holds "
+            "at most 2 GiB, and compress does not write ONNX external data yet"
+        )
     tf = _tf.tf()
     isolate.step("tf2onnx", "conversion")
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)

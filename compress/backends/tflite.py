@@ -22,8 +22,12 @@ from compress.backends import worker as isolate
 from compress.core import compat
 from compress.core.arrays import Inputs, as_feed, count
 from compress.keras import _tf
+from compress.measure.weights import float_weight_bytes
 
 CONVERTER = "TFLite converter"
+# A flatbuffer addresses at most 2 GiB: a model whose float weights pass it is converted with its
+# constant buffers after the flatbuffer, by offset (LiteRT reads such files)
+FLATBUFFER_LIMIT = 2**31
 AEQ = "ai-edge-quantizer"  # Google's quantizer of converted LiteRT files: int4, blockwise
 
 
@@ -139,6 +143,8 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
     what = "int8 calibration" if knobs.get("int8_ops") else "conversion"
     isolate.step(CONVERTER, what)
     converter = _converter(model)
+    if float_weight_bytes(model) > FLATBUFFER_LIMIT:
+        compat.tflite_buffer_offsets(converter)
     if knobs.get("optimize"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if knobs.get("int8_ops"):

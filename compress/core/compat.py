@@ -50,6 +50,16 @@ def tflite_quantization_knobs(converter: Any, per_channel: bool, calibrate_only:
     converter._experimental_calibrate_only = calibrate_only
 
 
+def tflite_buffer_offsets(converter: Any) -> None:
+    """The TFLite converter's switch to write constant buffers after the flatbuffer, addressed by
+    offset (TFLiteConverterV2's `_experimental_use_buffer_offset`): the one way its file can
+    pass the flatbuffer's 2 GB limit. LiteRT and ai-edge-quantizer read such files."""
+    if not hasattr(converter, "_experimental_use_buffer_offset"):
+        raise AttributeError("the TFLite converter has no _experimental_use_buffer_offset "
+                             f"(checked on tensorflow {CHECKED['tensorflow-cpu']})")  # fmt: skip
+    converter._experimental_use_buffer_offset = True
+
+
 def litert_ops(interpreter: Any) -> list[dict[str, Any]]:
     """Every op of a LiteRT Interpreter (`op_name`, `inputs`, `outputs`, ...)."""
     return interpreter._get_ops_details()
