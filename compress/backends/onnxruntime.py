@@ -33,6 +33,7 @@ from compress.measure.weights import float_weight_bytes, summarize, tensor_stats
 
 DEFAULT_OPSET = 17
 PROTOBUF_LIMIT = 2**31 - 1  # bytes one serialized protobuf message (an ONNX file) can hold
+COLLECT_ABOVE = 2**26  # float weight bytes from which tf2onnx's stale graphs are collected per pass
 OPSETS = (13, 18)  # tf2onnx 1.17 converts at opsets 13-18 (19 and later fail)
 MATMUL = ["MatMul", "Gemm"]
 STATIC = "onnxruntime static QDQ, per-channel int8 weights (7-bit range), uint8 activations, " \
@@ -170,7 +171,7 @@ def convert(model: Any, opset: int) -> Any:
         tf.TensorSpec(t.shape, t.dtype, name=name)
         for t, name in zip(model.inputs, model.input_names, strict=True)
     )
-    with compat.tf2onnx_without_weight_copies():
+    with compat.tf2onnx_without_weight_copies(collect=weights > COLLECT_ABOVE):
         proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
     stable_dim_names(proto.graph)
     return proto
