@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 
+import pytest
 from browser import blank, render
 
 from compress.cli import main
@@ -182,3 +183,63 @@ def test_the_artifact_table_fits_the_page_at_1280_px(cnn_run, tmp_path):
     assert widths, seen["dom"][:500]
     page_w, window_w, table_w, box_w = map(int, widths.group(1).split(","))
     assert page_w <= window_w and table_w <= box_w, (page_w, window_w, table_w, box_w)
+
+
+# In the page a test renders: every <text> of every chart measured by the browser against its
+# <svg>'s box; those that stick out are written into the DOM.
+_MEASURE = """<script>
+const out = [];
+document.querySelectorAll("svg").forEach((svg) => {
+  const box = svg.getBoundingClientRect();
+  svg.querySelectorAll("text").forEach((t) => {
+    const r = t.getBoundingClientRect();
+    if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 ||
+        r.bottom > box.bottom + 0.5) out.push(t.textContent);
+  });
+});
+document.body.setAttribute("data-clipped", JSON.stringify(out));
+document.body.setAttribute("data-texts", document.querySelectorAll("svg text").length);
+</script>"""
+
+
+def test_charts_keep_every_label_inside_their_frame_in_a_browser(tmp_path):
+    """The charts are SVG written by compress (report/charts.py), their margins from an estimate
+    of each label's width: Chromium draws the widest labels (capitals, W and m, a 48-character
+    layer name), long titles and axis labels, and no text leaves its chart."""
+    from compress.report import charts, markup
+
+    labels = ["W" * 30, "model_int8.onnx", "…" + "m" * 47, "x"]
+    bars = [charts.Bars([3e6, -2.5, 0.0, 1234.5], markup.RAW, "raw " + "M" * 20,
+                        upper=[4e6, 0.0, 1.0, 2000.0]),
+            charts.Bars([1.0, 2.0, 3.0, 4.0], ["#4c78a8"] * 4, "gzip")]  # fmt: skip
+    lines = [charts.Line(0.0, "#333"), charts.Line(2.0, markup.GATE, True, "max drift")]
+    wide = charts.bar_chart(labels, bars, title="T" * 90, xlabel="SQNR " + "W" * 80, lines=lines,
+                            tick_format=lambda x: f"{x / 1e6:g} MB")  # fmt: skip
+    small = charts.bar_chart(["a"], [charts.Bars([0.001], "#222")], title="", xlabel="ms")
+    heat = charts.heatmap([[0, -3], [3, 0]], ["998", "999"], title="m" * 60,
+                          xlabel="predicted class", ylabel="true class")  # fmt: skip
+    body = [charts.chart(wide), charts.chart(small, heat)]
+    page = tmp_path / "charts.html"
+    page.write_text(markup.page("charts", body).replace("</body>", _MEASURE + "</body>"))
+    dom = render(page, tmp_path / "charts.png", height=1600)["dom"]
+    clipped = re.search(r'data-clipped="([^"]*)"', dom)
+    assert clipped, dom[:500]
+    assert json.loads(html.unescape(clipped.group(1))) == []
+    texts = int(re.search(r'data-texts="(\d+)"', dom).group(1))
+    assert texts == sum(b.count("<text") for b in (wide, small, heat))  # all were measured
+
+
+def test_bar_lengths_are_proportional_to_the_values():
+    from compress.report import charts
+
+    svg = charts.bar_chart(["a", "b", "c"], [charts.Bars([1.0, 2.0, 4.0], "#111")], title="t",
+                           xlabel="x")  # fmt: skip
+    widths = [float(w) for w in re.findall(r'<rect x="[\d.]+" y="[\d.]+" width="([\d.]+)" '
+                                           r'height="[\d.]+" fill="#111"', svg)]  # fmt: skip
+    assert len(widths) == 3
+    assert widths[1] == pytest.approx(2 * widths[0], rel=0.01)
+    assert widths[2] == pytest.approx(4 * widths[0], rel=0.01)
+    assert charts.nice_ticks(0, 4) == [0, 1, 2, 3, 4]
+    assert charts.nice_ticks(-2.5, 3e6)[-1] >= 3e6 and charts.nice_ticks(-2.5, 3e6)[0] <= -2.5
+    assert "<script>" not in charts.bar_chart(["<script>"], [charts.Bars([1], "#111")],
+                                              title="<b>", xlabel="&")  # fmt: skip

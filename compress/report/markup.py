@@ -1,6 +1,6 @@
 """The pieces every compress page is made of: one stylesheet, escaping, tables, matplotlib
-figures as inline SVG, and the colour of each runtime (one colour, one meaning, on every chart
-of every page)."""
+figures as inline SVG (scatter plots; bars and heat maps: charts.py), and the colour of each
+runtime (one colour, one meaning, on every chart of every page)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,8 @@ td.l{white-space:normal;overflow-wrap:break-word}th{white-space:normal}
 th{background:#eef1f5}td.l,th.l{text-align:left}
 tr.chosen td{background:#eef7ff}
 .chart{background:#fff;border:1px solid #d8dce3;border-radius:6px;padding:6px;margin:8px 0;
-display:inline-block}.chart svg{display:block;max-width:100%;height:auto}
+display:inline-flex;flex-wrap:wrap;gap:8px;max-width:100%;box-sizing:border-box}
+.chart svg{display:block;max-width:100%;height:auto}
 code,pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:#eef1f5;
 border-radius:4px}code{padding:1px 4px}pre{padding:8px;overflow:auto}
 .wide{overflow-x:auto;max-width:100%}details{margin:6px 0}summary{cursor:pointer}

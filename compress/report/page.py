@@ -1,6 +1,7 @@
 """report.html: one self-contained page per run from its report dict (tune.html: report/tune.py).
 
-Inline CSS, plots as inline SVG drawn by matplotlib; no script, font or image is fetched, so the
+Inline CSS, charts as inline SVG (bars and heat maps written by report/charts.py; the language
+model's perplexity scatter drawn by matplotlib); no script, font or image is fetched, so the
 file opens offline and can be attached to a CI job as it is. Every string that came from a
 model, a data file or a config is escaped: a layer named `<script>` is text here. Colours: a
 runtime's own (markup.runtime_colors) on every chart of it; greys for raw/gzip sizes; red and
@@ -13,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from compress.report import charts
 from compress.report.markup import (
     CAPPED,
     GAINED,
@@ -136,54 +138,42 @@ def _artifact_table(report: dict[str, Any]) -> str:
 
 
 def _size_latency_charts(arts: list[dict[str, Any]]) -> str:
-    plt = pyplot()
     colors = runtime_colors(a["runtime"] for a in arts)
     names = [a["name"] for a in arts]
-    fig, ax = plt.subplots(figsize=(6.2, 0.35 * len(arts) + 1.2))
-    ys = range(len(arts))
-    ax.barh([y - 0.2 for y in ys], [a["size_bytes"] for a in arts], 0.4, label="raw",
-            color=RAW)  # fmt: skip
-    ax.barh([y + 0.2 for y in ys], [a["size_gzip_bytes"] for a in arts], 0.4, label="gzip",
-            color=GZIP)  # fmt: skip
-    ax.set_yticks(list(ys), names)
-    ax.invert_yaxis()
-    ax.xaxis.set_major_formatter(_bytes_formatter())
-    ax.set_xlabel("bytes")
-    ax.set_title("size per artifact")
-    ax.legend(fontsize=8)
-    out = [svg(fig)]
+    size = charts.bar_chart(
+        names,
+        [charts.Bars([a["size_bytes"] for a in arts], RAW, "raw"),
+         charts.Bars([a["size_gzip_bytes"] for a in arts], GZIP, "gzip")],
+        title="size per artifact", xlabel="bytes", tick_format=_bytes,
+    )  # fmt: skip
+    out = [charts.chart(size)]
     timed = [a for a in arts if a.get("latency_ms")]
     if timed:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 0.35 * len(timed) + 1.4), sharey=True)
-        for ax, batch in zip(axes, ("b1", "b32"), strict=True):
-            rows = [(a["name"], (a["latency_ms"].get(batch) or {})) for a in timed]
-            p50 = [r.get("p50_ms") or 0 for _, r in rows]
-            p90 = [r.get("p90_ms") or 0 for _, r in rows]
-            ax.barh(range(len(rows)), p50, color=[colors[a["runtime"]] for a in timed],
-                    xerr=[[0] * len(rows), [max(b - a, 0) for a, b in zip(p50, p90, strict=True)]],
-                    capsize=3)  # fmt: skip
-            ax.set_yticks(range(len(rows)), [n for n, _ in rows])
-            ax.set_xlabel("ms per call (bar: p50, whisker: p90)")
-            ax.set_title(f"latency, batch {batch[1:]}")
-        axes[0].invert_yaxis()
-        out.append(svg(fig))
+        panels = []
+        for batch in ("b1", "b32"):
+            rows = [a["latency_ms"].get(batch) or {} for a in timed]
+            if not any(r.get("p50_ms") for r in rows):
+                continue  # not timed at this batch size: no empty frame
+            p50 = [r.get("p50_ms") or 0 for r in rows]
+            p90 = [max(r.get("p90_ms") or 0, v) for r, v in zip(rows, p50, strict=True)]
+            panels.append(charts.bar_chart(
+                [a["name"] for a in timed],
+                [charts.Bars(p50, [colors[a["runtime"]] for a in timed], upper=p90)],
+                title=f"latency, batch {batch[1:]}",
+                xlabel="ms per call (bar: p50, whisker: p90)", width=500,
+            ))  # fmt: skip
+        out.append(charts.chart(*panels))
     return "\n".join(out)
 
 
-def _bytes_formatter() -> Any:
-    from matplotlib.ticker import FuncFormatter
-
-    def fmt(x: float, _pos: int) -> str:
-        for unit, scale in (("MB", 1e6), ("kB", 1e3)):
-            if abs(x) >= scale:
-                return f"{x / scale:g} {unit}"
-        return f"{x:g} B"
-
-    return FuncFormatter(fmt)
+def _bytes(x: float) -> str:
+    for unit, scale in (("MB", 1e6), ("kB", 1e3)):
+        if abs(x) >= scale:
+            return f"{x / scale:g} {unit}"
+    return f"{x:g} B"
 
 
 def _heads(report: dict[str, Any]) -> str:
-    plt = pyplot()
     v = report["verification"]
     arts = [a for a in v["artifacts"] if a.get("heads")]
     out = []
@@ -216,18 +206,13 @@ def _heads(report: dict[str, Any]) -> str:
                 "this head (nothing to chart)</p>"
             )
             continue
-        fig, ax = plt.subplots(figsize=(6.2, 0.3 * len(rows) + 1.1))
-        ax.barh(range(len(rows)), values, color=[LOST if x > 0 else GAINED
-                                                 for x in values])  # fmt: skip
-        ax.set_yticks(range(len(rows)), [n for n, _ in rows])
-        ax.invert_yaxis()
-        ax.axvline(0, color="#333", lw=0.8)
+        lines = [charts.Line(0.0, "#333333")]
         if task != "regress" and v.get("max_drift") is not None:
-            ax.axvline(v["max_drift"], color=GATE, ls="--", lw=1, label="max drift")
-            ax.legend(fontsize=8)
-        ax.set_xlabel(label)
-        ax.set_title(f"head {h}")
-        out.append(svg(fig))
+            lines.append(charts.Line(v["max_drift"], GATE, dashed=True, label="max drift"))
+        bars = charts.Bars(values, [LOST if x > 0 else GAINED for x in values])
+        drawn = charts.bar_chart([n for n, _ in rows], [bars], title=f"head {h}", xlabel=label,
+                                 lines=lines)  # fmt: skip
+        out.append(charts.chart(drawn))
     return "\n".join(out) or "<p>No heads were verified.</p>"
 
 
@@ -281,7 +266,7 @@ def _lm_head(report: dict[str, Any], head: str) -> str:
     ax.set_yscale("symlog", linthresh=max(v.get("max_ppl_increase") or 1.0, 0.1))
     lowest = min([0.0, *(y for line in ax.collections for _, y in line.get_offsets())])
     ax.set_ylim(bottom=min(-0.5, lowest * 1.5))
-    ax.xaxis.set_major_formatter(_bytes_formatter())
+    ax.xaxis.set_major_formatter(lambda x, _pos: _bytes(x))
     ax.set_xlabel("file size (bytes)")
     ax.set_ylabel("perplexity increase vs the float model (%)")
     ax.set_title(f"head {head}: perplexity against size per recipe")
@@ -312,7 +297,6 @@ def _confusion(report: dict[str, Any]) -> str:
 
     from compress.measure.heads import confusion_matrix
 
-    plt = pyplot()
     arts = report["verification"]["artifacts"]
     ref = next((a for a in arts if a["runtime"] == "keras"), None)
     if ref is None:
@@ -344,26 +328,14 @@ def _confusion(report: dict[str, Any]) -> str:
             if len(shown) < len(diff):
                 out.append(f"<p>Drawn: {len(shown)} of the {len(diff)} classes, those whose "
                            "samples moved (the most moved first).</p>")  # fmt: skip
-            part = diff[np.ix_(shown, shown)]
-            n = len(shown)
-            fig, ax = plt.subplots(figsize=(0.36 * n + 1.8, 0.36 * n + 1.2))
-            lim = max(int(np.abs(part).max()), 1)
-            im = ax.imshow(part, cmap="RdBu", vmin=-lim, vmax=lim)
-            for (i, j), d in np.ndenumerate(part):
-                if d:
-                    ax.text(j, i, f"{int(d):+d}", ha="center", va="center", fontsize=7)
-            ax.set_xlabel("predicted class")
-            ax.set_ylabel("true class")
-            ax.set_xticks(range(n), [str(c) for c in shown])
-            ax.set_yticks(range(n), [str(c) for c in shown])
-            ax.set_title(f"{a['name']} − float, head {h}")
-            fig.colorbar(im, ax=ax, shrink=0.8)
-            out.append(svg(fig))
+            names = [str(c) for c in shown]
+            out.append(charts.chart(charts.heatmap(
+                diff[np.ix_(shown, shown)].tolist(), names, title=f"{a['name']} − float, head {h}",
+                xlabel="predicted class", ylabel="true class")))  # fmt: skip
     return "\n".join(out) or "<p>No classification head with a compressed artifact.</p>"
 
 
 def _layers(arts: list[dict[str, Any]]) -> str:
-    plt = pyplot()
     colors = runtime_colors(a["runtime"] for a in arts)
     out = []
     for a in arts:
@@ -398,19 +370,16 @@ def _layers(arts: list[dict[str, Any]]) -> str:
         if why_not:
             out.append(f"<p>Per-layer sensitivity not measured: {esc(why_not)}</p>")
         if errors:
-            fig, ax = plt.subplots(figsize=(6.2, 0.28 * len(errors) + 1.1))
-            names = [_short(e["layer"]) for e in errors]
             # an exact match (no error) reads as a very high SQNR: drawn at the cap, marked
-            values = [min(e["sqnr_db"], SQNR_CAP_DB) for e in errors]
-            ax.barh(range(len(errors)), values, color=[
-                CAPPED if e["sqnr_db"] >= SQNR_CAP_DB else colors[a["runtime"]] for e in errors
-            ])  # fmt: skip
-            ax.set_yticks(range(len(errors)), names)
-            ax.invert_yaxis()
-            ax.set_xlabel(f"SQNR against the fp32 artifact (dB; low = sensitive; grey: "
-                          f">= {SQNR_CAP_DB:g} dB, no measurable error)")  # fmt: skip
-            ax.set_title(f"{a['name']}: quantization sensitivity per layer")
-            out.append(svg(fig))
+            bars = charts.Bars(
+                [min(e["sqnr_db"], SQNR_CAP_DB) for e in errors],
+                [CAPPED if e["sqnr_db"] >= SQNR_CAP_DB else colors[a["runtime"]] for e in errors],
+            )  # fmt: skip
+            out.append(charts.chart(charts.bar_chart(
+                [_short(e["layer"]) for e in errors], [bars],
+                title=f"{a['name']}: quantization sensitivity per layer",
+                xlabel=f"SQNR against the fp32 artifact (dB; low = sensitive; grey: "
+                       f">= {SQNR_CAP_DB:g} dB, no measurable error)")))  # fmt: skip
     return "\n".join(out) or "<p>No per-layer data.</p>"
 
 
