@@ -243,3 +243,20 @@ def test_bar_lengths_are_proportional_to_the_values():
     assert charts.nice_ticks(-2.5, 3e6)[-1] >= 3e6 and charts.nice_ticks(-2.5, 3e6)[0] <= -2.5
     assert "<script>" not in charts.bar_chart(["<script>"], [charts.Bars([1], "#111")],
                                               title="<b>", xlabel="&")  # fmt: skip
+
+
+def test_a_layer_with_undefined_sqnr_is_named_and_the_page_still_renders(cnn_run):
+    """A layer whose fp32 output is all zeros on the samples has no SQNR (stored as None):
+    the page names it instead of failing, and a chart drawn from NaN or infinite values draws
+    them at zero instead of writing NaN into the SVG."""
+    from compress.report import charts
+
+    report = json.loads(json.dumps(cnn_run["report"]))
+    art = next(a for a in report["verification"]["artifacts"]
+               if (a.get("layer_errors") or {}).get("layers"))  # fmt: skip
+    art["layer_errors"]["layers"].append({"layer": "dead_relu", "op": "Relu", "sqnr_db": None})
+    text = report_html.run_page(report)
+    assert "SQNR undefined" in text and "dead_relu" in text.split("SQNR undefined", 1)[1]
+    bars = charts.Bars([float("nan"), float("inf"), 1.0], "#111")
+    svg = charts.bar_chart(["a", "b", "c"], [bars], title="t", xlabel="x")
+    assert "nan" not in svg.lower() and "inf" not in svg.lower()

@@ -80,6 +80,7 @@ def bar_chart(
     """Horizontal bars, one row per label (top to bottom in the order given), the series of a
     row side by side within it; a linear x axis from zero (or below, for negative values)."""
     n, k = len(labels), max(len(series), 1)
+    series = [_finite(s) for s in series]
     values = [v for s in series for v in (*s.values, *(s.upper or ()))]
     values += [ln.x for ln in lines] + [0.0]
     ticks = nice_ticks(min(values), max(values))
@@ -140,6 +141,16 @@ def bar_chart(
     out.append(_text(centre, height - 8, xlabel, anchor="middle"))
     out.append("</svg>")
     return "".join(out)
+
+
+def _finite(s: Bars) -> Bars:
+    """A series with NaN or infinite values drawn as 0 (a chart never breaks on one value)."""
+
+    def clean(values: Sequence[float]) -> list[float]:
+        return [float(v) if v is not None and math.isfinite(v) else 0.0 for v in values]
+
+    upper = None if s.upper is None else clean(s.upper)
+    return Bars(clean(s.values), s.color, s.label, upper)
 
 
 # RdBu: blue for a cell that gained samples, red for one that lost them, white for no change

@@ -369,6 +369,10 @@ def _layers(arts: list[dict[str, Any]]) -> str:
             )
         if why_not:
             out.append(f"<p>Per-layer sensitivity not measured: {esc(why_not)}</p>")
+        # SQNR is undefined (stored as None) where the float layer's output is all zeros on
+        # the samples while the quantized one is not: named, not drawn
+        undefined = [e["layer"] for e in errors if e.get("sqnr_db") is None]
+        errors = [e for e in errors if e.get("sqnr_db") is not None]
         if errors:
             # an exact match (no error) reads as a very high SQNR: drawn at the cap, marked
             bars = charts.Bars(
@@ -380,6 +384,9 @@ def _layers(arts: list[dict[str, Any]]) -> str:
                 title=f"{a['name']}: quantization sensitivity per layer",
                 xlabel=f"SQNR against the fp32 artifact (dB; low = sensitive; grey: "
                        f">= {SQNR_CAP_DB:g} dB, no measurable error)")))  # fmt: skip
+        if undefined:
+            out.append(f"<p>SQNR undefined (the fp32 output is all zeros on the samples, the "
+                       f"quantized one is not): {esc(', '.join(undefined))}</p>")  # fmt: skip
     return "\n".join(out) or "<p>No per-layer data.</p>"
 
 
