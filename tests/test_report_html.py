@@ -260,3 +260,11 @@ def test_a_layer_with_undefined_sqnr_is_named_and_the_page_still_renders(cnn_run
     bars = charts.Bars([float("nan"), float("inf"), 1.0], "#111")
     svg = charts.bar_chart(["a", "b", "c"], [bars], title="t", xlabel="x")
     assert "nan" not in svg.lower() and "inf" not in svg.lower()
+
+
+def test_the_sensitivity_line_says_undefined_rather_than_none():
+    from compress.measure.sensitivity import summary
+
+    rows = [{"layer": "dead", "op": "Relu", "sqnr_db": None}, {"layer": "d", "op": None,
+                                                                  "sqnr_db": 12.5}]  # fmt: skip
+    assert summary(rows) == "dead (Relu) SQNR undefined, d 12.5 dB"

@@ -55,10 +55,12 @@ def compare(
 
 
 def summary(rows: list[dict[str, Any]] | None, shown: int = SHOWN) -> str | None:
-    """`layer (op) 12.3 dB, ...` for the worst `shown` layers."""
+    """`layer (op) 12.3 dB, ...` for the worst `shown` layers (`SQNR undefined` where the float
+    output is all zeros: stored as None)."""
     if not rows:
         return None
     return ", ".join(
-        f"{r['layer']}{f' ({op})' if (op := r['op']) else ''} {r['sqnr_db']} dB"
+        f"{r['layer']}{f' ({op})' if (op := r['op']) else ''} "
+        + ("SQNR undefined" if r["sqnr_db"] is None else f"{r['sqnr_db']} dB")
         for r in rows[:shown]
     )
