@@ -268,3 +268,13 @@ def test_the_sensitivity_line_says_undefined_rather_than_none():
     rows = [{"layer": "dead", "op": "Relu", "sqnr_db": None}, {"layer": "d", "op": None,
                                                                   "sqnr_db": 12.5}]  # fmt: skip
     assert summary(rows) == "dead (Relu) SQNR undefined, d 12.5 dB"
+
+
+def test_latency_timed_at_no_batch_size_draws_no_empty_frame(cnn_run):
+    report = json.loads(json.dumps(cnn_run["report"]))
+    for a in report["verification"]["artifacts"]:
+        if a.get("latency_ms"):
+            a["latency_ms"] = {"b1": {}}  # a timing that measured nothing
+    text = report_html.run_page(report)
+    section = text.split("<h2>Size and latency</h2>", 1)[1].split("<h2>", 1)[0]
+    assert section.count('<div class="chart">') == 1  # the size chart only

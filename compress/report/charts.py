@@ -177,8 +177,9 @@ def heatmap(
     scale, its non-zero value written in it, and a colour key."""
     n = len(labels)
     limit = max((abs(v) for r in matrix for v in r), default=0) or 1
-    cell = int(max(22, max((text_width(t) for t in labels), default=0) + 6))  # ids fit
-    left = 24 + max((text_width(t) for t in labels), default=0) + 6
+    widest = max((text_width(t) for t in labels), default=0)
+    cell = int(max(22, widest + 6))  # the column ids fit under their cells
+    left = 24 + widest + 6
     top = 28
     key_x = left + n * cell + 16
     width = int(max(key_x + 24 + text_width(f"+{limit:g}"), text_width(title, bold=True) + 2 * PAD,

@@ -162,7 +162,8 @@ def _size_latency_charts(arts: list[dict[str, Any]]) -> str:
                 title=f"latency, batch {batch[1:]}",
                 xlabel="ms per call (bar: p50, whisker: p90)", width=500,
             ))  # fmt: skip
-        out.append(charts.chart(*panels))
+        if panels:
+            out.append(charts.chart(*panels))
     return "\n".join(out)
 
 
