@@ -280,7 +280,8 @@ def _serve(conn: Any) -> None:
     try:
         from compress.keras import _tf
 
-        _tf.tf()  # the slow import, done while the parent is busy elsewhere
+        _tf.own_process()  # the frameworks' objects out of the garbage collector's way
+        _tf.keras()  # the slow imports, done while the parent is busy elsewhere
     except Exception:
         pass
     while True:

@@ -35,6 +35,9 @@ def run() -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from compress.keras import _tf
+
+    _tf.own_process()  # the CLI's process is compress's: see own_process
     with interrupt.handled():
         return _main(argv)
 

@@ -126,9 +126,12 @@ def _run_pool(
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
     from compress.backends import worker as isolate
+    from compress.keras import _tf
 
     started = time.monotonic()
-    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(
+        workers, mp_context=multiprocessing.get_context("spawn"), initializer=_tf.own_process
+    )
     running: dict[Any, Any] = {}
     try:
         while True:

@@ -1,0 +1,48 @@
+"""Processes compress owns (the CLI, the run's worker, tune's trial processes) take TensorFlow's and
+Keras's objects out of the garbage collector's reach once imported; a process that only imports
+compress as a library keeps its garbage collector as it was."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+# TensorFlow + tf_keras leave ~300,000 objects tracked by the collector after import
+MANY = 100_000
+
+
+def _freeze_count(code: str) -> int:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return int(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_library_process_keeps_its_garbage_collector():
+    code = "import gc\nfrom compress.keras import _tf\n_tf.keras()\nprint(gc.get_freeze_count())"
+    assert _freeze_count(code) == 0
+
+
+@pytest.mark.parametrize("order", ["own-then-import", "import-then-own"])
+def test_an_owned_process_freezes_the_frameworks_once_imported(order):
+    steps = ["_tf.own_process()", "_tf.keras()"]
+    if order == "import-then-own":
+        steps.reverse()
+    code = "\n".join(["import gc", "from compress.keras import _tf", *steps,
+                      "frozen = gc.get_freeze_count()",
+                      "_tf.own_process()",  # a second declaration freezes nothing more
+                      "assert gc.get_freeze_count() == frozen",
+                      "print(frozen)"])  # fmt: skip
+    assert _freeze_count(code) > MANY
+
+
+def test_the_run_worker_and_the_cli_freeze_the_frameworks(tmp_path, capsys):
+    import gc
+
+    from compress.backends.worker import Worker
+
+    with Worker(log=tmp_path / "log.txt") as worker:
+        assert worker.call(gc.get_freeze_count) > MANY
+    code = ("import gc\nfrom compress.cli import main\nfrom compress.keras import _tf\n"
+            "main(['list'])\n_tf.keras()\nprint(gc.get_freeze_count())")  # fmt: skip
+    assert _freeze_count(code) > MANY
