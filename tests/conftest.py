@@ -17,6 +17,9 @@ os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
 os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
 
 from compress.cli import main
+from compress.keras import _tf
+
+_tf.own_process()  # test processes run compress as the CLI does (see own_process)
 
 
 def shared_cache_root(tmp_path_factory) -> Path:
