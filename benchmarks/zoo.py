@@ -58,6 +58,7 @@ MODELS: dict[str, Callable[[], tuple[Any, np.ndarray]]] = {
     "mobilenetv2": _application("MobileNetV2"),
     "resnet50": _application("ResNet50"),
     "efficientnetb0": _application("EfficientNetB0"),
+    "mobilenetv3small": _application("MobileNetV3Small"),
     "transformer-128x256x4": _transformer,
 }
 
