@@ -9,7 +9,7 @@ drift gate is off: a randomly initialised network's outputs are nearly flat, and
 top-1 answers no trained network would). Speed and size are what this measures; every number
 is read from the run's report, measured in that run, side by side with its fp32 artifact.
 
-Run: python benchmarks/zoo.py [MODEL ...]    (default: all; 2 cores: about 12.5 minutes)
+Run: python benchmarks/zoo.py [MODEL ...]    (default: all; 2 cores: about 13 minutes)
 """
 
 from __future__ import annotations
