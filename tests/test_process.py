@@ -36,7 +36,7 @@ def test_an_owned_process_freezes_the_frameworks_once_imported(order):
     assert _freeze_count(code) > MANY
 
 
-def test_the_run_worker_and_the_cli_freeze_the_frameworks(tmp_path, capsys):
+def test_the_run_worker_and_the_cli_freeze_the_frameworks(tmp_path):
     import gc
 
     from compress.backends.worker import Worker
@@ -45,4 +45,15 @@ def test_the_run_worker_and_the_cli_freeze_the_frameworks(tmp_path, capsys):
         assert worker.call(gc.get_freeze_count) > MANY
     code = ("import gc\nfrom compress.cli import main\nfrom compress.keras import _tf\n"
             "main(['list'])\n_tf.keras()\nprint(gc.get_freeze_count())")  # fmt: skip
+    assert _freeze_count(code) > MANY
+
+
+def test_a_framework_imported_mid_run_freezes_nothing_more():
+    """tfmot is first imported by prune/cluster/QAT, with the run's model alive: freezing then
+    would keep that model from ever being collected."""
+    code = "\n".join(["import gc", "from compress.keras import _tf", "_tf.own_process()",
+                      "keras = _tf.keras()", "frozen = gc.get_freeze_count()",
+                      "model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])",
+                      "_tf.tfmot()", "assert gc.get_freeze_count() <= frozen",  # none added
+                      "print(frozen)"])  # fmt: skip
     assert _freeze_count(code) > MANY

@@ -7,7 +7,6 @@ when it is first imported, so the environment is set before that import, here.
 from __future__ import annotations
 
 import gc
-import importlib
 import os
 import sys
 from types import ModuleType
@@ -25,15 +24,15 @@ def _configure_env() -> None:
 
 def own_process() -> None:
     """Declare this process compress's own (the CLI, the run's worker, a tune trial process).
-    From then on a framework's first import here runs with the garbage collector paused, and
-    every object alive after it (garbage collected first) is moved to the collector's permanent
-    generation (gc.freeze), so later collections skip the ~300,000 objects of TensorFlow and
-    Keras. Measured on an AMD EPYC, 1 thread: TensorFlow + tf_keras import 4.3 -> 2.6 s of CPU
-    (each run's worker pays it too); the TFLite converter calls gc.collect() on every
-    conversion: 0.39 -> 0.26 s a conversion of the attention model. Frozen objects are still
-    freed by reference counting; what is alive at an import is modules, the run's config and
-    its data, which live as long as the process anyway. Not done in a process that merely
-    imports compress as a library: its garbage collector is its own."""
+    Its first TensorFlow import then brings tf_keras along (every run needs both), with the
+    garbage collector paused, and freezes every object alive after it (garbage collected first)
+    into the collector's permanent generation (gc.freeze): later collections skip the ~300,000
+    objects of TensorFlow and Keras. The TFLite converter calls gc.collect() on every
+    conversion: `python benchmarks/process_gc.py` (AMD EPYC, 1 thread) times a conversion of
+    the attention model at 0.45 s in a library process and 0.27 s in an owned one. Frozen
+    objects are still freed by reference counting. Nothing is frozen after that first import
+    (tfmot's comes in the middle of a run: its model would never be collected). Not done in a
+    process that merely imports compress as a library: its garbage collector is its own."""
     global _owned
     if not _owned:
         _owned = True
@@ -47,32 +46,39 @@ def _freeze() -> None:
     gc.freeze()
 
 
-def _import(name: str) -> ModuleType:
-    if name in sys.modules or not _owned:
-        return importlib.import_module(name)
+def _import_frozen() -> None:
+    """TensorFlow and tf_keras imported with the collector paused (imports make objects that
+    live as long as the process: nothing to collect), then frozen, before any model exists."""
     enabled = gc.isenabled()
-    gc.disable()  # imports make objects that live as long as the process: nothing to collect
+    gc.disable()
     try:
-        module = importlib.import_module(name)
+        import tensorflow  # noqa: F401
+        import tf_keras  # noqa: F401
     finally:
         if enabled:
             gc.enable()
     _freeze()
-    return module
 
 
 def tf() -> ModuleType:
     _configure_env()
-    tensorflow = _import("tensorflow")
+    if _owned and "tensorflow" not in sys.modules:
+        _import_frozen()
+    import tensorflow
+
     tensorflow.get_logger().setLevel("ERROR")
     return tensorflow
 
 
 def tfmot() -> ModuleType:
     tf()
-    return _import("tensorflow_model_optimization")
+    import tensorflow_model_optimization
+
+    return tensorflow_model_optimization
 
 
 def keras() -> ModuleType:
     tf()
-    return _import("tf_keras")
+    import tf_keras
+
+    return tf_keras
