@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -275,20 +276,30 @@ def test_converter_crash_skips_the_export_and_the_run_goes_on(zoo, tmp_path, cap
 
 def test_worker_crash_is_reported_with_its_signal_and_the_worker_restarts(tmp_path):
     import ctypes
+    import tempfile
 
     from compress.backends.worker import Worker, WorkerCrashed
+    from compress.core.fileio import shared_temp
 
     log = tmp_path / "log.txt"
     with Worker(log=log) as worker:
         assert worker.call(os.getpid) != os.getpid()  # a separate process
+        # its temp files (a converter's SavedModel) go to its own directory, shared ones not
+        made = Path(worker.call(tempfile.mkdtemp))
+        assert made.is_dir() and made.parent.name.startswith("compress-worker-tmp-")
+        assert worker.call(shared_temp) == Path(tempfile.gettempdir())
         with pytest.raises(WorkerCrashed) as crash:
             worker.call(ctypes.string_at, 0)  # reads address 0: SIGSEGV
         assert crash.value.exitcode == -11
         assert "crashed (SIGSEGV)" in str(crash.value)
         assert "Fatal Python error: Segmentation fault" in str(crash.value)  # from the log
+        assert not made.parent.exists()  # the crashed worker left no files behind
         assert worker.call(sum, [1, 2, 3]) == 6  # a fresh worker takes the next call
         with pytest.raises(ZeroDivisionError):
             worker.call(divmod, 1, 0)  # an ordinary exception comes back as itself
+        later = Path(worker.call(tempfile.mkdtemp))
+        assert later.is_dir() and later.parent != made.parent
+    assert not later.parent.exists()  # nor did the one that was stopped
 
 
 def test_an_op_outside_tflite_builtins_skips_tflite_naming_the_op_and_layer(tmp_path, capsys):

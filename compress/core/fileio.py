@@ -11,6 +11,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+# The machine's temp directory, as the process that started a run's worker saw it: the worker's
+# own temp directory is private and removed with the worker (backends/worker.py).
+SHARED_TEMP_ENV = "COMPRESS_SHARED_TMPDIR"
+
+
+def shared_temp() -> Path:
+    """The temp directory for files meant to outlive the process that writes them (a cache
+    shared by runs), also from inside a run's worker."""
+    return Path(os.environ.get(SHARED_TEMP_ENV) or tempfile.gettempdir())
+
 
 def _umask() -> int:
     mask = os.umask(0)

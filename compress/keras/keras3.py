@@ -430,12 +430,11 @@ def export_signature(model: Any, source: Any) -> Path:
     import os
     import secrets
     import shutil
-    import tempfile
 
-    from compress.core.fileio import sha256_file
+    from compress.core.fileio import sha256_file, shared_temp
 
     # <content>/<file stem>: the directory's name is the model's name in every artifact
-    root = Path(tempfile.gettempdir()) / EXPORTS / sha256_file(Path(source))[:32]
+    root = shared_temp() / EXPORTS / sha256_file(Path(source))[:32]
     target = root / Path(source).stem
     if (target / "saved_model.pb").is_file():
         return target
