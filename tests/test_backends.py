@@ -292,13 +292,58 @@ def test_a_model_past_the_flatbuffer_limit_is_written_with_buffer_offsets(tmp_pa
     assert lite.count_weights(plain)["weight_count"] == 16 * 32 + 32 * 4
 
 
-def test_a_model_past_protobufs_limit_is_refused_before_tf2onnx_starts(monkeypatch):
-    from compress.backends import onnxruntime
+def test_a_model_past_protobufs_limit_is_written_with_external_data(tmp_path, monkeypatch):
+    """Past the limit (lowered here), tf2onnx's large-model output is written as the file plus
+    FILE.data, named after the final file (not write_atomic's temporary one): onnxruntime and the
+    weight count read it as they read the one-file export, and its sizes count both files."""
+    import gzip
 
-    monkeypatch.setattr(onnxruntime, "PROTOBUF_LIMIT", 1000)
-    with pytest.raises(ValueError) as exc:
-        onnxruntime.convert(_small_model(), 17)
-    assert str(exc.value) == (
-        "the model's float32 weights are 0.0 GiB; one ONNX protobuf holds at most 2 GiB, and "
-        "compress does not write ONNX external data yet"
+    import onnxruntime as ort
+
+    from compress.backends import onnx_convert, onnx_weights
+    from compress.core.fileio import artifact_bytes, write_atomic
+    from compress.measure.weights import gzip_size
+
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32,), name="x")
+    hidden = keras.layers.Dense(64, activation="relu")(inputs)  # 2,048 weights: external
+    model = keras.Model(inputs, keras.layers.Dense(4, name="y")(hidden))  # 256: in the file
+    plain = tmp_path / "plain.onnx"
+    proto, storage = onnx_convert.convert(model, 17)
+    assert storage is None
+    onnx_weights.save(proto, plain)
+    monkeypatch.setattr(onnx_convert, "PROTOBUF_LIMIT", 1000)
+    proto, storage = onnx_convert.convert(model, 17)
+    assert storage is not None
+    big = tmp_path / "model_fp32.onnx"
+    write_atomic(big, lambda tmp: onnx_weights.save(proto, tmp, storage))
+    data = tmp_path / "model_fp32.onnx.data"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["plain.onnx", "model_fp32.onnx", "model_fp32.onnx.data"]
     )
+    assert data.stat().st_size == 4 * 32 * 64  # tf2onnx keeps tensors up to 1,024 values inline
+    assert big.stat().st_size < plain.stat().st_size - 4 * 32 * 64 + 1000
+    assert artifact_bytes(big) == big.stat().st_size + data.stat().st_size
+    both = big.read_bytes() + data.read_bytes()
+    assert gzip_size(big) == len(gzip.compress(both, compresslevel=6, mtime=0))
+    x = np.random.default_rng(0).random((8, 32), dtype=np.float32)
+    run = [ort.InferenceSession(str(p)).run(None, {"x": x})[0] for p in (plain, big)]
+    np.testing.assert_array_equal(run[0], run[1])
+    backend = BACKENDS["onnxruntime"]
+    counted = [backend.count_weights(p) for p in (big, plain)]
+    for c in counted:  # the large-model path names the initializers its own way
+        for t in c["tensors"]:
+            t.pop("name")
+    assert counted[0] == counted[1] and counted[0]["weight_count"] == 32 * 64 + 64 * 4
+
+
+def test_an_onnx_file_past_2_gib_is_refused_in_one_line_leaving_nothing(tmp_path, monkeypatch):
+    from compress.backends import onnx_convert, onnx_weights
+
+    proto, storage = onnx_convert.convert(_small_model(), 17, external=True)
+    monkeypatch.setattr(onnx_weights, "PROTOBUF_LIMIT", 100)
+    with pytest.raises(ValueError) as exc:
+        onnx_weights.save(proto, tmp_path / "m.onnx")  # the weights in the proto itself
+    assert str(exc.value).startswith("the ONNX file would be 0.0 GiB; one protobuf holds at most")
+    assert list(tmp_path.iterdir()) == []

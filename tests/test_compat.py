@@ -132,6 +132,18 @@ def test_tf2onnx_without_weight_copies_converts_to_the_same_bytes():
     assert "tf2onnx_without" not in GraphOptimizerBase.optimize.__qualname__
 
 
+def test_tf2onnx_large_model_gets_numpy_product_only_while_it_runs():
+    import inspect
+
+    from tf2onnx import graph
+
+    assert "np.product(" in inspect.getsource(graph)  # still what tf2onnx 1.17 calls
+    assert not hasattr(np, "product")  # NumPy 2 removed it
+    with compat.tf2onnx_large_model():
+        assert np.product([2, 3]) == 6
+    assert not hasattr(np, "product")
+
+
 def test_no_private_attribute_of_a_dependency_outside_compat():
     """`obj._name` on something not our own (self, cls, a module of ours) is compat's job."""
     ours = {"self", "cls"}

@@ -4,22 +4,81 @@ storage; and which ops of a file still hold float weights."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from compress.backends import worker as isolate
+from compress.core.fileio import atomic_target, data_file
 
 QUANTIZER = "onnxruntime quantizer"
 
 
-def save(proto: Any, path: Path) -> None:
+PROTOBUF_LIMIT = 2**31 - 1  # bytes one serialized protobuf message (an ONNX file) can hold
+_ALIGN = 4096  # external tensors start on page boundaries (onnxruntime can map them)
+
+
+def save(proto: Any, path: Path, storage: Any = None) -> None:
+    """Write an ONNX file. `storage`: tf2onnx's ExternalTensorStorage of a large-model
+    conversion, whose tensors go to the file's external data (`fileio.data_file`, named after
+    the file write_atomic renames `path` to), one after the other, page-aligned. A ModelProto
+    that would pass protobuf's 2 GiB limit is refused in one line."""
     import onnx
 
-    onnx.save_model(proto, str(path))
-    onnx.checker.check_model(str(path))
+    target = data_file(atomic_target(path))
+    try:
+        if storage is not None and storage.name_to_tensor_data:
+            _write_external(proto, storage, target)
+        elif target.exists():
+            target.unlink()  # a previous file's data, not this one's
+        if proto.ByteSize() > PROTOBUF_LIMIT:
+            raise ValueError(
+                f"the ONNX file would be {proto.ByteSize() / 2**30:.1f} GiB; one protobuf holds at "
+                "most 2 GiB and only an export of the whole model writes external data"
+            )
+        onnx.save_model(proto, str(path))
+        onnx.checker.check_model(str(path))
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
+def _write_external(proto: Any, storage: Any, target: Path) -> None:
+    """Every tensor the ModelProto keeps in `storage` written to `target`, the tensors pointed
+    at it by offset and length."""
+    import onnx
+
+    data = storage.name_to_tensor_data
+    with open(target, "wb") as f:
+        for tensor in _tensors(proto.graph):
+            if tensor.data_location != onnx.TensorProto.EXTERNAL:
+                continue
+            where = {e.key: e.value for e in tensor.external_data}
+            blob = data[where["location"]]
+            offset = -f.tell() % _ALIGN + f.tell()
+            f.seek(offset)
+            f.write(blob)
+            del tensor.external_data[:]
+            for key, value in (("location", target.name), ("offset", str(offset)),
+                               ("length", str(len(blob)))):  # fmt: skip
+                entry = tensor.external_data.add()
+                entry.key, entry.value = key, value
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+            if attr.HasField("g"):
+                yield from _tensors(attr.g)
+            for sub in attr.graphs:
+                yield from _tensors(sub)
 
 
 def weighted_producers(graph: Any, tensors: list[str]) -> list[str]:

@@ -3,8 +3,6 @@ quantized recipes from the fp32 ONNX graph; onnxruntime's CPU provider runs the 
 
 from __future__ import annotations
 
-import logging
-import re
 import tempfile
 from collections.abc import Callable
 from dataclasses import replace
@@ -15,6 +13,7 @@ import numpy as np
 
 from compress.backends import worker as isolate
 from compress.backends.base import Backend, RecipeSpec, Sources
+from compress.backends.onnx_convert import convert
 from compress.backends.onnx_weights import (
     QUANTIZER,
     float16_weights,
@@ -24,16 +23,13 @@ from compress.backends.onnx_weights import (
     weighted_producers,
     weights_to_int8,
 )
-from compress.core import compat
 from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
-from compress.core.fileio import working_directory
-from compress.keras import _tf, keras3
+from compress.core.fileio import artifact_files, data_file, working_directory
+from compress.keras import keras3
 from compress.measure.sensitivity import compare
-from compress.measure.weights import float_weight_bytes, summarize, tensor_stats
+from compress.measure.weights import summarize, tensor_stats
 
 DEFAULT_OPSET = 17
-PROTOBUF_LIMIT = 2**31 - 1  # bytes one serialized protobuf message (an ONNX file) can hold
-COLLECT_ABOVE = 2**26  # float weight bytes from which tf2onnx's stale graphs are collected per pass
 OPSETS = (13, 18)  # tf2onnx 1.17 converts at opsets 13-18 (19 and later fail)
 MATMUL = ["MatMul", "Gemm"]
 STATIC = "onnxruntime static QDQ, per-channel int8 weights (7-bit range), uint8 activations, " \
@@ -146,58 +142,9 @@ RECIPES = (
     ),
 )  # fmt: skip
 
-_UNKNOWN_DIM = re.compile(r"unk__\d+")
 # Outputs are computed one sample at a time, as deployed at batch 1: dynamic quantization
 # scales activations per batch, so a batch's other samples would change a sample's output.
 _PREDICT_BATCH = 1
-
-
-def convert(model: Any, opset: int) -> Any:
-    """tf_keras model -> onnx.ModelProto with the Keras input and output names. A model whose
-    float weights pass protobuf's 2 GB limit is refused before tf2onnx starts (minutes, and
-    tens of GB, before it would fail)."""
-    weights = float_weight_bytes(model)
-    if weights > PROTOBUF_LIMIT:
-        raise ValueError(
-            f"the model's float32 weights are {weights / 2**30:.1f} GiB; one ONNX protobuf holds "
-            "at most 2 GiB, and compress does not write ONNX external data yet"
-        )
-    tf = _tf.tf()
-    isolate.step("tf2onnx", "conversion")
-    logging.getLogger("tf2onnx").setLevel(logging.ERROR)
-    import tf2onnx
-
-    signature = tuple(
-        tf.TensorSpec(t.shape, t.dtype, name=name)
-        for t, name in zip(model.inputs, model.input_names, strict=True)
-    )
-    with compat.tf2onnx_without_weight_copies(collect=weights > COLLECT_ABOVE):
-        proto, _ = tf2onnx.convert.from_keras(model, input_signature=signature, opset=opset)
-    stable_dim_names(proto.graph)
-    return proto
-
-
-def stable_dim_names(graph: Any) -> None:
-    """Renumber tf2onnx's unknown-dimension names (`unk__N`, from a counter global to the
-    process, so the same model converts to different bytes after other conversions) in order of
-    appearance, subgraphs included: the same model gives the same file in any process."""
-    names: dict[str, str] = {}
-
-    def visit(g: Any) -> None:
-        for info in (*g.input, *g.output, *g.value_info):
-            if not info.type.HasField("tensor_type"):
-                continue
-            for dim in info.type.tensor_type.shape.dim:
-                if dim.HasField("dim_param") and _UNKNOWN_DIM.fullmatch(dim.dim_param):
-                    dim.dim_param = names.setdefault(dim.dim_param, f"unk__{len(names)}")
-        for node in g.node:
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    visit(attr.g)
-                for sub in attr.graphs:
-                    visit(sub)
-
-    visit(graph)
 
 
 def _fed_inputs(graph: Any) -> list[str]:
@@ -232,11 +179,16 @@ def preprocess(fp32_path: Path, out_path: Path) -> None:
 
     isolate.step(QUANTIZER, "quant_pre_process")
     source, target = str(Path(fp32_path).resolve()), str(Path(out_path).resolve())
+    # an fp32 file with external data may pass 2 GiB in one protobuf: so may its pre-processed one
+    external = {}
+    if data_file(fp32_path).is_file():
+        external = {"save_as_external_data": True, "all_tensors_to_one_file": True,
+                    "external_data_location": data_file(out_path).name}  # fmt: skip
     with working_directory(Path(target).parent):
         try:
-            quant_pre_process(source, target)
+            quant_pre_process(source, target, **external)
         except Exception:  # symbolic shape inference fails on some graphs (Concat of inputs)
-            quant_pre_process(source, target, skip_symbolic_shape=True)
+            quant_pre_process(source, target, skip_symbolic_shape=True, **external)
 
 
 def quantize(
@@ -278,9 +230,10 @@ def quantize(
         memo = {} if memo is None else memo
         if "preprocessed" not in memo:
             preprocess(fp32_path, pre)
-            memo["preprocessed"] = pre.read_bytes()
+            memo["preprocessed"] = [(p.name, p.read_bytes()) for p in artifact_files(pre)]
         else:
-            pre.write_bytes(memo["preprocessed"])
+            for name, content in memo["preprocessed"]:
+                (Path(tmp) / name).write_bytes(content)
         if knobs.get("keep_float"):
             graph = onnx.load(str(pre), load_external_data=False).graph
             exclude = [*(exclude or []), *weighted_producers(graph, knobs["keep_float"])]
@@ -327,9 +280,16 @@ def intermediates(path: Path, x: Inputs) -> dict[str, tuple[str, list[np.ndarray
     present = {o.name for o in graph.output}
     producers = {out: n.op_type for n in graph.node for out in n.output if out}
     graph.output.extend(onnx.ValueInfoProto(name=t) for t in producers if t not in present)
-    session = ort.InferenceSession(
-        proto.SerializeToString(), session_options(1), providers=["CPUExecutionProvider"]
-    )
+    with tempfile.TemporaryDirectory(prefix="compress-ort-debug-") as tmp:
+        if data_file(path).is_file():  # past 2 GiB in memory: a file with its external data
+            copy = Path(tmp) / "debug.onnx"
+            onnx.save_model(proto, str(copy), save_as_external_data=True,
+                            location=data_file(copy).name)  # fmt: skip
+            model: Any = str(copy)
+        else:
+            model = proto.SerializeToString()
+        session = ort.InferenceSession(model, session_options(1),
+                                       providers=["CPUExecutionProvider"])  # fmt: skip
     names = [o.name for o in session.get_outputs()]
     inputs = [i.name for i in session.get_inputs()]
     out: dict[str, tuple[str, list[np.ndarray]]] = {}
@@ -339,6 +299,16 @@ def intermediates(path: Path, x: Inputs) -> dict[str, tuple[str, list[np.ndarray
             if name in producers and value.dtype.kind == "f":
                 out.setdefault(name, (producers[name], []))[1].append(value.astype(np.float32))
     return out
+
+
+def _single_file(spec: RecipeSpec, storage: Any) -> None:
+    """Recipes other than the fp32 export write one file: a model whose weights need external
+    data is refused by them in one line."""
+    if storage is not None:
+        raise ValueError(
+            f"recipe {spec.id} writes one ONNX file, and the model's weights pass the 2 GiB one "
+            "protobuf holds (only the fp32 export writes external data)"
+        )
 
 
 class OnnxRuntimeBackend(Backend):
@@ -352,16 +322,21 @@ class OnnxRuntimeBackend(Backend):
         method = spec.knobs["method"]
         opset = src.opset or DEFAULT_OPSET
         if method == "export":
-            save(convert(src.model, opset), path)
+            external = spec.knobs.get("external_data", False)
+            proto, storage = convert(src.model, opset, external=external)
+            save(proto, path, storage)
             return {"opset": opset}
         if method == "keras3":  # Keras 3's own quantizer, then tf2onnx of its export
             with keras3.quantized(src.model, spec.knobs["keras3_mode"]) as model:
-                save(convert(model, opset), path)
+                proto, storage = convert(model, opset)
+            _single_file(spec, storage)
+            save(proto, path)
             return {"opset": opset}
         if method == "qat":
             if src.qat_model is None:
                 raise ValueError(f"recipe {spec.id} needs a quantization-aware-trained model")
-            proto = convert(src.qat_model, opset)
+            proto, storage = convert(src.qat_model, opset)
+            _single_file(spec, storage)
             if spec.knobs.get("then") == "dynamic":
                 with tempfile.TemporaryDirectory(prefix="compress-qat-") as tmp:
                     exported = Path(tmp) / "qat.onnx"
@@ -435,7 +410,7 @@ class OnnxRuntimeBackend(Backend):
                 continue
             zero = inits.get(zero_points.get(init.name, ""))
             zero = numpy_helper.to_array(zero).astype(np.int32) if zero is not None else None
-            values = numpy_helper.to_array(init)
+            values = numpy_helper.to_array(init, base_dir=str(Path(path).parent))
             stats.append(tensor_stats(init.name, values, axes.get(init.name, 0), zero))
         return summarize(stats)
 

@@ -28,6 +28,7 @@ from compress.backends.fallback import fallback as correct
 from compress.backends.isolated import build_isolated
 from compress.core.arrays import rows
 from compress.core.errors import one_line
+from compress.core.fileio import artifact_bytes
 from compress.core.state import Artifact
 from compress.measure.gates import SMALLER, TIMING_NOISE
 from compress.measure.generation import token_input
@@ -227,7 +228,7 @@ def search(
     sample = rows(src.x_calib, 0, SELECTION_SAMPLES)
     reference = backend.open_runner(src.fp32.path, threads, **options)
     ref_out = reference.predict(sample)
-    fp32_size = src.fp32.path.stat().st_size
+    fp32_size = artifact_bytes(src.fp32.path)
     entries: list[dict[str, Any]] = []
     runners, paths, decided = {}, {}, {}
     with tempfile.TemporaryDirectory(prefix="compress-recipes-") as tmp:
@@ -246,7 +247,7 @@ def search(
                 ppl = sample_ppl_increase(ref_out, out, src.tasks, sample)
                 if ppl is not None:
                     entry["ppl_increase"] = ppl
-                entry["size_bytes"] = path.stat().st_size
+                entry["size_bytes"] = artifact_bytes(path)
                 runners[spec.id], paths[spec.id] = runner, path
             except Exception as exc:  # a recipe this model or runtime cannot take
                 entry["error"] = one_line(exc)

@@ -109,6 +109,23 @@ def exit_after_cleanup(code: int) -> None:
 
 
 @contextmanager
+def tf2onnx_large_model() -> Iterator[None]:
+    """tf2onnx's large-model conversion (`large_model=True`: weights kept out of the ModelProto,
+    in an ExternalTensorStorage) calls `np.product`, which NumPy 2 removed (tf2onnx/graph.py,
+    checked on tf2onnx 1.17.0): numpy's `prod` under that name while it runs."""
+    import numpy as np
+
+    had = "product" in np.__dict__
+    if not had:
+        np.product = np.prod
+    try:
+        yield
+    finally:
+        if not had:
+            del np.product
+
+
+@contextmanager
 def tf2onnx_without_weight_copies(collect: bool = False) -> Iterator[None]:
     """tf2onnx without the copies of every weight its ONNX optimizer passes leave behind (two
     dozen passes per conversion; a 101M-parameter MLP: 385 MB of weights, 20.5 GB peak).

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,42 @@ def shared_temp() -> Path:
     """The temp directory for files meant to outlive the process that writes them (a cache
     shared by runs), also from inside a run's worker."""
     return Path(os.environ.get(SHARED_TEMP_ENV) or tempfile.gettempdir())
+
+
+# A file's companion holding its tensors outside it (ONNX external data: a protobuf holds at most
+# 2 GiB), named after the file it belongs to. It travels with its file: sizes, caches, copies.
+DATA_SUFFIX = ".data"
+
+
+def data_file(path: Path) -> Path:
+    """Where `path`'s external data lives (it may not exist)."""
+    path = Path(path)
+    return path.with_name(path.name + DATA_SUFFIX)
+
+
+def artifact_files(path: Path) -> list[Path]:
+    """The file and, if it has one, its external data file."""
+    data = data_file(path)
+    return [Path(path), data] if data.is_file() else [Path(path)]
+
+
+def artifact_bytes(path: Path) -> int:
+    """Bytes on disk of a file with its external data."""
+    return sum(p.stat().st_size for p in artifact_files(path))
+
+
+def atomic_target(path: Path) -> Path:
+    """The path that `write_atomic` renames its temporary `path` to (`path` itself when it is not
+    one of write_atomic's temporary files): a writer whose file names a companion file by name
+    (ONNX external data) names it after the final file."""
+    path = Path(path)
+    match = _TMP_NAME.fullmatch(path.name)
+    if match is None or not path.name.endswith(match["suffix"]):
+        return path
+    return path.with_name(match["name"])
+
+
+_TMP_NAME = re.compile(r"\.(?P<name>.+)\.[^.]+\.tmp(?P<suffix>\.[^.]*)?")
 
 
 def _umask() -> int:

@@ -198,6 +198,12 @@ def notes(report: dict[str, Any]) -> list[str]:
         line = profile_line(a["name"], a.get("op_profile"))
         if line:
             out.append(line)
+        if a.get("external_data"):
+            ext = a["external_data"]
+            out.append(
+                f"note {a['name']}: its weights are in {ext['file']} ({ext['size_bytes']:,} B, "
+                "ONNX external data; keep the two files together), counted in its size"
+            )
         if a.get("left_float"):
             out.append(
                 f"note {a['name']}: weights left float32 in {', '.join(a['left_float'])} "

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from compress.core.fileio import sha256_file
+from compress.core.fileio import artifact_files, sha256_file
 from compress.core.state import Artifact, RunState, Skipped
 from compress.keras.model_io import load_model, save_model
 
@@ -187,7 +187,8 @@ class StageCache:
             tmp.mkdir(parents=True)
             new = after.artifacts[len(before.artifacts) :]
             for art in new:
-                shutil.copyfile(art.path, tmp / art.name)
+                for part in artifact_files(art.path):  # with its external data, if any
+                    shutil.copyfile(part, tmp / (art.name + part.name[len(art.path.name) :]))
             model_file = None
             if stage.produces_model:
                 model_file = stage.model_artifact
@@ -229,7 +230,8 @@ class StageCache:
         artifacts = []
         for a in record["artifacts"]:
             dest = state.workdir / a["name"]
-            shutil.copyfile(entry_dir / a["name"], dest)
+            for part in artifact_files(entry_dir / a["name"]):
+                shutil.copyfile(part, state.workdir / part.name)
             artifacts.append(Artifact.from_record(a, dest))
         skipped = tuple(Skipped(**s) for s in record["skipped"])
         state = state.add(tuple(artifacts), skipped).replace(info={**state.info, **record["info"]})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from compress.backends import BACKENDS, Sources
@@ -21,12 +22,17 @@ class ExportStage(Stage):
         """Extra Sources fields for the export (e.g. the ONNX opset)."""
         return {}
 
+    def knobs(self) -> dict[str, Any]:
+        """Extra knobs of the backend's fp32 recipe (e.g. ONNX external data)."""
+        return {}
+
     def run(self, state: RunState) -> RunState:
         backend = BACKENDS[self.runtime]
         model = self.model(state)
         src = Sources(model, worker=worker_for(state), **self.sources())
         try:
             spec = backend.recipe("fp32")
+            spec = replace(spec, knobs={**spec.knobs, **self.knobs()})
             artifact = backend.make(state.workdir, spec, src, build=builder(backend, spec, src))
         except OSError:
             raise  # a full disk or unwritable directory fails the run (see pipeline)

@@ -17,6 +17,7 @@ from compress.backends import BACKENDS
 from compress.backends.keras import KerasRunner
 from compress.core.arrays import count, rows
 from compress.core.errors import one_line
+from compress.core.fileio import artifact_bytes, data_file
 from compress.core.state import RunState
 from compress.keras.model_io import load_model
 from compress.measure.gates import (
@@ -124,16 +125,20 @@ class Verify(Stage):
                 "runtime": art.runtime,
                 "precision": art.precision,
                 "recipe": art.recipe.as_dict(),
-                "size_bytes": art.path.stat().st_size,
+                "size_bytes": artifact_bytes(art.path),
                 "size_gzip_bytes": gz,
                 "compression_ratio": float_bytes / gz,
                 # the whole file (scales, graph) over the float model's parameter count
-                "bits_per_weight": 8 * art.path.stat().st_size / (float_bytes / 4),
+                "bits_per_weight": 8 * artifact_bytes(art.path) / (float_bytes / 4),
                 "sparsity": weights["sparsity"] if weights else None,
                 "weights": weights,
                 "left_float": list(art.left_float),
                 "options": dict(art.options),
             }
+            data_path = data_file(art.path)
+            if data_path.is_file():  # ONNX external data: the weights beside the file
+                row["external_data"] = {"file": data_path.name,
+                                        "size_bytes": data_path.stat().st_size}  # fmt: skip
             if "layer_errors" in facts:  # quantized artifacts: per-layer error vs fp32
                 row["layer_errors"] = facts["layer_errors"]
             if art.runtime == "keras" and art is not in_hand:
