@@ -3,6 +3,8 @@ as building each recipe from scratch."""
 
 from __future__ import annotations
 
+import gc
+
 import numpy as np
 import pytest
 
@@ -53,7 +55,11 @@ def test_shared_preprocessing_gives_the_same_onnx(tmp_path):
         a = ort.open_runner(tmp_path / f"{spec.id}.onnx").predict(x)["y"]
         b = ort.open_runner(tmp_path / f"{spec.id}-alone.onnx").predict(x)["y"]
         np.testing.assert_array_equal(a, b)
-    assert "preprocessed" in shared.memo
+    kept = shared.memo["preprocessed"].path  # on disk, read in place by each recipe
+    assert (kept / "pre.onnx").is_file()
+    del shared  # the pre-processed graph goes with the Sources whose work it is
+    gc.collect()
+    assert not kept.exists()
 
 
 def test_one_export_per_model_and_weights_serves_every_conversion(tmp_path):

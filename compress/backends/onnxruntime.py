@@ -3,7 +3,9 @@ quantized recipes from the fp32 ONNX graph; onnxruntime's CPU provider runs the 
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -24,7 +26,7 @@ from compress.backends.onnx_weights import (
     weights_to_int8,
 )
 from compress.core.arrays import Inputs, as_feed, batched, count, take_batch
-from compress.core.fileio import artifact_files, data_file, working_directory
+from compress.core.fileio import data_file, working_directory
 from compress.keras import keras3
 from compress.measure.sensitivity import compare
 from compress.measure.weights import summarize, tensor_stats
@@ -225,47 +227,54 @@ def quantize(
                      knobs.get("accuracy_level"), op_types, knobs.get("algorithm"),
                      calibration)  # fmt: skip
         return
-    with tempfile.TemporaryDirectory(prefix="compress-ort-") as tmp:
-        pre = Path(tmp) / "pre.onnx"
-        memo = {} if memo is None else memo
-        if "preprocessed" not in memo:
-            preprocess(fp32_path, pre)
-            memo["preprocessed"] = [(p.name, p.read_bytes()) for p in artifact_files(pre)]
-        else:
-            for name, content in memo["preprocessed"]:
-                (Path(tmp) / name).write_bytes(content)
-        if knobs.get("keep_float"):
-            graph = onnx.load(str(pre), load_external_data=False).graph
-            exclude = [*(exclude or []), *weighted_producers(graph, knobs["keep_float"])]
-        isolate.step(QUANTIZER, f"{method} quantization")
-        if method == "dynamic":
-            quantize_dynamic(
-                str(pre), str(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
-                nodes_to_exclude=exclude, reduce_range=knobs.get("reduce_range", False),
-            )  # fmt: skip
-        elif method == "static":
-            graph = onnx.load(str(pre), load_external_data=False).graph
-            names = _fed_inputs(graph)
-            # Softmax stays float (as in TFLite's full-integer recipes): a uint8 Softmax output
-            # rounds a near-uniform distribution over many classes to all zeros
-            softmax = [n.name for n in graph.node if n.op_type in FLOAT_OP_TYPES]
-            exclude = [*(exclude or []), *softmax] or None
-            quantize_static(
-                str(pre),
-                str(out_path),
-                _calibration_reader(names, x_calib),
-                quant_format=QuantFormat.QDQ,
-                per_channel=knobs.get("per_channel", True),
-                reduce_range=knobs.get("reduce_range", False),
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
-                calibrate_method=CalibrationMethod.MinMax,
-                op_types_to_quantize=op_types,
-                nodes_to_exclude=exclude,
-            )
-        else:
-            raise ValueError(f"onnxruntime quantization method {method!r} is not known")
+    memo = {} if memo is None else memo
+    if "preprocessed" not in memo:
+        kept = _Scratch("compress-ort-pre-")
+        preprocess(fp32_path, kept.path / "pre.onnx")
+        memo["preprocessed"] = kept
+    pre = memo["preprocessed"].path / "pre.onnx"  # read in place by every recipe
+    if knobs.get("keep_float"):
+        graph = onnx.load(str(pre), load_external_data=False).graph
+        exclude = [*(exclude or []), *weighted_producers(graph, knobs["keep_float"])]
+    isolate.step(QUANTIZER, f"{method} quantization")
+    if method == "dynamic":
+        quantize_dynamic(
+            str(pre), str(out_path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types,
+            nodes_to_exclude=exclude, reduce_range=knobs.get("reduce_range", False),
+        )  # fmt: skip
+    elif method == "static":
+        graph = onnx.load(str(pre), load_external_data=False).graph
+        names = _fed_inputs(graph)
+        # Softmax stays float (as in TFLite's full-integer recipes): a uint8 Softmax output
+        # rounds a near-uniform distribution over many classes to all zeros
+        softmax = [n.name for n in graph.node if n.op_type in FLOAT_OP_TYPES]
+        exclude = [*(exclude or []), *softmax] or None
+        quantize_static(
+            str(pre),
+            str(out_path),
+            _calibration_reader(names, x_calib),
+            quant_format=QuantFormat.QDQ,
+            per_channel=knobs.get("per_channel", True),
+            reduce_range=knobs.get("reduce_range", False),
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            op_types_to_quantize=op_types,
+            nodes_to_exclude=exclude,
+        )
+    else:
+        raise ValueError(f"onnxruntime quantization method {method!r} is not known")
     onnx.checker.check_model(str(out_path))
+
+
+class _Scratch:
+    """A temporary directory that lives as long as this object (in a memo: as long as the
+    Sources whose shared work it holds). The pre-processed graph stays on disk there, not in
+    memory: past 2 GiB it is a file plus its external data."""
+
+    def __init__(self, prefix: str) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix=prefix))
+        weakref.finalize(self, shutil.rmtree, self.path, True)
 
 
 def intermediates(path: Path, x: Inputs) -> dict[str, tuple[str, list[np.ndarray]]]:
