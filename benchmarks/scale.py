@@ -79,10 +79,23 @@ for name in ("fp32", "int8"):
 
 
 def timed(cmd: list[str], cwd: Path) -> tuple[float, float, subprocess.CompletedProcess]:
-    """(wall seconds, peak resident MB, the process) of one command in a fresh process."""
+    """(wall seconds, peak resident MB, the process) of one command in a fresh process; the
+    process's stderr without GNU time's measurement line."""
     proc = subprocess.run([TIME, "-f", "%e %M", *cmd], capture_output=True, text=True, cwd=cwd)
-    wall, kb = proc.stderr.strip().splitlines()[-1].split()
+    lines = proc.stderr.strip().splitlines()
+    wall, kb = lines[-1].split()
+    proc.stderr = "\n".join(lines[:-1])
     return float(wall), int(kb) / 1024, proc
+
+
+def why(proc: subprocess.CompletedProcess) -> str:
+    """How a failed process ended: its last stderr line, or the signal that killed it."""
+    lines = [line for line in proc.stderr.splitlines()
+             if line.strip() and not line.startswith("Command exited with")]  # fmt: skip
+    last = lines[-1].strip() if lines else ""
+    if "terminated by signal" in last or not last:  # GNU time's line for a killed process
+        return f"killed ({last or 'no message'}; exit {proc.returncode})"
+    return last
 
 
 def measure(size: str, tmp: Path) -> None:
@@ -104,7 +117,7 @@ def measure(size: str, tmp: Path) -> None:
          str(out / "mlp.npz"), "--epochs", "0", "--quantize", "dynamic", "--no-cache", "--json",
          "--quiet", "--max-drift", "100", "--out", str(out / "runs")], tmp)  # fmt: skip
     if tool.returncode not in (0, 1):
-        print(f"{size:>5}  compress run failed: {tool.stderr.strip().splitlines()[-2]}")
+        print(f"{size:>5}  compress run failed: {why(tool)}")
         return
     stages = json.loads(tool.stdout)["stage_seconds"]
     per_stage = ", ".join(f"{k} {v:.1f}" for k, v in stages.items())
@@ -115,7 +128,8 @@ def measure(size: str, tmp: Path) -> None:
     print(f"       stages (s): {per_stage}")  # fmt: skip
     hand_s, hand_mb, hand = timed([sys.executable, "-c", HAND, str(out)], tmp)
     if hand.returncode != 0:
-        print(f"       hand script failed: {hand.stderr.strip().splitlines()[-1]}")
+        print(f"       hand script failed after {hand_s:.0f} s, {hand_mb:.0f} MB peak: "
+              f"{why(hand)}")  # fmt: skip
         return
     print(f"       hand {hand_s:6.1f} s / {hand_mb:6.0f} MB peak  tool/hand "
           f"{tool_s / hand_s:.2f}x time, {tool_mb / hand_mb:.2f}x memory")  # fmt: skip
