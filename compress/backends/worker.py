@@ -331,6 +331,21 @@ def _serve(conn: Any, tmp: str) -> None:
             conn.send(reply)
         except Exception as exc:  # a result that does not pickle
             conn.send(("error", RuntimeError(f"worker result cannot be sent back: {exc}")))
+        del reply
+        release_free_memory()
+
+
+def release_free_memory() -> None:
+    """Give the heap's free pages back to the system (glibc's `malloc_trim`; elsewhere a no-op).
+    A conversion's transient copies of the weights otherwise stay in the worker's resident set
+    beside the next call's: at 100M parameters (0.40 GB of weights), 0.43 GB after one TFLite
+    conversion. Past 2 GB of weights that is what the next conversion runs out of."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _portable(exc: BaseException) -> BaseException:
