@@ -92,3 +92,31 @@ def test_the_worker_gives_freed_memory_back_after_each_call(tmp_path):
         after = worker.call(_rss_mb)
     assert kept - base > 20  # the freed blocks still count as resident inside the call
     assert after - base < 0.25 * (kept - base)  # given back once the call returned
+
+
+SAVES = """
+import os, sys
+from pathlib import Path
+from compress.keras import _tf
+from compress.keras.model_io import save_model
+keras = _tf.keras()
+inputs = keras.Input((4096,), name="x")
+model = keras.Model(inputs, keras.layers.Dense(4096, name="y")(inputs))  # 64 MiB of weights
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmRSS"))
+seen = []
+for i in range(4):
+    save_model(model, Path(sys.argv[1]) / f"m{i}.keras")
+    seen.append(rss())
+print(seen[1], seen[-1])
+"""
+
+
+def test_saving_a_large_model_again_and_again_does_not_grow_the_process(tmp_path):
+    """Each save writes a fresh copy of the model (no optimizer state), which is cyclic garbage
+    afterwards: left to the collector, every save of a 600M-parameter model kept 2.4 GB more."""
+    out = subprocess.run([sys.executable, "-c", SAVES, str(tmp_path)], capture_output=True,
+                         text=True, check=True)  # fmt: skip
+    after_second, after_fourth = map(int, out.stdout.split())
+    assert after_fourth - after_second < 0.5 * 4 * 4096 * 4096
