@@ -15,7 +15,6 @@ from compress.core import compat
 from compress.keras import _tf
 from compress.measure.weights import float_weight_bytes
 
-COLLECT_ABOVE = 2**26  # float weight bytes from which tf2onnx's stale graphs are collected per pass
 _UNKNOWN_DIM = re.compile(r"unk__\d+")
 
 
@@ -36,7 +35,7 @@ def convert(model: Any, opset: int, external: bool = False) -> tuple[Any, Any]:
         for t, name in zip(model.inputs, model.input_names, strict=True)
     )
     with (
-        compat.tf2onnx_without_weight_copies(collect=weights > COLLECT_ABOVE),
+        compat.tf2onnx_without_weight_copies(collect=weights > _tf.COLLECT_ABOVE),
         compat.tf2onnx_large_model() if large else nullcontext(),
     ):
         proto, storage = tf2onnx.convert.from_keras(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import functools
 import gc
 import json
-import math
 import re
 import zipfile
 from collections.abc import Iterator
@@ -20,9 +19,6 @@ from pathlib import Path
 from typing import Any
 
 from compress.core.errors import InputError, one_line
-
-# float weight bytes from which a saved model's copy is collected at once (0.2 s with TensorFlow)
-COLLECT_ABOVE = 2**26
 
 MAX_UNCOMPRESSED = 8 * 1024**3  # bytes a zip may expand to (the machine has 24 GiB)
 MAX_RATIO = 1000  # uncompressed / compressed: beyond this a zip is a bomb, not a model
@@ -426,15 +422,16 @@ def trained_weights_into(model: Any, trained: Any) -> Any:
 def save_model(model: Any, path: str | Path) -> None:
     """Save architecture and weights without the optimizer state (which triples an
     Adam-trained file), in the Keras the model came in: a Keras 3 user's model as Keras 3."""
-    from compress.keras import keras3
+    from compress.keras import _tf, keras3
+    from compress.measure.weights import float_weight_bytes
 
     copy = keras3.to_keras3(model) if keras3.origin(model) is not None else copy_model(model)
     try:
         copy.save(str(path))
     finally:
-        weights = sum(math.prod(w.shape) for w in copy.weights) * 4
+        weights = float_weight_bytes(copy)
         del copy
-        if weights > COLLECT_ABOVE:
+        if weights > _tf.COLLECT_ABOVE:
             # the copy is cyclic garbage that the collector, counting objects, not bytes, may
             # not reach for a long time: 1x the weights per save (a 600M-parameter run saves
             # twice before its exports, and the worker was OOM-killed beside it)

@@ -119,17 +119,18 @@ class Verify(Stage):
                 kmodel = state.model if art is in_hand else load_model(art.path)
             facts = art.facts or BACKENDS[art.runtime].facts(art.path, kmodel)
             weights, gz = facts["weights"], facts["size_gzip_bytes"]
+            size = artifact_bytes(art.path)  # with its external data
             row: dict[str, Any] = {
                 "name": art.name,
                 "format": art.format,
                 "runtime": art.runtime,
                 "precision": art.precision,
                 "recipe": art.recipe.as_dict(),
-                "size_bytes": artifact_bytes(art.path),
+                "size_bytes": size,
                 "size_gzip_bytes": gz,
                 "compression_ratio": float_bytes / gz,
                 # the whole file (scales, graph) over the float model's parameter count
-                "bits_per_weight": 8 * artifact_bytes(art.path) / (float_bytes / 4),
+                "bits_per_weight": 8 * size / (float_bytes / 4),
                 "sparsity": weights["sparsity"] if weights else None,
                 "weights": weights,
                 "left_float": list(art.left_float),
