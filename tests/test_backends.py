@@ -299,9 +299,10 @@ def test_a_model_past_the_flatbuffer_limit_is_written_with_buffer_offsets(tmp_pa
 
 
 def test_a_model_past_protobufs_limit_is_written_with_external_data(tmp_path, monkeypatch):
-    """Past the limit (lowered here), tf2onnx's large-model output is written as the file plus
-    FILE.data, named after the final file (not write_atomic's temporary one): onnxruntime and the
-    weight count read it as they read the one-file export, and its sizes count both files."""
+    """Past the limit (lowered here), the weights go to FILE.data, read from the Keras variables
+    (never through tf2onnx) and named after the final file (not write_atomic's temporary one):
+    onnxruntime and the weight count read it as they read the one-file export, and its sizes
+    count both files."""
     import gzip
 
     import onnxruntime as ort
@@ -328,7 +329,9 @@ def test_a_model_past_protobufs_limit_is_written_with_external_data(tmp_path, mo
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["plain.onnx", "model_fp32.onnx", "model_fp32.onnx.data"]
     )
-    assert data.stat().st_size == 4 * 32 * 64  # tf2onnx keeps tensors up to 1,024 values inline
+    assert data.stat().st_size == 4 * 32 * 64  # tensors up to 1,024 values stay in the graph
+    kernel = model.layers[1].kernel.numpy()
+    np.testing.assert_array_equal(np.frombuffer(data.read_bytes(), np.float32), kernel.ravel())
     assert big.stat().st_size < plain.stat().st_size - 4 * 32 * 64 + 1000
     assert artifact_bytes(big) == big.stat().st_size + data.stat().st_size
     both = big.read_bytes() + data.read_bytes()
@@ -338,7 +341,8 @@ def test_a_model_past_protobufs_limit_is_written_with_external_data(tmp_path, mo
     np.testing.assert_array_equal(run[0], run[1])
     backend = BACKENDS["onnxruntime"]
     counted = [backend.count_weights(p) for p in (big, plain)]
-    for c in counted:  # the large-model path names the initializers its own way
+    assert counted[0]["tensors"][0]["name"] == model.layers[1].kernel.name  # the variable's
+    for c in counted:  # the one-file export names its initializers after tf2onnx's ops
         for t in c["tensors"]:
             t.pop("name")
     assert counted[0] == counted[1] and counted[0]["weight_count"] == 32 * 64 + 64 * 4

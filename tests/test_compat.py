@@ -132,16 +132,31 @@ def test_tf2onnx_without_weight_copies_converts_to_the_same_bytes():
     assert "tf2onnx_without" not in GraphOptimizerBase.optimize.__qualname__
 
 
-def test_tf2onnx_large_model_gets_numpy_product_only_while_it_runs():
-    import inspect
+def test_freezing_leaves_chosen_variables_out_as_placeholders_without_reading_them():
+    from compress.keras import _tf
 
-    from tf2onnx import graph
-
-    assert "np.product(" in inspect.getsource(graph)  # still what tf2onnx 1.17 calls
-    assert not hasattr(np, "product")  # NumPy 2 removed it
-    with compat.tf2onnx_large_model():
-        assert np.product([2, 3]) == 6
-    assert not hasattr(np, "product")
+    keras = _tf.keras()
+    tf = _tf.tf()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8,), name="x")
+    model = keras.Model(inputs, keras.layers.Dense(4, name="y")(inputs))
+    signature = (tf.TensorSpec((None, 8), tf.float32, name="x"),)
+    func, ins, outs, rename = compat.tf2onnx_keras_function(model, signature)
+    assert [rename[o] for o in outs] == ["y"] and [rename[i] for i in ins] == ["x"]
+    kernel = model.layers[1].kernel
+    graph_def = compat.freeze_leaving_out(func, {id(kernel)})
+    captured = compat.capture_names(func, {id(kernel)})
+    assert list(captured.values()) == [kernel]
+    nodes = {n.name: n for n in graph_def.node}
+    placeholder = nodes[next(iter(captured)).split(":")[0]]
+    assert placeholder.op == "Placeholder"
+    assert [d.size for d in placeholder.attr["shape"].shape.dim] == [8, 4]
+    consts = [n for n in graph_def.node if n.op == "Const" and n.attr["value"].tensor.dtype == 1]
+    assert any(len(c.attr["value"].tensor.tensor_content) == 4 * 4 for c in consts)  # the bias
+    assert not any(len(c.attr["value"].tensor.tensor_content) >= 4 * 32 for c in consts)
+    proto = compat.tf2onnx_from_frozen(graph_def, "m", 17, ins + list(captured), outs, rename)
+    assert [i.name for i in proto.graph.input] == ["x", next(iter(captured))]
+    assert [o.name for o in proto.graph.output] == ["y"]
 
 
 def test_no_private_attribute_of_a_dependency_outside_compat():

@@ -1,13 +1,24 @@
 """tf2onnx: a tf_keras model as an ONNX ModelProto with the Keras input and output names, and
-its weights kept outside the proto (tf2onnx's large-model format) when they pass the 2 GiB one
-protobuf holds."""
+its weights kept outside the proto (ONNX external data) when they pass the 2 GiB one protobuf
+holds.
+
+For external data the weights never enter the conversion: each variable of more than
+EXTERNAL_MIN_ELEMENTS values is frozen as a Placeholder of its shape, tf2onnx converts a graph
+without them, and they come back as initializers whose bytes `onnx_weights.save` reads from the
+variables one at a time. tf2onnx's own large-model format freezes every weight into the
+GraphDef and copies it through its passes: at 630M parameters (2.4 GB) it ran out of 23 GB.
+Variables that enter a loop or a function call (an LSTM's kernels) stay constants: tf2onnx
+matches such a loop to ONNX's LSTM only over constant weights.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
 from typing import Any
+
+import numpy as np
 
 from compress.backends import worker as isolate
 from compress.backends.onnx_weights import PROTOBUF_LIMIT
@@ -16,15 +27,19 @@ from compress.keras import _tf
 from compress.measure.weights import float_weight_bytes
 
 _UNKNOWN_DIM = re.compile(r"unk__\d+")
+EXTERNAL_MIN_ELEMENTS = 1024  # smaller weights stay in the graph (tf2onnx's own threshold)
+# ops that take a variable's values into a function of their own, where tf2onnx's rewriters
+# (LSTM, GRU) need them constant
+_FUNCTION_OPS = {"While", "StatelessWhile", "If", "StatelessIf", "PartitionedCall",
+                 "StatefulPartitionedCall"}  # fmt: skip
 
 
 def convert(model: Any, opset: int, external: bool = False) -> tuple[Any, Any]:
     """tf_keras model -> (onnx.ModelProto with the Keras input and output names, its external
-    tensor storage or None). A model whose float weights pass protobuf's 2 GB limit, or any
-    model when `external`, converts in tf2onnx's large-model format: the weights stay out of
-    the ModelProto (`save` writes them to the file's external data)."""
+    weights or None). A model whose float weights pass protobuf's 2 GB limit, or any model when
+    `external`, keeps its weights out of the ModelProto (`onnx_weights.save` writes them to the
+    file's external data)."""
     weights = float_weight_bytes(model)
-    large = external or weights > PROTOBUF_LIMIT
     tf = _tf.tf()
     isolate.step("tf2onnx", "conversion")
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
@@ -34,15 +49,115 @@ def convert(model: Any, opset: int, external: bool = False) -> tuple[Any, Any]:
         tf.TensorSpec(t.shape, t.dtype, name=name)
         for t, name in zip(model.inputs, model.input_names, strict=True)
     )
-    with (
-        compat.tf2onnx_without_weight_copies(collect=weights > _tf.COLLECT_ABOVE),
-        compat.tf2onnx_large_model() if large else nullcontext(),
-    ):
-        proto, storage = tf2onnx.convert.from_keras(
-            model, input_signature=signature, opset=opset, large_model=large
-        )
+    if external or weights > PROTOBUF_LIMIT:
+        proto, storage = _convert_without_weights(model, signature, opset)
+    else:
+        with compat.tf2onnx_without_weight_copies(collect=weights > _tf.COLLECT_ABOVE):
+            proto, storage = tf2onnx.convert.from_keras(model, input_signature=signature,
+                                                        opset=opset)  # fmt: skip
     stable_dim_names(proto.graph)
     return proto, storage
+
+
+class VariableData(Mapping):
+    """Initializer name -> its bytes, read from the Keras variable when asked (one at a time:
+    `onnx_weights.save` writes each before it reads the next)."""
+
+    def __init__(self, variables: dict[str, Any]) -> None:
+        self.variables = variables
+
+    def __getitem__(self, name: str) -> memoryview:
+        values = np.ascontiguousarray(self.variables[name].numpy())
+        return memoryview(values).cast("B")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.variables)
+
+    def __len__(self) -> int:
+        return len(self.variables)
+
+
+class ExternalWeights:
+    """What `onnx_weights.save` writes to a file's external data: `name_to_tensor_data`."""
+
+    def __init__(self, variables: dict[str, Any]) -> None:
+        self.name_to_tensor_data = VariableData(variables)
+
+
+def _convert_without_weights(model: Any, signature: Any, opset: int) -> tuple[Any, Any]:
+    import onnx
+
+    func, inputs, outputs, rename = compat.tf2onnx_keras_function(model, signature)
+    left_out = {
+        id(v) for v in func.graph.variables
+        if v.shape.num_elements() > EXTERNAL_MIN_ELEMENTS and not _enters_function(func, v)
+    }  # fmt: skip
+    graph_def = compat.freeze_leaving_out(func, left_out)
+    captures = compat.capture_names(func, left_out)
+    proto = compat.tf2onnx_from_frozen(graph_def, model.name, opset, inputs + list(captures),
+                                       outputs, rename)  # fmt: skip
+    graph = proto.graph
+    present = {i.name for i in graph.input}
+    taken = {o for n in graph.node for o in n.output} | {t.name for t in graph.initializer}
+    names = _initializer_names(captures, taken)
+    variables = {}
+    for capture, variable in captures.items():
+        if capture not in present:
+            continue  # optimized away (unused)
+        name = names[capture]
+        tensor = graph.initializer.add()
+        tensor.name = name
+        tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(
+            np.dtype(variable.dtype.as_numpy_dtype)
+        )
+        tensor.dims.extend(variable.shape.as_list())
+        tensor.data_location = onnx.TensorProto.EXTERNAL
+        entry = tensor.external_data.add()
+        entry.key, entry.value = "location", name
+        variables[name] = variable
+    kept = [i for i in graph.input if i.name not in captures]
+    del graph.input[:]
+    graph.input.extend(kept)
+    _rename_inputs(graph, {c: names[c] for c in captures if c in present})
+    return proto, ExternalWeights(variables)
+
+
+def _enters_function(func: Any, variable: Any) -> bool:
+    """Whether the variable's values (read directly or through Identity) feed a loop, a branch
+    or a function call in `func`'s graph."""
+    captured = next(inner for outer, inner in func.graph.captures if outer is variable.handle)
+    frontier, seen = [captured], set()
+    while frontier:
+        tensor = frontier.pop()
+        for op in tensor.consumers():
+            if op.type in _FUNCTION_OPS:
+                return True
+            if op.type in ("ReadVariableOp", "Identity") and op.name not in seen:
+                seen.add(op.name)
+                frontier.extend(op.outputs)
+    return False
+
+
+def _initializer_names(captures: dict[str, Any], taken: set[str]) -> dict[str, str]:
+    """Capture tensor name -> the initializer's name: the variable's own (`dense/kernel:0`)
+    where no other variable or tensor of the graph has it, else the capture's."""
+    counts: dict[str, int] = {}
+    for variable in captures.values():
+        counts[variable.name] = counts.get(variable.name, 0) + 1
+    return {
+        c: v.name if counts[v.name] == 1 and v.name not in taken else c for c, v in captures.items()
+    }
+
+
+def _rename_inputs(graph: Any, names: dict[str, str]) -> None:
+    """Point every node input (subgraphs included) at the renamed initializers."""
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in names:
+                node.input[i] = names[name]
+        for attr in node.attribute:
+            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                _rename_inputs(sub, names)
 
 
 def stable_dim_names(graph: Any) -> None:

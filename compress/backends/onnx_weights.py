@@ -21,10 +21,11 @@ _ALIGN = 4096  # external tensors start on page boundaries (onnxruntime can map 
 
 
 def save(proto: Any, path: Path, storage: Any = None) -> None:
-    """Write an ONNX file. `storage`: tf2onnx's ExternalTensorStorage of a large-model
-    conversion, whose tensors go to the file's external data (`fileio.data_file`, named after
-    the file write_atomic renames `path` to), one after the other, page-aligned. A ModelProto
-    that would pass protobuf's 2 GiB limit is refused in one line."""
+    """Write an ONNX file. `storage`: the external weights of a conversion
+    (`onnx_convert.ExternalWeights`: `name_to_tensor_data` maps each external tensor's location
+    to its bytes), which go to the file's external data (`fileio.data_file`, named after the
+    file write_atomic renames `path` to), one after the other, page-aligned. A ModelProto that
+    would pass protobuf's 2 GiB limit is refused in one line."""
     import onnx
 
     target = data_file(atomic_target(path))

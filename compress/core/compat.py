@@ -108,21 +108,98 @@ def exit_after_cleanup(code: int) -> None:
     os._exit(code)
 
 
-@contextmanager
-def tf2onnx_large_model() -> Iterator[None]:
-    """tf2onnx's large-model conversion (`large_model=True`: weights kept out of the ModelProto,
-    in an ExternalTensorStorage) calls `np.product`, which NumPy 2 removed (tf2onnx/graph.py,
-    checked on tf2onnx 1.17.0): numpy's `prod` under that name while it runs."""
-    import numpy as np
+def tf2onnx_keras_function(model: Any, signature: Any) -> tuple[Any, list, list, dict]:
+    """The first half of `tf2onnx.convert.from_keras` (tf2onnx 1.17.0, TensorFlow 2): the
+    model's concrete function, its input and output tensor names (captures left out, outputs
+    in the model's order) and tf2onnx's renaming of them to the Keras names."""
+    import tensorflow as tf
+    from tf2onnx import convert
 
-    had = "product" in np.__dict__
-    if not had:
-        np.product = np.prod
+    renamed = convert._rename_duplicate_keras_model_names(model)
+    func = convert._get_concrete_function(model, signature)
+    captured = {t.name for t in func.graph.function_captures.by_val_internal.values()}
+    inputs = [t.name for t in func.inputs if t.name not in captured]
+    outputs = [t.name for t in func.outputs if t.dtype != tf.dtypes.resource]
+    rename = convert.tensor_names_from_structed(func, inputs, outputs)
+    reverse = {v: k for k, v in rename.items()}
+    names = convert._get_output_names(model)
+    if names:
+        outputs = [reverse[name] for name in names]
+    elif isinstance(func.structured_outputs, dict):
+        outputs = [reverse[name] for name in func.structured_outputs]
+    if renamed is not None:
+        convert._set_output_names(model, renamed)
+    return func, inputs, outputs, rename
+
+
+def freeze_leaving_out(func: Any, left_out: set[int]) -> Any:
+    """`func`'s GraphDef with its variables frozen into constants, as tf2onnx freezes them
+    (TensorFlow 2.21's convert_to_constants internals, aggressive inlining, no control-flow
+    lowering), except the variables whose `id()` is in `left_out`: each becomes a Placeholder
+    of its dtype and shape, named after its capture, and its values are never read (no copy of
+    them is made)."""
+    import numpy as np
+    import tensorflow as tf
+    from tensorflow.python.framework import convert_to_constants as c2c
+    from tensorflow.python.framework import tensor_util
+
+    class Data(c2c._FunctionConverterDataInEager):
+        def _eval(self, tensor: Any) -> Any:
+            if id(tensor) in left_out:  # a zero-strided view: no memory behind it
+                return np.broadcast_to(np.zeros((), tensor.dtype.as_numpy_dtype), tensor.shape)
+            return super()._eval(tensor)
+
+    original = tensor_util.make_tensor_proto
+
+    def make_tensor_proto(values: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(values, np.ndarray) and values.size > 1 and not any(values.strides):
+            return tf.make_tensor_proto(0, values.dtype, [1])  # replaced by a Placeholder below
+        return original(values, *args, **kwargs)
+
+    tensor_util.make_tensor_proto = make_tensor_proto
     try:
-        yield
+        data = Data(func=func, lower_control_flow=False, aggressive_inlining=True)
+        graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
     finally:
-        if not had:
-            del np.product
+        tensor_util.make_tensor_proto = original
+    names = {n.split(":")[0] for n in capture_names(func, left_out)}
+    for node in graph_def.node:
+        if node.name in names and node.op == "Const":
+            dtype = node.attr["dtype"].type
+            shape = data.tensor_data[node.name].numpy.shape
+            node.op = "Placeholder"
+            node.ClearField("attr")
+            node.attr["dtype"].type = dtype
+            node.attr["shape"].shape.CopyFrom(tf.TensorShape(shape).as_proto())
+    return graph_def
+
+
+def capture_names(func: Any, variables: set[int]) -> dict[str, Any]:
+    """Tensor name of the capture inside `func` -> variable, for the variables (by `id()`) it
+    captures."""
+    by_handle = {id(v.handle): v for v in func.graph.variables if id(v) in variables}
+    return {
+        inner.name: by_handle[id(outer)]
+        for outer, inner in func.graph.captures
+        if id(outer) in by_handle
+    }
+
+
+def tf2onnx_from_frozen(graph_def: Any, name: str, opset: int, inputs: list, outputs: list,
+                        rename: dict) -> Any:  # fmt: skip
+    """The second half of tf2onnx's conversion (tf2onnx 1.17.0): TensorFlow's graph optimizer
+    on the frozen GraphDef, then tf2onnx's; the ONNX ModelProto."""
+    import tensorflow as tf
+    from tf2onnx import convert, tf_loader
+
+    graph_def = tf_loader.fix_freezing_errors_part2(graph_def)
+    with tf.device("/cpu:0"), tf.Graph().as_default():
+        graph_def = tf_loader.tf_optimize(inputs, outputs, graph_def)
+        proto, _ = convert._convert_common(
+            graph_def, name=name, continue_on_error=True, opset=opset, input_names=inputs,
+            output_names=outputs, tensors_to_rename=rename,
+        )  # fmt: skip
+    return proto
 
 
 @contextmanager
