@@ -132,6 +132,25 @@ def test_tf2onnx_without_weight_copies_converts_to_the_same_bytes():
     assert "tf2onnx_without" not in GraphOptimizerBase.optimize.__qualname__
 
 
+def test_the_tflite_converter_collects_only_when_asked(monkeypatch):
+    import inspect
+
+    from compress.keras import _tf
+
+    _tf.tf()
+    from tensorflow.lite.python import lite
+
+    source = inspect.getsource(lite.TFLiteSavedModelConverterV2.convert)
+    assert "gc.collect()" in source  # what tensorflow 2.21's converter runs per conversion
+    calls = []
+    monkeypatch.setattr(lite.gc, "collect", lambda *a: calls.append(1) or 0)
+    with compat.tflite_converter_collect(False):
+        assert lite.gc.collect() == 0 and calls == [] and lite.gc.isenabled() in (True, False)
+    with compat.tflite_converter_collect(True):
+        lite.gc.collect()
+    assert calls == [1] and lite.gc is __import__("gc")
+
+
 def test_freezing_leaves_chosen_variables_out_as_placeholders_without_reading_them():
     from compress.keras import _tf
 

@@ -171,7 +171,9 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
         # The converter calibrates with the deprecated tf.lite.Interpreter internally.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         try:
-            return converter.convert()
+            collect = float_weight_bytes(model) > _tf.COLLECT_ABOVE
+            with compat.tflite_converter_collect(collect):
+                return converter.convert()
         except Exception as exc:
             from compress.keras import signature
 

@@ -60,6 +60,37 @@ def tflite_buffer_offsets(converter: Any) -> None:
     converter._experimental_use_buffer_offset = True
 
 
+@contextmanager
+def tflite_converter_collect(collect: bool) -> Iterator[None]:
+    """The TFLite converter (`TFLiteSavedModelConverterV2.convert`, tensorflow 2.21) runs a full
+    `gc.collect()` after loading the SavedModel for its debug information, to free that copy of
+    the weights: in a long-lived worker holding many objects it took 0.3-1 s per conversion
+    (60 s of a test session's CPU). With `collect` False, that collection is skipped (the copy
+    is freed by reference counting or the collector's next pass); keep it for large models."""
+    from tensorflow.lite.python import lite
+
+    original = lite.gc
+    if not collect:
+        lite.gc = _NoCollect(original)
+    try:
+        yield
+    finally:
+        lite.gc = original
+
+
+class _NoCollect:
+    """The `gc` module, with `collect()` a no-op."""
+
+    def __init__(self, gc: Any) -> None:
+        self._gc = gc
+
+    def collect(self, *args: Any) -> int:
+        return 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._gc, name)
+
+
 def litert_ops(interpreter: Any) -> list[dict[str, Any]]:
     """Every op of a LiteRT Interpreter (`op_name`, `inputs`, `outputs`, ...)."""
     return interpreter._get_ops_details()
