@@ -348,6 +348,44 @@ def test_a_model_past_protobufs_limit_is_written_with_external_data(tmp_path, mo
     assert counted[0] == counted[1] and counted[0]["weight_count"] == 32 * 64 + 64 * 4
 
 
+def test_a_large_model_converts_without_its_weights_into_one_file(tmp_path, monkeypatch):
+    """Past WEIGHTLESS_ABOVE (lowered here) tf2onnx converts the graph without the large
+    weights, which come back as initializers in the one file: the same outputs and weight count
+    as tf2onnx's own conversion, the convolution's kernel transposed to ONNX's layout in the
+    initializer (no Transpose node left on it)."""
+    import onnx
+    import onnxruntime as ort
+
+    from compress.backends import onnx_convert, onnx_weights
+
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3), name="x")
+    h = keras.layers.Conv2D(32, 3, activation="relu")(inputs)  # 864 weights: stays in the graph
+    h = keras.layers.Conv2D(16, 3, activation="relu")(h)  # 4,608: converted without
+    h = keras.layers.Flatten()(keras.layers.BatchNormalization()(h))
+    model = keras.Model(inputs, keras.layers.Dense(8, name="y")(h))  # 2,048: without
+    paths = {}
+    for name, limit in (("tf2onnx", 2**40), ("weightless", 0)):
+        monkeypatch.setattr(onnx_convert, "WEIGHTLESS_ABOVE", limit)
+        proto, storage = onnx_convert.convert(model, 17)
+        assert storage is None
+        paths[name] = tmp_path / f"{name}.onnx"
+        onnx_weights.save(proto, paths[name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tf2onnx.onnx", "weightless.onnx"]
+    graph = onnx.load(str(paths["weightless"])).graph
+    weights = {t.name: list(t.dims) for t in graph.initializer}
+    kernel = model.layers[2].kernel.name
+    assert weights[kernel] == [16, 32, 3, 3]  # OIHW, from Keras' HWIO
+    assert not [n for n in graph.node if n.op_type == "Transpose" and n.input[0] in weights]
+    x = np.random.default_rng(0).random((2, 8, 8, 3), dtype=np.float32)
+    outs = [ort.InferenceSession(str(p)).run(None, {"x": x})[0] for p in paths.values()]
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(outs[1], model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+    counts = [BACKENDS["onnxruntime"].count_weights(p)["weight_count"] for p in paths.values()]
+    assert counts[1] >= counts[0] == 864 + 4608 + 2048  # + the BatchNormalization's, unfolded
+
+
 def test_an_onnx_file_past_2_gib_is_refused_in_one_line_leaving_nothing(tmp_path, monkeypatch):
     from compress.backends import onnx_convert, onnx_weights
 

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 def _run(out, capsys) -> tuple[int, dict]:
     code = main(["run", "multitask", "--quantize", "auto", "--epochs", "1",
                  "--set", "export_onnx.external_data=always", "--max-drift", "100",
+                 "--set", "verify.timing_budget_s=0.02",
                  "--out", str(out), "--json", "--quiet"])  # fmt: skip
     return code, json.loads(capsys.readouterr().out)
 

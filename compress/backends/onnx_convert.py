@@ -28,6 +28,9 @@ from compress.measure.weights import float_weight_bytes
 
 _UNKNOWN_DIM = re.compile(r"unk__\d+")
 EXTERNAL_MIN_ELEMENTS = 1024  # smaller weights stay in the graph (tf2onnx's own threshold)
+# Float weights past which even a one-file export converts without them (then puts them in the
+# proto): tf2onnx's own conversion at 100M parameters took 44 s and 9.2 GB
+WEIGHTLESS_ABOVE = 2**26
 # ops that take a variable's values into a function of their own, where tf2onnx's rewriters
 # (LSTM, GRU) need them constant
 _FUNCTION_OPS = {"While", "StatelessWhile", "If", "StatelessIf", "PartitionedCall",
@@ -50,7 +53,9 @@ def convert(model: Any, opset: int, external: bool = False) -> tuple[Any, Any]:
         for t, name in zip(model.inputs, model.input_names, strict=True)
     )
     if external or weights > PROTOBUF_LIMIT:
-        proto, storage = _convert_without_weights(model, signature, opset)
+        proto, storage = _convert_without_weights(model, signature, opset, external=True)
+    elif weights > WEIGHTLESS_ABOVE:
+        proto, storage = _convert_without_weights(model, signature, opset, external=False)
     else:
         with compat.tf2onnx_without_weight_copies(collect=weights > _tf.COLLECT_ABOVE):
             proto, storage = tf2onnx.convert.from_keras(model, input_signature=signature,
@@ -61,14 +66,14 @@ def convert(model: Any, opset: int, external: bool = False) -> tuple[Any, Any]:
 
 class VariableData(Mapping):
     """Initializer name -> its bytes, read from the Keras variable when asked (one at a time:
-    `onnx_weights.save` writes each before it reads the next)."""
+    `onnx_weights.save` writes each before it reads the next), transposed where the graph's
+    Transpose of it was folded into it."""
 
-    def __init__(self, variables: dict[str, Any]) -> None:
+    def __init__(self, variables: dict[str, tuple[Any, list[int] | None]]) -> None:
         self.variables = variables
 
     def __getitem__(self, name: str) -> memoryview:
-        values = np.ascontiguousarray(self.variables[name].numpy())
-        return memoryview(values).cast("B")
+        return memoryview(_values(*self.variables[name])).cast("B")
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.variables)
@@ -77,14 +82,25 @@ class VariableData(Mapping):
         return len(self.variables)
 
 
+def _values(variable: Any, perm: list[int] | None) -> np.ndarray:
+    values = variable.numpy()
+    return np.ascontiguousarray(values if perm is None else values.transpose(perm))
+
+
 class ExternalWeights:
     """What `onnx_weights.save` writes to a file's external data: `name_to_tensor_data`."""
 
-    def __init__(self, variables: dict[str, Any]) -> None:
+    def __init__(self, variables: dict[str, tuple[Any, list[int] | None]]) -> None:
         self.name_to_tensor_data = VariableData(variables)
 
 
-def _convert_without_weights(model: Any, signature: Any, opset: int) -> tuple[Any, Any]:
+def _convert_without_weights(
+    model: Any, signature: Any, opset: int, external: bool
+) -> tuple[Any, Any]:
+    """tf2onnx on the model's graph with its large variables as inputs, which become
+    initializers: external ones (`external`; their bytes read when the file is saved) or
+    holding their bytes in the proto. A Transpose of such a weight (a convolution's kernel:
+    TensorFlow's HWIO, ONNX's OIHW) is folded into it, as tf2onnx folds it for a constant."""
     import onnx
 
     func, inputs, outputs, rename = compat.tf2onnx_keras_function(model, signature)
@@ -98,28 +114,60 @@ def _convert_without_weights(model: Any, signature: Any, opset: int) -> tuple[An
                                        outputs, rename)  # fmt: skip
     graph = proto.graph
     present = {i.name for i in graph.input}
+    captures = {c: v for c, v in captures.items() if c in present}  # others optimized away
     taken = {o for n in graph.node for o in n.output} | {t.name for t in graph.initializer}
     names = _initializer_names(captures, taken)
+    kept = [i for i in graph.input if i.name not in captures]
+    del graph.input[:]
+    graph.input.extend(kept)
+    _rename_inputs(graph, {c: names[c] for c in captures})
+    perms = _fold_transposes(graph, set(names.values()))
     variables = {}
     for capture, variable in captures.items():
-        if capture not in present:
-            continue  # optimized away (unused)
         name = names[capture]
+        perm = perms.get(name)
         tensor = graph.initializer.add()
         tensor.name = name
         tensor.data_type = onnx.helper.np_dtype_to_tensor_dtype(
             np.dtype(variable.dtype.as_numpy_dtype)
         )
-        tensor.dims.extend(variable.shape.as_list())
-        tensor.data_location = onnx.TensorProto.EXTERNAL
-        entry = tensor.external_data.add()
-        entry.key, entry.value = "location", name
-        variables[name] = variable
-    kept = [i for i in graph.input if i.name not in captures]
-    del graph.input[:]
-    graph.input.extend(kept)
-    _rename_inputs(graph, {c: names[c] for c in captures if c in present})
-    return proto, ExternalWeights(variables)
+        shape = variable.shape.as_list()
+        tensor.dims.extend(shape if perm is None else [shape[i] for i in perm])
+        if external:
+            tensor.data_location = onnx.TensorProto.EXTERNAL
+            entry = tensor.external_data.add()
+            entry.key, entry.value = "location", name
+            variables[name] = (variable, perm)
+        else:
+            tensor.raw_data = _values(variable, perm).tobytes()
+    return proto, ExternalWeights(variables) if external else None
+
+
+def _fold_transposes(graph: Any, weights: set[str]) -> dict[str, list[int]]:
+    """Remove each Transpose whose input is one of `weights` read by nothing else, its
+    consumers pointed at the weight; returns weight -> the permutation its values take."""
+    readers: dict[str, int] = {}
+    for node in graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    outputs = {o.name for o in graph.output}
+    perms: dict[str, list[int]] = {}
+    moved: dict[str, str] = {}
+    for node in list(graph.node):
+        if (
+            node.op_type == "Transpose"
+            and node.input[0] in weights
+            and readers[node.input[0]] == 1
+            and node.output[0] not in outputs
+        ):
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            if perm is None:
+                continue
+            perms[node.input[0]] = perm
+            moved[node.output[0]] = node.input[0]
+            graph.node.remove(node)
+    _rename_inputs(graph, moved)
+    return perms
 
 
 def _enters_function(func: Any, variable: Any) -> bool:
