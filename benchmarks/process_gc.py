@@ -2,7 +2,9 @@
 tune trial): TensorFlow + tf_keras imported with the garbage collector paused, then frozen out of
 its reach. Two fresh processes side by side, one a plain library process and one owned, each
 timing the same things: CPU seconds of the imports, then TFLite conversions (fp32 and dynamic
-range, which call gc.collect() each) of an untrained reference model. Rounds alternate the two.
+range) of an untrained reference model. Rounds alternate the two. (The converter's own
+gc.collect() per conversion is skipped for models below COLLECT_ABOVE since 2026-12-07:
+compat.tflite_converter_collect.)
 
 Run: python benchmarks/process_gc.py [MODEL] [ROUNDS]      (default: attention, 3)
 """

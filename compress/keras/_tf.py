@@ -31,9 +31,10 @@ def own_process() -> None:
     Its first TensorFlow import then brings tf_keras along (every run needs both), with the
     garbage collector paused, and freezes every object alive after it (garbage collected first)
     into the collector's permanent generation (gc.freeze): later collections skip the ~300,000
-    objects of TensorFlow and Keras. The TFLite converter calls gc.collect() on every
-    conversion: `python benchmarks/process_gc.py` (AMD EPYC, 1 thread) times a conversion of
-    the attention model at 0.45 s in a library process and 0.27 s in an owned one. Frozen
+    objects of TensorFlow and Keras. The TFLite converter called gc.collect() on every
+    conversion (now only for models past COLLECT_ABOVE, compat.tflite_converter_collect):
+    `python benchmarks/process_gc.py` (AMD EPYC, 1 thread) timed a conversion of the attention
+    model at 0.45 s in a library process and 0.27 s in an owned one. Frozen
     objects are still freed by reference counting. Nothing is frozen after that first import
     (tfmot's comes in the middle of a run: its model would never be collected). Not done in a
     process that merely imports compress as a library: its garbage collector is its own."""
