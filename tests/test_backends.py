@@ -386,6 +386,35 @@ def test_a_large_model_converts_without_its_weights_into_one_file(tmp_path, monk
     assert counts[1] >= counts[0] == 864 + 4608 + 2048  # + the BatchNormalization's, unfolded
 
 
+def test_weights_tf2onnx_needs_constant_stay_in_the_graph(tmp_path):
+    """Without its weights tf2onnx would not match an LSTM's loop to ONNX's LSTM op, nor
+    convert QAT's FakeQuant ops: an LSTM's kernels and every weight of a quantization-aware
+    model stay constants, the rest goes to external data."""
+    import onnx
+
+    from compress.backends import onnx_convert, onnx_weights
+
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 16), name="x")
+    h = keras.layers.LSTM(32)(inputs)  # kernels 16 x 128 and 32 x 128
+    model = keras.Model(inputs, keras.layers.Dense(64, name="y")(h))  # 2,048 weights
+    proto, storage = onnx_convert.convert(model, 17, external=True)
+    assert "LSTM" in {n.op_type for n in proto.graph.node}
+    assert list(storage.name_to_tensor_data) == [model.layers[2].kernel.name]
+    dense = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64), keras.layers.Dense(4)])
+    qat = _tf.tfmot().quantization.keras.quantize_model(dense)
+    qat.compile("adam", "mse")  # one step: the FakeQuant ranges tf2onnx reads
+    rng = np.random.default_rng(0)
+    qat.fit(rng.random((8, 64), np.float32), rng.random((8, 4), np.float32), verbose=0)
+    proto, storage = onnx_convert.convert(qat, 17, external=True)
+    assert storage is None  # tf2onnx's own conversion, the weights in the graph
+    assert "QuantizeLinear" in {n.op_type for n in proto.graph.node}
+    onnx_weights.save(proto, tmp_path / "qat.onnx", storage)
+    assert [p.name for p in tmp_path.iterdir()] == ["qat.onnx"]
+    onnx.checker.check_model(str(tmp_path / "qat.onnx"))
+
+
 def test_an_onnx_file_past_2_gib_is_refused_in_one_line_leaving_nothing(tmp_path, monkeypatch):
     from compress.backends import onnx_convert, onnx_weights
 

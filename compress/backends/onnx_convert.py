@@ -2,13 +2,15 @@
 its weights kept outside the proto (ONNX external data) when they pass the 2 GiB one protobuf
 holds.
 
-For external data the weights never enter the conversion: each variable of more than
-EXTERNAL_MIN_ELEMENTS values is frozen as a Placeholder of its shape, tf2onnx converts a graph
-without them, and they come back as initializers whose bytes `onnx_weights.save` reads from the
-variables one at a time. tf2onnx's own large-model format freezes every weight into the
+For external data, and for a one-file export past WEIGHTLESS_ABOVE, the weights never enter
+the conversion: each variable of more than EXTERNAL_MIN_ELEMENTS values is frozen as a
+Placeholder of its shape, tf2onnx converts a graph without them, and they come back as
+initializers, whose bytes `onnx_weights.save` reads from the variables one at a time (or that
+hold them, in one file). tf2onnx's own large-model format freezes every weight into the
 GraphDef and copies it through its passes: at 630M parameters (2.4 GB) it ran out of 23 GB.
-Variables that enter a loop or a function call (an LSTM's kernels) stay constants: tf2onnx
-matches such a loop to ONNX's LSTM only over constant weights.
+Variables read by other ops (a loop's, as an LSTM's kernels) stay constants, and a
+quantization-aware model (FakeQuant ops) is converted by tf2onnx's own path: tf2onnx converts
+those only over constant weights.
 """
 
 from __future__ import annotations
@@ -31,10 +33,13 @@ EXTERNAL_MIN_ELEMENTS = 1024  # smaller weights stay in the graph (tf2onnx's own
 # Float weights past which even a one-file export converts without them (then puts them in the
 # proto): tf2onnx's own conversion at 100M parameters took 44 s and 9.2 GB
 WEIGHTLESS_ABOVE = 2**26
-# ops that take a variable's values into a function of their own, where tf2onnx's rewriters
-# (LSTM, GRU) need them constant
-_FUNCTION_OPS = {"While", "StatelessWhile", "If", "StatelessIf", "PartitionedCall",
-                 "StatefulPartitionedCall"}  # fmt: skip
+# TensorFlow ops whose weight input tf2onnx converts as well when it is a graph input as when
+# it is a constant (checked on the reference models, ResNet50 and the tests' user models)
+READS_AS_INPUT = {
+    "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum", "Conv2D", "Conv3D",
+    "DepthwiseConv2dNative", "ResourceGather", "GatherV2", "BiasAdd", "AddV2", "Add", "Mul",
+    "Sub", "FusedBatchNormV3", "Reshape", "Transpose", "Cast",
+}  # fmt: skip
 
 
 def convert(model: Any, opset: int, external: bool = False) -> tuple[Any, Any]:
@@ -52,14 +57,15 @@ def convert(model: Any, opset: int, external: bool = False) -> tuple[Any, Any]:
         tf.TensorSpec(t.shape, t.dtype, name=name)
         for t, name in zip(model.inputs, model.input_names, strict=True)
     )
-    if external or weights > PROTOBUF_LIMIT:
-        proto, storage = _convert_without_weights(model, signature, opset, external=True)
-    elif weights > WEIGHTLESS_ABOVE:
-        proto, storage = _convert_without_weights(model, signature, opset, external=False)
-    else:
+    converted = None
+    if external or weights > min(PROTOBUF_LIMIT, WEIGHTLESS_ABOVE):
+        external = external or weights > PROTOBUF_LIMIT
+        converted = _convert_without_weights(model, signature, opset, external)
+    if converted is None:
         with compat.tf2onnx_without_weight_copies(collect=weights > _tf.COLLECT_ABOVE):
-            proto, storage = tf2onnx.convert.from_keras(model, input_signature=signature,
-                                                        opset=opset)  # fmt: skip
+            converted = tf2onnx.convert.from_keras(model, input_signature=signature,
+                                                   opset=opset)  # fmt: skip
+    proto, storage = converted
     stable_dim_names(proto.graph)
     return proto, storage
 
@@ -96,17 +102,20 @@ class ExternalWeights:
 
 def _convert_without_weights(
     model: Any, signature: Any, opset: int, external: bool
-) -> tuple[Any, Any]:
+) -> tuple[Any, Any] | None:
     """tf2onnx on the model's graph with its large variables as inputs, which become
     initializers: external ones (`external`; their bytes read when the file is saved) or
     holding their bytes in the proto. A Transpose of such a weight (a convolution's kernel:
-    TensorFlow's HWIO, ONNX's OIHW) is folded into it, as tf2onnx folds it for a constant."""
+    TensorFlow's HWIO, ONNX's OIHW) is folded into it, as tf2onnx folds it for a constant.
+    None for a quantization-aware model (tf2onnx's own conversion, with every weight in it)."""
     import onnx
 
     func, inputs, outputs, rename = compat.tf2onnx_keras_function(model, signature)
+    if any(op.type.startswith("FakeQuant") for op in func.graph.get_operations()):
+        return None  # QAT: tf2onnx converts FakeQuant only from its own freezing, constants
     left_out = {
         id(v) for v in func.graph.variables
-        if v.shape.num_elements() > EXTERNAL_MIN_ELEMENTS and not _enters_function(func, v)
+        if v.shape.num_elements() > EXTERNAL_MIN_ELEMENTS and _readable_as_input(func, v)
     }  # fmt: skip
     graph_def = compat.freeze_leaving_out(func, left_out)
     captures = compat.capture_names(func, left_out)
@@ -170,20 +179,23 @@ def _fold_transposes(graph: Any, weights: set[str]) -> dict[str, list[int]]:
     return perms
 
 
-def _enters_function(func: Any, variable: Any) -> bool:
-    """Whether the variable's values (read directly or through Identity) feed a loop, a branch
-    or a function call in `func`'s graph."""
+def _readable_as_input(func: Any, variable: Any) -> bool:
+    """Whether every op that reads the variable's values (directly or through Identity) takes
+    them as an ordinary input in tf2onnx (READS_AS_INPUT): not a loop, branch or function call
+    (tf2onnx matches an LSTM only over constant weights) nor QAT's FakeQuant ops (converted only
+    over constants)."""
     captured = next(inner for outer, inner in func.graph.captures if outer is variable.handle)
     frontier, seen = [captured], set()
     while frontier:
         tensor = frontier.pop()
         for op in tensor.consumers():
-            if op.type in _FUNCTION_OPS:
-                return True
-            if op.type in ("ReadVariableOp", "Identity") and op.name not in seen:
-                seen.add(op.name)
-                frontier.extend(op.outputs)
-    return False
+            if op.type in ("ReadVariableOp", "Identity"):
+                if op.name not in seen:
+                    seen.add(op.name)
+                    frontier.extend(op.outputs)
+            elif op.type not in READS_AS_INPUT:
+                return False
+    return True
 
 
 def _initializer_names(captures: dict[str, Any], taken: set[str]) -> dict[str, str]:
