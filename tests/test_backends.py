@@ -401,7 +401,7 @@ def test_weights_tf2onnx_needs_constant_stay_in_the_graph(tmp_path):
     model = keras.Model(inputs, keras.layers.Dense(64, name="y")(h))  # 2,048 weights
     proto, storage = onnx_convert.convert(model, 17, external=True)
     assert "LSTM" in {n.op_type for n in proto.graph.node}
-    assert list(storage.name_to_tensor_data) == [model.layers[2].kernel.name]
+    assert list(storage) == [model.layers[2].kernel.name]
     dense = keras.Sequential([keras.Input((64,)), keras.layers.Dense(64), keras.layers.Dense(4)])
     qat = _tf.tfmot().quantization.keras.quantize_model(dense)
     qat.compile("adam", "mse")  # one step: the FakeQuant ranges tf2onnx reads

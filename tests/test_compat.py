@@ -163,9 +163,9 @@ def test_freezing_leaves_chosen_variables_out_as_placeholders_without_reading_th
     func, ins, outs, rename = compat.tf2onnx_keras_function(model, signature)
     assert [rename[o] for o in outs] == ["y"] and [rename[i] for i in ins] == ["x"]
     kernel = model.layers[1].kernel
-    graph_def = compat.freeze_leaving_out(func, {id(kernel)})
     captured = compat.capture_names(func, {id(kernel)})
     assert list(captured.values()) == [kernel]
+    graph_def = compat.freeze_leaving_out(func, captured)
     nodes = {n.name: n for n in graph_def.node}
     placeholder = nodes[next(iter(captured)).split(":")[0]]
     assert placeholder.op == "Placeholder"

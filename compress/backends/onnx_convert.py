@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
 from compress.backends import worker as isolate
-from compress.backends.onnx_weights import PROTOBUF_LIMIT
+from compress.backends.onnx_weights import PROTOBUF_LIMIT, graphs
 from compress.core import compat
 from compress.keras import _tf
 from compress.measure.weights import float_weight_bytes
@@ -93,13 +94,6 @@ def _values(variable: Any, perm: list[int] | None) -> np.ndarray:
     return np.ascontiguousarray(values if perm is None else values.transpose(perm))
 
 
-class ExternalWeights:
-    """What `onnx_weights.save` writes to a file's external data: `name_to_tensor_data`."""
-
-    def __init__(self, variables: dict[str, tuple[Any, list[int] | None]]) -> None:
-        self.name_to_tensor_data = VariableData(variables)
-
-
 def _convert_without_weights(
     model: Any, signature: Any, opset: int, external: bool
 ) -> tuple[Any, Any] | None:
@@ -117,8 +111,8 @@ def _convert_without_weights(
         id(v) for v in func.graph.variables
         if v.shape.num_elements() > EXTERNAL_MIN_ELEMENTS and _readable_as_input(func, v)
     }  # fmt: skip
-    graph_def = compat.freeze_leaving_out(func, left_out)
     captures = compat.capture_names(func, left_out)
+    graph_def = compat.freeze_leaving_out(func, captures)
     proto = compat.tf2onnx_from_frozen(graph_def, model.name, opset, inputs + list(captures),
                                        outputs, rename)  # fmt: skip
     graph = proto.graph
@@ -149,16 +143,14 @@ def _convert_without_weights(
             variables[name] = (variable, perm)
         else:
             tensor.raw_data = _values(variable, perm).tobytes()
-    return proto, ExternalWeights(variables) if external else None
+    return proto, VariableData(variables) if external else None
 
 
 def _fold_transposes(graph: Any, weights: set[str]) -> dict[str, list[int]]:
-    """Remove each Transpose whose input is one of `weights` read by nothing else, its
-    consumers pointed at the weight; returns weight -> the permutation its values take."""
-    readers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            readers[name] = readers.get(name, 0) + 1
+    """Remove each Transpose whose input is one of `weights` read by nothing else (in any
+    subgraph either), its consumers pointed at the weight; returns weight -> the permutation
+    its values take."""
+    readers = Counter(name for g in graphs(graph) for node in g.node for name in node.input)
     outputs = {o.name for o in graph.output}
     perms: dict[str, list[int]] = {}
     moved: dict[str, str] = {}
@@ -201,9 +193,7 @@ def _readable_as_input(func: Any, variable: Any) -> bool:
 def _initializer_names(captures: dict[str, Any], taken: set[str]) -> dict[str, str]:
     """Capture tensor name -> the initializer's name: the variable's own (`dense/kernel:0`)
     where no other variable or tensor of the graph has it, else the capture's."""
-    counts: dict[str, int] = {}
-    for variable in captures.values():
-        counts[variable.name] = counts.get(variable.name, 0) + 1
+    counts = Counter(v.name for v in captures.values())
     return {
         c: v.name if counts[v.name] == 1 and v.name not in taken else c for c, v in captures.items()
     }
@@ -211,13 +201,11 @@ def _initializer_names(captures: dict[str, Any], taken: set[str]) -> dict[str, s
 
 def _rename_inputs(graph: Any, names: dict[str, str]) -> None:
     """Point every node input (subgraphs included) at the renamed initializers."""
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name in names:
-                node.input[i] = names[name]
-        for attr in node.attribute:
-            for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
-                _rename_inputs(sub, names)
+    for g in graphs(graph):
+        for node in g.node:
+            for i, name in enumerate(node.input):
+                if name in names:
+                    node.input[i] = names[name]
 
 
 def stable_dim_names(graph: Any) -> None:
@@ -225,19 +213,10 @@ def stable_dim_names(graph: Any) -> None:
     process, so the same model converts to different bytes after other conversions) in order of
     appearance, subgraphs included: the same model gives the same file in any process."""
     names: dict[str, str] = {}
-
-    def visit(g: Any) -> None:
+    for g in graphs(graph):
         for info in (*g.input, *g.output, *g.value_info):
             if not info.type.HasField("tensor_type"):
                 continue
             for dim in info.type.tensor_type.shape.dim:
                 if dim.HasField("dim_param") and _UNKNOWN_DIM.fullmatch(dim.dim_param):
                     dim.dim_param = names.setdefault(dim.dim_param, f"unk__{len(names)}")
-        for node in g.node:
-            for attr in node.attribute:
-                if attr.HasField("g"):
-                    visit(attr.g)
-                for sub in attr.graphs:
-                    visit(sub)
-
-    visit(graph)

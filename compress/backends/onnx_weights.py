@@ -22,15 +22,15 @@ _ALIGN = 4096  # external tensors start on page boundaries (onnxruntime can map 
 
 def save(proto: Any, path: Path, storage: Any = None) -> None:
     """Write an ONNX file. `storage`: the external weights of a conversion
-    (`onnx_convert.ExternalWeights`: `name_to_tensor_data` maps each external tensor's location
-    to its bytes), which go to the file's external data (`fileio.data_file`, named after the
+    (`onnx_convert.VariableData`: each external tensor's location -> its bytes), which go to the
+    file's external data (`fileio.data_file`, named after the
     file write_atomic renames `path` to), one after the other, page-aligned. A ModelProto that
     would pass protobuf's 2 GiB limit is refused in one line."""
     import onnx
 
     target = data_file(atomic_target(path))
     try:
-        if storage is not None and storage.name_to_tensor_data:
+        if storage:
             _write_external(proto, storage, target)
         elif target.exists():
             target.unlink()  # a previous file's data, not this one's
@@ -51,13 +51,12 @@ def _write_external(proto: Any, storage: Any, target: Path) -> None:
     at it by offset and length."""
     import onnx
 
-    data = storage.name_to_tensor_data
     with open(target, "wb") as f:
         for tensor in _tensors(proto.graph):
             if tensor.data_location != onnx.TensorProto.EXTERNAL:
                 continue
             where = {e.key: e.value for e in tensor.external_data}
-            blob = data[where["location"]]
+            blob = storage[where["location"]]
             offset = -f.tell() % _ALIGN + f.tell()
             f.seek(offset)
             f.write(blob)
@@ -68,18 +67,26 @@ def _write_external(proto: Any, storage: Any, target: Path) -> None:
                 entry.key, entry.value = key, value
 
 
-def _tensors(graph: Any) -> Iterator[Any]:
-    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
-    yield from graph.initializer
+def graphs(graph: Any) -> Iterator[Any]:
+    """The graph, then every subgraph of its nodes' attributes (loops, branches), depth first."""
+    yield graph
     for node in graph.node:
         for attr in node.attribute:
-            if attr.HasField("t"):
-                yield attr.t
-            yield from attr.tensors
             if attr.HasField("g"):
-                yield from _tensors(attr.g)
+                yield from graphs(attr.g)
             for sub in attr.graphs:
-                yield from _tensors(sub)
+                yield from graphs(sub)
+
+
+def _tensors(graph: Any) -> Iterator[Any]:
+    """Every TensorProto of a graph: initializers and node attributes, subgraphs included."""
+    for g in graphs(graph):
+        yield from g.initializer
+        for node in g.node:
+            for attr in node.attribute:
+                if attr.HasField("t"):
+                    yield attr.t
+                yield from attr.tensors
 
 
 def weighted_producers(graph: Any, tensors: list[str]) -> list[str]:

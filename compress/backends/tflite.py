@@ -143,7 +143,8 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
     what = "int8 calibration" if knobs.get("int8_ops") else "conversion"
     isolate.step(CONVERTER, what)
     converter = _converter(model)
-    if float_weight_bytes(model) > FLATBUFFER_LIMIT:
+    weights = float_weight_bytes(model)
+    if weights > FLATBUFFER_LIMIT:
         compat.tflite_buffer_offsets(converter)
     if knobs.get("optimize"):
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -171,8 +172,7 @@ def convert(model: Any, knobs: dict[str, Any], x_calib: Inputs | None = None) ->
         # The converter calibrates with the deprecated tf.lite.Interpreter internally.
         warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
         try:
-            collect = float_weight_bytes(model) > _tf.COLLECT_ABOVE
-            with compat.tflite_converter_collect(collect):
+            with compat.tflite_converter_collect(weights > _tf.COLLECT_ABOVE):
                 return converter.convert()
         except Exception as exc:
             from compress.keras import signature

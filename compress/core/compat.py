@@ -163,16 +163,18 @@ def tf2onnx_keras_function(model: Any, signature: Any) -> tuple[Any, list, list,
     return func, inputs, outputs, rename
 
 
-def freeze_leaving_out(func: Any, left_out: set[int]) -> Any:
+def freeze_leaving_out(func: Any, captures: dict[str, Any]) -> Any:
     """`func`'s GraphDef with its variables frozen into constants, as tf2onnx freezes them
     (TensorFlow 2.21's convert_to_constants internals, aggressive inlining, no control-flow
-    lowering), except the variables whose `id()` is in `left_out`: each becomes a Placeholder
-    of its dtype and shape, named after its capture, and its values are never read (no copy of
-    them is made)."""
+    lowering), except the variables of `captures` (`capture_names`: capture tensor name ->
+    variable): each becomes a Placeholder of its dtype and shape, named after its capture, and
+    its values are never read (no copy of them is made)."""
     import numpy as np
     import tensorflow as tf
     from tensorflow.python.framework import convert_to_constants as c2c
     from tensorflow.python.framework import tensor_util
+
+    left_out = {id(v) for v in captures.values()}
 
     class Data(c2c._FunctionConverterDataInEager):
         def _eval(self, tensor: Any) -> Any:
@@ -193,7 +195,7 @@ def freeze_leaving_out(func: Any, left_out: set[int]) -> Any:
         graph_def, _ = c2c._replace_variables_by_constants(converter_data=data)
     finally:
         tensor_util.make_tensor_proto = original
-    names = {n.split(":")[0] for n in capture_names(func, left_out)}
+    names = {n.split(":")[0] for n in captures}
     for node in graph_def.node:
         if node.name in names and node.op == "Const":
             dtype = node.attr["dtype"].type
