@@ -424,3 +424,70 @@ def test_an_onnx_file_past_2_gib_is_refused_in_one_line_leaving_nothing(tmp_path
         onnx_weights.save(proto, tmp_path / "m.onnx")  # the weights in the proto itself
     assert str(exc.value).startswith("the ONNX file would be 0.0 GiB; one protobuf holds at most")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_dynamic_int8_of_external_data_is_written_weight_by_weight_as_onnxruntimes(
+    tmp_path, monkeypatch
+):
+    """An fp32 file whose weights are external data: the dynamic recipes quantize its MatMul
+    weights one at a time, read from the data file (onnxruntime's quantizer loads the whole
+    model and a shape-inferred copy: 18 GB at 2.4 GB of weights). The file is onnxruntime
+    `quantize_dynamic`'s: the same int8 weights and outputs, an activation read by two heads
+    quantized once; the float weights it replaced are never loaded. A graph with other weighted
+    ops (Conv) stays with onnxruntime's quantizer when every op type is asked for."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import external_data_helper
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from compress.backends import onnx_weights, onnxruntime
+
+    keras = _tf.keras()
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16,), name="x")
+    hidden = keras.layers.Dense(96, activation="relu", bias_initializer="ones")(inputs)
+    heads = [keras.layers.Dense(n, name=name, bias_initializer="ones")(hidden)
+             for n, name in ((40, "a"), (24, "b"))]  # fmt: skip
+    proto = onnxruntime.convert(keras.Model(inputs, heads), 17)[0]
+    fp32 = tmp_path / "model_fp32.onnx"
+    onnx.save_model(proto, str(fp32), save_as_external_data=True, size_threshold=0,
+                    location="model_fp32.onnx.data")  # fmt: skip
+    theirs = tmp_path / "theirs.onnx"
+    quantize_dynamic(str(fp32), str(theirs), weight_type=QuantType.QInt8, reduce_range=True,
+                     op_types_to_quantize=["MatMul"])  # fmt: skip
+    loaded = []
+    real = external_data_helper.load_external_data_for_tensor
+    monkeypatch.setattr(external_data_helper, "load_external_data_for_tensor",
+                        lambda t, base: (loaded.append(t.name), real(t, base))[1])  # fmt: skip
+    ours = tmp_path / "model_int8.onnx"
+    spec = BACKENDS["onnxruntime"].recipe("dynamic-int8")
+    onnxruntime.quantize(fp32, ours, spec.knobs, None)
+    kernels = {i.name for i in proto.graph.initializer if len(i.dims) == 2}
+    assert len(kernels) == 3 and loaded and not kernels & set(loaded)  # biases only
+    assert not (tmp_path / "model_int8.onnx.data").exists()
+
+    def int8(path):
+        graph = onnx.load(str(path)).graph
+        return graph, {i.name: onnx.numpy_helper.to_array(i) for i in graph.initializer
+                       if i.data_type == onnx.TensorProto.INT8 and len(i.dims) == 2}  # fmt: skip
+
+    (g_ours, w_ours), (g_theirs, w_theirs) = int8(ours), int8(theirs)
+    assert w_ours.keys() == w_theirs.keys() and len(w_ours) == 3
+    for name, w in w_ours.items():
+        np.testing.assert_array_equal(w, w_theirs[name])
+        assert np.abs(w).max() == 64  # 7 bits (reduce_range)
+    count = [sum(n.op_type == "DynamicQuantizeLinear" for n in g.node) for g in (g_ours, g_theirs)]
+    assert count == [2, 2]  # hidden is quantized once for both heads
+    x = np.random.default_rng(0).random((6, 16), dtype=np.float32)
+    sessions = [ort.InferenceSession(str(p)) for p in (ours, theirs, fp32)]
+    for i in range(len(x)):
+        got = [s.run(None, {"x": x[i : i + 1]}) for s in sessions]
+        for a, b, f in zip(*got, strict=True):
+            np.testing.assert_array_equal(a, b)
+            assert 0 < np.abs(a - f).max() < 0.05  # quantized, close to fp32
+
+    conv = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3),
+                             keras.layers.Flatten(), keras.layers.Dense(3)])  # fmt: skip
+    graph = onnxruntime.convert(conv, 17)[0].graph
+    assert not onnx_weights.streams_dynamic(graph, None)
+    assert onnx_weights.streams_dynamic(graph, ["MatMul", "Gemm"])

@@ -341,3 +341,115 @@ def float16_weights(proto: Any) -> Any:
     del out.graph.node[:]
     out.graph.node.extend(casts + nodes)
     return out
+
+
+# -- dynamic int8, one weight at a time --------------------------------------------------------
+STREAMED_OPS = ("MatMul",)  # what dynamic_int8_streamed rewrites
+_ROWS_PER_CHUNK = 1024  # rows of a weight scaled at a time (bounds the float temporaries)
+
+
+def initializer_array(tensor: Any, base: Path) -> np.ndarray:
+    """An initializer's values: mapped read-only from its external data file (`base`: the
+    directory of the ONNX file), so that a weight is paged in as it is read, never copied
+    whole; or from the proto."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if tensor.data_location != TensorProto.EXTERNAL:
+        return numpy_helper.to_array(tensor)
+    where = {e.key: e.value for e in tensor.external_data}
+    dtype = helper.tensor_dtype_to_np_dtype(tensor.data_type)
+    return np.memmap(base / where["location"], dtype=dtype, mode="r",
+                     offset=int(where.get("offset", 0)), shape=tuple(tensor.dims))  # fmt: skip
+
+
+def streams_dynamic(graph: Any, op_types: list[str] | None) -> bool:
+    """Whether dynamic quantization of `graph` restricted to `op_types` (None: every op type
+    onnxruntime's quantizer takes) reaches weights of STREAMED_OPS only, which
+    dynamic_int8_streamed writes as onnxruntime's quantizer does."""
+    weights = {i.name for i in graph.initializer if len(i.dims) >= 2}
+    weighted = {n.op_type for n in graph.node if any(x in weights for x in n.input)}
+    return (weighted if op_types is None else weighted & set(op_types)) <= set(STREAMED_OPS)
+
+
+def dynamic_int8_streamed(
+    fp32_path: Path, out_path: Path, reduce_range: bool, exclude: list[str] | None
+) -> None:
+    """Dynamic int8 MatMul weights, quantized one weight at a time into the nodes onnxruntime's
+    `quantize_dynamic` writes (DynamicQuantizeLinear of the activation, MatMulInteger, Cast and
+    two scale Muls, which onnxruntime fuses into DynamicQuantizeMatMul when it loads the file)
+    with its weights: symmetric, one scale per tensor, int8 on 7 bits with `reduce_range`.
+
+    For an fp32 file with external data: onnxruntime's quantizer loads the whole model and a
+    shape-inferred copy of it (the worker was killed at 18 GB quantizing 2.4 GB of weights);
+    here each weight is read from the data file while it is quantized, and only the int8
+    weights are held (the output is one file)."""
+    import onnx
+    from onnx import TensorProto, helper
+    from onnx.external_data_helper import load_external_data_for_model
+
+    isolate.step(QUANTIZER, "dynamic quantization, weight by weight")
+    base = Path(fp32_path).resolve().parent
+    model = onnx.load(str(fp32_path), load_external_data=False)
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    readers: dict[str, int] = {}
+    for g in graphs(graph):
+        for n in g.node:
+            for name in n.input:
+                readers[name] = readers.get(name, 0) + 1
+    skip, qmax = set(exclude or []), (64 if reduce_range else 127)
+    nodes: list[Any] = []
+    quantized: dict[str, list[Any]] = {}  # weight -> its int8 tensor, scale and zero point
+    inputs: dict[str, tuple[str, str, str]] = {}  # activation -> its DynamicQuantizeLinear's
+    for node in graph.node:
+        w = inits.get(node.input[1]) if node.op_type == "MatMul" else None
+        if w is None or node.name in skip or len(w.dims) != 2 or w.data_type != TensorProto.FLOAT:
+            nodes.append(node)
+            continue
+        if w.name not in quantized:
+            quantized[w.name] = _int8_tensor(w, initializer_array(w, base), qmax)
+        q, scale, zero = (t.name for t in quantized[w.name])
+        p = f"{node.name or node.output[0]}_dynamic"
+        if node.input[0] not in inputs:  # an activation read by several MatMuls: quantized once
+            inputs[node.input[0]] = (f"{p}_input_q", f"{p}_input_scale", f"{p}_input_zero_point")
+            nodes.append(
+                helper.make_node("DynamicQuantizeLinear", [node.input[0]],
+                                 list(inputs[node.input[0]]), name=f"{p}_quantize_input")
+            )  # fmt: skip
+        a, a_scale, a_zero = inputs[node.input[0]]
+        rescaled = [f"{p}_float", f"{p}_scale"]
+        nodes += [
+            helper.make_node("MatMulInteger", [a, q, a_zero, zero], [f"{p}_int32"],
+                             name=f"{p}_matmul"),
+            helper.make_node("Cast", [f"{p}_int32"], [rescaled[0]], to=TensorProto.FLOAT,
+                             name=f"{p}_cast"),
+            helper.make_node("Mul", [a_scale, scale], [rescaled[1]], name=f"{p}_scales"),
+            helper.make_node("Mul", rescaled, [node.output[0]], name=f"{p}_rescale"),
+        ]  # fmt: skip
+        readers[w.name] -= 1
+    kept = [i for i in graph.initializer if readers.get(i.name, 0) > 0]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    del graph.initializer[:]
+    graph.initializer.extend(kept + [t for ts in quantized.values() for t in ts])
+    load_external_data_for_model(model, str(base))  # the float tensors left go into the file
+    save(model, out_path)
+
+
+def _int8_tensor(w: Any, values: np.ndarray, qmax: int) -> list[Any]:
+    """[int8 weight, scale, zero point] of a float weight, symmetric on [-qmax, qmax] (rounded
+    half to even, as onnxruntime's quantizer does), scaled a block of rows at a time."""
+    from onnx import numpy_helper
+
+    rows = range(0, values.shape[0], _ROWS_PER_CHUNK)
+    absmax = max((float(np.abs(values[r : r + _ROWS_PER_CHUNK]).max()) for r in rows), default=0.0)
+    scale = np.float32(absmax / qmax if absmax > 0 else 1.0)
+    q = np.empty(values.shape, np.int8)
+    for r in rows:
+        block = np.asarray(values[r : r + _ROWS_PER_CHUNK], np.float32) / scale
+        q[r : r + _ROWS_PER_CHUNK] = np.clip(np.round(block), -qmax, qmax)
+    return [
+        numpy_helper.from_array(q, f"{w.name}_quantized"),
+        numpy_helper.from_array(np.array(scale, np.float32), f"{w.name}_scale"),
+        numpy_helper.from_array(np.array(0, np.int8), f"{w.name}_zero_point"),
+    ]

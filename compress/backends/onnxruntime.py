@@ -18,10 +18,12 @@ from compress.backends.base import Backend, RecipeSpec, Sources
 from compress.backends.onnx_convert import convert
 from compress.backends.onnx_weights import (
     QUANTIZER,
+    dynamic_int8_streamed,
     float16_weights,
     float_weight_ops,
     int4_weights,
     save,
+    streams_dynamic,
     weighted_producers,
     weights_to_int8,
 )
@@ -47,6 +49,9 @@ REDUCE_RANGE = True
 NBITS = ("onnxruntime MatMulNBits: MatMul weights and embedding tables (GatherBlockQuantized) in "
          "4 bits, symmetric, one float scale per block of 32 values")  # fmt: skip
 INT8_AND_AUTO = ("int8", "auto")
+STREAMED = ("; from an fp32 file with external data (past 2 GiB) whose weights to quantize are "
+            "all MatMul's, compress writes the same nodes and values one weight at a time "
+            "(onnxruntime's quantizer would load the whole model)")  # fmt: skip
 FLOAT_OP_TYPES = ("Softmax",)  # left float by the static recipes (see quantize)
 
 # Knobs the builder reads: method (export | static | dynamic | float16 | qat), op_types (the op
@@ -75,13 +80,14 @@ RECIPES = (
     RecipeSpec(
         "dynamic-matmul-only", "int8",
         "onnxruntime dynamic int8 weights (7-bit range) on MatMul/Gemm, activations quantized at "
-        "run time", {"method": "dynamic", "op_types": MATMUL, "reduce_range": REDUCE_RANGE},
+        f"run time{STREAMED}",
+        {"method": "dynamic", "op_types": MATMUL, "reduce_range": REDUCE_RANGE},
         search=INT8_AND_AUTO,
     ),
     RecipeSpec(
         "dynamic-int8", "dynamic",
         "onnxruntime dynamic int8 weights (7-bit range) on every op it supports (Conv, MatMul, "
-        "LSTM as DynamicQuantizeLSTM, ...), activations quantized at run time",
+        f"LSTM as DynamicQuantizeLSTM, ...), activations quantized at run time{STREAMED}",
         {"method": "dynamic", "op_types": None, "reduce_range": REDUCE_RANGE},
         search=INT8_AND_AUTO,
     ),
@@ -227,6 +233,13 @@ def quantize(
                      knobs.get("accuracy_level"), op_types, knobs.get("algorithm"),
                      calibration)  # fmt: skip
         return
+    if method == "dynamic" and data_file(fp32_path).is_file():  # weights in external data
+        graph = onnx.load(str(fp32_path), load_external_data=False).graph
+        if streams_dynamic(graph, op_types):  # MatMul weights only: one at a time
+            if knobs.get("keep_float"):
+                exclude = [*(exclude or []), *weighted_producers(graph, knobs["keep_float"])]
+            dynamic_int8_streamed(fp32_path, out_path, knobs.get("reduce_range", False), exclude)
+            return
     memo = {} if memo is None else memo
     if "preprocessed" not in memo:
         kept = _Scratch("compress-ort-pre-")
