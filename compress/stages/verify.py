@@ -109,72 +109,59 @@ class Verify(Stage):
             if in_hand and "float_weight_bytes" in in_hand.facts
             else float_weight_bytes(self.model(state))
         )
-        rows: list[dict[str, Any]] = []
-        runners = {}
-        for art in state.artifacts:
-            # The model in hand is the reference; earlier Keras files (the float model before
-            # prune/cluster) are loaded and measured like any artifact.
-            kmodel = None
-            if art.runtime == "keras":
-                kmodel = state.model if art is in_hand else load_model(art.path)
-            facts = art.facts or BACKENDS[art.runtime].facts(art.path, kmodel)
-            weights, gz = facts["weights"], facts["size_gzip_bytes"]
-            size = artifact_bytes(art.path)  # with its external data
-            row: dict[str, Any] = {
-                "name": art.name,
-                "format": art.format,
-                "runtime": art.runtime,
-                "precision": art.precision,
-                "recipe": art.recipe.as_dict(),
-                "size_bytes": size,
-                "size_gzip_bytes": gz,
-                "compression_ratio": float_bytes / gz,
-                # the whole file (scales, graph) over the float model's parameter count
-                "bits_per_weight": 8 * size / (float_bytes / 4),
-                "sparsity": weights["sparsity"] if weights else None,
-                "weights": weights,
-                "left_float": list(art.left_float),
-                "options": dict(art.options),
-            }
-            data_path = data_file(art.path)
-            if data_path.is_file():  # ONNX external data: the weights beside the file
-                row["external_data"] = {"file": data_path.name,
-                                        "size_bytes": data_path.stat().st_size}  # fmt: skip
-            if "layer_errors" in facts:  # quantized artifacts: per-layer error vs fp32
-                row["layer_errors"] = facts["layer_errors"]
-            if art.runtime == "keras" and art is not in_hand:
-                outputs = match_heads(art.name, KerasRunner(kmodel).predict(data.x_test), heads)
-                row["heads"] = {
-                    h: head_metrics(reference[h], outputs[h], data.y_test[h], tasks[h])
-                    for h in heads
-                }
-            elif art.runtime == "keras":
-                row["heads"] = {h: dict(m) for h, m in ref_rows.items()}
-            else:
-                runner = BACKENDS[art.runtime].open_runner(art.path, p.threads, **art.options)
-                runners[art.name] = runner
-                outputs = match_heads(art.name, runner.predict(data.x_test), heads)
-                row["repeatable"] = is_repeatable(runner, data.x_test)
-                row["heads"] = {
-                    h: head_metrics(reference[h], outputs[h], data.y_test[h], tasks[h])
-                    for h in heads
-                }
-            if baseline:
+        by_name: dict[str, dict[str, Any]] = {}
+        lock = state.timing_lock or NO_LOCK
+        lm_heads = [h for h in heads if tasks[h] == "lm"]
+        generation: dict[str, Any] = {}  # the Keras model's tokens, generated once
+        # One runtime's files open at a time (opened, measured, timed side by side, closed):
+        # past 2 GB of weights every open session holds its own copy of them.
+        for runtime in dict.fromkeys(a.runtime for a in state.artifacts):
+            group = [a for a in state.artifacts if a.runtime == runtime]
+            runners = {}
+            for art in group:
+                # The model in hand is the reference; earlier Keras files (the float model
+                # before prune/cluster) are loaded and measured like any artifact.
+                kmodel = None
+                if art.runtime == "keras":
+                    kmodel = state.model if art is in_hand else load_model(art.path)
+                facts = art.facts or BACKENDS[art.runtime].facts(art.path, kmodel)
+                row = self._row(art, facts, float_bytes)
+                if art.runtime == "keras" and art is not in_hand:
+                    outputs = match_heads(art.name, KerasRunner(kmodel).predict(data.x_test),
+                                          heads)  # fmt: skip
+                    row["heads"] = {
+                        h: head_metrics(reference[h], outputs[h], data.y_test[h], tasks[h])
+                        for h in heads
+                    }
+                elif art.runtime == "keras":
+                    row["heads"] = {h: dict(m) for h, m in ref_rows.items()}
+                else:
+                    runner = BACKENDS[art.runtime].open_runner(art.path, p.threads, **art.options)
+                    runners[art.name] = runner
+                    outputs = match_heads(art.name, runner.predict(data.x_test), heads)
+                    row["repeatable"] = is_repeatable(runner, data.x_test)
+                    row["heads"] = {
+                        h: head_metrics(reference[h], outputs[h], data.y_test[h], tasks[h])
+                        for h in heads
+                    }
+                if baseline:
+                    for h, m in row["heads"].items():
+                        if h in baseline and "accuracy" in m:
+                            m["baseline_drift"] = baseline[h] - m["accuracy"]
                 for h, m in row["heads"].items():
-                    if h in baseline and "accuracy" in m:
-                        m["baseline_drift"] = baseline[h] - m["accuracy"]
-            for h, m in row["heads"].items():
-                if h in baseline_ppl:
-                    m["baseline_ppl_increase"] = (m["perplexity"] / baseline_ppl[h] - 1) * 100
-            rows.append(row)
-        self._time(rows, runners, state.artifacts, data.x_test, state.timing_lock or NO_LOCK)
+                    if h in baseline_ppl:
+                        m["baseline_ppl_increase"] = (m["perplexity"] / baseline_ppl[h] - 1) * 100
+                by_name[art.name] = row
+            group_rows = [by_name[a.name] for a in group]
+            self._time(group_rows, runners, group, data.x_test, lock)
+            if lm_heads and p.generate_tokens and runners:
+                self._time_generation(group_rows, runners, generation, group, data.x_test,
+                                      lm_heads[0], lock, state)  # fmt: skip
+            runners.clear()
+            runner = kmodel = None  # nothing of this runtime's files stays open
+        rows = [by_name[a.name] for a in state.artifacts]
         if p.profile:
             self._profile(rows, state.artifacts, data.x_test)
-        lm_heads = [h for h in heads if tasks[h] == "lm"]
-        if lm_heads and p.generate_tokens:
-            keras_runner = KerasRunner(self.model(state))
-            self._time_generation(rows, runners, keras_runner, state.artifacts, data.x_test,
-                                  lm_heads[0], state.timing_lock or NO_LOCK)  # fmt: skip
         failures = gate_failures(rows, p.max_drift, p.min_speedup, p.max_error,
                                  p.max_ppl_increase)  # fmt: skip
         warnings = compression_warnings(rows)
@@ -202,14 +189,47 @@ class Verify(Stage):
         }
         return state.replace(verification=verification)
 
-    def _time_generation(self, table, runners, keras_runner, artifacts, x, head, lock) -> None:
+    @staticmethod
+    def _row(art: Any, facts: dict[str, Any], float_bytes: int) -> dict[str, Any]:
+        """An artifact's row before it is run: what it is, its sizes and weights."""
+        weights, gz = facts["weights"], facts["size_gzip_bytes"]
+        size = artifact_bytes(art.path)  # with its external data
+        row: dict[str, Any] = {
+            "name": art.name,
+            "format": art.format,
+            "runtime": art.runtime,
+            "precision": art.precision,
+            "recipe": art.recipe.as_dict(),
+            "size_bytes": size,
+            "size_gzip_bytes": gz,
+            "compression_ratio": float_bytes / gz,
+            # the whole file (scales, graph) over the float model's parameter count
+            "bits_per_weight": 8 * size / (float_bytes / 4),
+            "sparsity": weights["sparsity"] if weights else None,
+            "weights": weights,
+            "left_float": list(art.left_float),
+            "options": dict(art.options),
+        }
+        data_path = data_file(art.path)
+        if data_path.is_file():  # ONNX external data: the weights beside the file
+            row["external_data"] = {"file": data_path.name,
+                                    "size_bytes": data_path.stat().st_size}  # fmt: skip
+        if "layer_errors" in facts:  # quantized artifacts: per-layer error vs fp32
+            row["layer_errors"] = facts["layer_errors"]
+        return row
+
+    def _time_generation(self, table, runners, generation, artifacts, x, head, lock,
+                         state) -> None:  # fmt: skip
         """Language models: greedy generation of generate_tokens new tokens from the first
         held-out context, per artifact, its runtime's artifacts timed in interleaved rounds;
         tokens/s, speedup against the runtime's fp32 file, and how many of the generated
-        tokens equal the Keras float model's (percent)."""
+        tokens equal the Keras float model's (percent; `generation` keeps the Keras model's
+        tokens for the next runtime)."""
         n = self.params.generate_tokens
         prompt = rows(x, 0, 1)
-        expected = generate(keras_runner, prompt, head, n)
+        if "expected" not in generation:
+            generation["expected"] = generate(KerasRunner(self.model(state)), prompt, head, n)
+        expected = generation["expected"]
         by_name = {r["name"]: r for r in table}
         for runtime in sorted({a.runtime for a in artifacts if a.name in runners}):
             names = [a.name for a in artifacts if a.runtime == runtime and a.name in runners]
