@@ -8,8 +8,9 @@ At each size:
 - the tool: `compress run mlp.keras --data mlp.npz --epochs 0 --quantize dynamic --no-cache`
   (build, export TFLite and ONNX, one dynamic-int8 recipe per runtime, verification of the four
   artifacts, report), its stage times read from its report;
-- the hand script: the same conversions (TFLite fp32 and dynamic-range int8, tf2onnx, and
-  onnxruntime's quantize_dynamic), each file loaded and run once, nothing verified.
+- the hand script: the same conversions (TFLite fp32 and dynamic-range int8, tf2onnx (past
+  2 GiB of weights its large-model format, unzipped), and onnxruntime's quantize_dynamic), each
+  file loaded and run once, nothing verified.
 
 Each is one fresh process timed by its wall clock; peak memory is the largest resident set of
 the process and the processes it waited for (GNU time's %M), beside the model's fp32 weight
@@ -69,11 +70,19 @@ for name, optimize in (("fp32", False), ("int8", True)):
     interp.set_tensor(interp.get_input_details()[0]["index"], x)
     interp.invoke()
 spec = (tf.TensorSpec((None, 64), tf.float32, name="pixels"),)
-proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
-onnx.save(proto, f"{out}/hand_fp32.onnx")
-quantize_dynamic(f"{out}/hand_fp32.onnx", f"{out}/hand_int8.onnx", weight_type=QuantType.QInt8)
-for name in ("fp32", "int8"):
-    session = ort.InferenceSession(f"{out}/hand_{name}.onnx")
+fp32 = f"{out}/hand_fp32.onnx"
+if model.count_params() * 4 < 2**31:
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=17)
+    onnx.save(proto, fp32)
+else:  # past protobuf's 2 GiB: tf2onnx's large-model format (a zip), unpacked
+    import zipfile
+    tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, large_model=True,
+                               output_path=f"{out}/hand_fp32.zip")
+    zipfile.ZipFile(f"{out}/hand_fp32.zip").extractall(f"{out}/hand_onnx")
+    fp32 = f"{out}/hand_onnx/__MODEL_PROTO.onnx"
+quantize_dynamic(fp32, f"{out}/hand_int8.onnx", weight_type=QuantType.QInt8)
+for path in (fp32, f"{out}/hand_int8.onnx"):
+    session = ort.InferenceSession(path)
     session.run(None, {session.get_inputs()[0].name: x})
 """
 

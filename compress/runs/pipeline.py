@@ -126,6 +126,9 @@ class Pipeline:
                 with claim:  # a concurrent run making the same stage: wait for it, then reuse
                     state, cached[stage.name] = _step(stage, state, key, cache, name, report_to)
                 seconds[stage.name] = round(time.perf_counter() - t0, 3)
+                # a stage's transient copies of the weights (loading, saving, converting) are
+                # freed heap that glibc keeps; past 2 GB of weights, the next stage's room
+                isolate.release_free_memory()
                 if cached[stage.name] != "hit":
                     report_to.stage_end(name, stage.name, seconds[stage.name])
             worker.end_run()  # before the manifest: nothing more goes to log.txt
