@@ -140,6 +140,11 @@ def main() -> None:
                      (a.get("recipe") or {}).get("candidates", []) if "build_s" in c]  # fmt: skip
             if built:
                 print(f"  {a['name']} candidates built: {', '.join(built)}", file=sys.stderr)
+            for c in (a.get("recipe") or {}).get("candidates", []):  # what each one measured
+                measured = [f"{c['speedup_b1']:.2f}x"] if "speedup_b1" in c else []
+                measured += [f"agreement {c['agreement']:.1f}%"] if "agreement" in c else []
+                verdict = c.get("error") or c.get("lost") or ("chosen" if c.get("chosen") else "")
+                print(f"    {c['id']}: {', '.join(measured)} {verdict}", file=sys.stderr)
     total = time.perf_counter() - started
     print(f"CPU {cpu}, 1 thread for timing; random inputs, labels = the fp32 model's predictions "
           f"(agreement with fp32); total {total / 60:.1f} min")  # fmt: skip
