@@ -173,3 +173,29 @@ def test_slower_means_slower_beyond_the_noise_and_a_contradicted_search_is_unsur
     unsure = ("model_int8.tflite: unsure timing: the recipe search measured full-int8 at 1.38x "
               "fp32 and verify at 0.90x")  # fmt: skip
     assert any(w.startswith(unsure) for w in warnings)
+
+
+def test_a_choice_below_the_accuracy_floor_is_said_and_fp32_is_the_one_to_ship():
+    """A 600M-parameter random MLP's int4 search: no candidate reached 99% agreement, and the
+    closest (72%) was kept; the run must say so rather than ship it as a choice that passed."""
+    cands = [{"id": "int4-kquant", "chosen": True, "speedup_b1": 5.35, "agreement": 72.0},
+             {"id": "int4-rtn", "speedup_b1": 5.17, "size_bytes": 400, "agreement": 66.5,
+              "lost": "agreement 66.5% < 99% floor"}]  # fmt: skip
+    fp32 = _sized("model_fp32.onnx", "fp32", 2000, 1.0)
+    (warning,) = compression_warnings([fp32, _sized("model_int4.onnx", "int4", 400, 5.09, cands)])
+    assert warning.startswith(
+        "model_int4.onnx was chosen below the accuracy floor (no recipe candidate reached 99% "
+        "agreement on training samples; int4-kquant came closest at 72.0%)"
+    )
+    assert warning.endswith("the fp32 file (model_fp32.onnx) is the one to ship in onnxruntime")
+    passed = [dict(cands[0], agreement=99.5)]
+    assert compression_warnings([fp32, _sized("model_int4.onnx", "int4", 400, 5.09, passed)]) == []
+    qat = _sized("model_qat.onnx", "qat", 400, 2.0, cands)  # ranked without the floor
+    assert compression_warnings([fp32, qat]) == []
+    over = [{"id": "int4", "chosen": True, "speedup_b1": 2.0, "agreement": 90.0,
+             "ppl_increase": 3.5}]  # fmt: skip
+    lm = _sized("model_int4.onnx", "int4", 400, 2.0, over)
+    lm["recipe"]["selection"]["max_ppl_increase"] = 1.0
+    (warning,) = compression_warnings([fp32, lm])
+    assert "was chosen over the perplexity budget (no recipe candidate stayed within 1%; int4 " \
+           "came closest at +3.50%)" in warning  # fmt: skip

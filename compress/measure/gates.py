@@ -134,6 +134,9 @@ def compression_warnings(rows: list[dict[str, Any]]) -> list[str]:
                 "holds no integer weights (its quantizer left every weight tensor float; "
                 "dynamic-range quantizers skip tensors under 1024 values)"
             )
+        under = _under_floor(r)
+        if under:
+            problems.append(under)
         speedup = (r.get("speedup") or {}).get("b1")
         if speedup is not None and speedup * TIMING_NOISE < 1.0:
             problems.append(f"is slower than {base['name']} at batch 1 ({speedup:.2f}x, beyond "
@@ -145,6 +148,31 @@ def compression_warnings(rows: list[dict[str, Any]]) -> list[str]:
         if unsure:
             out.append(unsure)
     return out
+
+
+def _under_floor(row: dict[str, Any]) -> str | None:
+    """The recipe search found no candidate within its accuracy floor (agreement, or the
+    perplexity budget) and kept the closest: said, since it is not a choice that passed.
+    Quantization-aware candidates are ranked without the floor (verify's drift gate judges
+    them)."""
+    recipe = row.get("recipe") or {}
+    chosen = next((c for c in recipe.get("candidates", []) if c.get("chosen")), None)
+    selection = recipe.get("selection") or {}
+    if chosen is None or row["precision"] == "qat":
+        return None
+    budget = selection.get("max_ppl_increase")
+    if budget is not None and "ppl_increase" in chosen:
+        if chosen["ppl_increase"] <= budget:
+            return None
+        return (f"was chosen over the perplexity budget (no recipe candidate stayed within "
+                f"{budget:g}%; {chosen['id']} came closest at "
+                f"{chosen['ppl_increase']:+.2f}%)")  # fmt: skip
+    floor = selection.get("min_agreement")
+    if floor is None or "agreement" not in chosen or chosen["agreement"] >= floor:
+        return None
+    return (f"was chosen below the accuracy floor (no recipe candidate reached {floor:g}% "
+            f"agreement on training samples; {chosen['id']} came closest at "
+            f"{chosen['agreement']:.1f}%)")  # fmt: skip
 
 
 def _contradicted(row: dict[str, Any]) -> str | None:

@@ -39,8 +39,9 @@ FIELDS = {
     "repeatable": "the artifact gives a sample the same output before and after other samples ran",
     "left_float": "op types whose weights stayed float32 (e.g. LSTM under onnxruntime static int8)",
     "warnings": "compressed artifacts bigger than, or slower at batch 1 (beyond 5%) than, their "
-    "runtime's fp32 artifact, each with the fastest alternative recipe measured that passes the "
-    "accuracy floor, and searches whose timing verify contradicted (verification.warnings)",
+    "runtime's fp32 artifact, or chosen below the search's accuracy floor (no candidate reached "
+    "it), each with the fastest alternative recipe measured that passes the floor, and searches "
+    "whose timing verify contradicted (verification.warnings)",
     "recipe": "how the artifact was made: id and description (a row of its backend's recipe "
     "table), knobs, and what every candidate measured when it was chosen by measurement",
     "recipe.selection": "the search's objective, agreement floor, winner after each timing round "
