@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from compress.backends import worker as isolate
-from compress.backends.onnx_weights import PROTOBUF_LIMIT, graphs
+from compress.backends.onnx_weights import PROTOBUF_LIMIT, graphs, readers
 from compress.core import compat
 from compress.keras import _tf
 from compress.measure.weights import float_weight_bytes
@@ -150,7 +150,7 @@ def _fold_transposes(graph: Any, weights: set[str]) -> dict[str, list[int]]:
     """Remove each Transpose whose input is one of `weights` read by nothing else (in any
     subgraph either), its consumers pointed at the weight; returns weight -> the permutation
     its values take."""
-    readers = Counter(name for g in graphs(graph) for node in g.node for name in node.input)
+    read = readers(graph)
     outputs = {o.name for o in graph.output}
     perms: dict[str, list[int]] = {}
     moved: dict[str, str] = {}
@@ -158,7 +158,7 @@ def _fold_transposes(graph: Any, weights: set[str]) -> dict[str, list[int]]:
         if (
             node.op_type == "Transpose"
             and node.input[0] in weights
-            and readers[node.input[0]] == 1
+            and read[node.input[0]] == 1
             and node.output[0] not in outputs
         ):
             perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)

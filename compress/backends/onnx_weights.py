@@ -4,6 +4,7 @@ storage; and which ops of a file still hold float weights."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,11 @@ def graphs(graph: Any) -> Iterator[Any]:
                 yield from graphs(attr.g)
             for sub in attr.graphs:
                 yield from graphs(sub)
+
+
+def readers(graph: Any) -> Counter[str]:
+    """Tensor name -> how many node inputs read it, subgraphs included."""
+    return Counter(name for g in graphs(graph) for node in g.node for name in node.input)
 
 
 def _tensors(graph: Any) -> Iterator[Any]:
@@ -392,11 +398,7 @@ def dynamic_int8_streamed(
     model = onnx.load(str(fp32_path), load_external_data=False)
     graph = model.graph
     inits = {i.name: i for i in graph.initializer}
-    readers: dict[str, int] = {}
-    for g in graphs(graph):
-        for n in g.node:
-            for name in n.input:
-                readers[name] = readers.get(name, 0) + 1
+    read = readers(graph)
     skip, qmax = set(exclude or []), (64 if reduce_range else 127)
     nodes: list[Any] = []
     quantized: dict[str, list[Any]] = {}  # weight -> its int8 tensor, scale and zero point
@@ -426,8 +428,8 @@ def dynamic_int8_streamed(
             helper.make_node("Mul", [a_scale, scale], [rescaled[1]], name=f"{p}_scales"),
             helper.make_node("Mul", rescaled, [node.output[0]], name=f"{p}_rescale"),
         ]  # fmt: skip
-        readers[w.name] -= 1
-    kept = [i for i in graph.initializer if readers.get(i.name, 0) > 0]
+        read[w.name] -= 1
+    kept = [i for i in graph.initializer if read[i.name] > 0]
     del graph.node[:]
     graph.node.extend(nodes)
     del graph.initializer[:]
