@@ -177,25 +177,30 @@ def test_slower_means_slower_beyond_the_noise_and_a_contradicted_search_is_unsur
 
 def test_a_choice_below_the_accuracy_floor_is_said_and_fp32_is_the_one_to_ship():
     """A 600M-parameter random MLP's int4 search: no candidate reached 99% agreement, and the
-    closest (72%) was kept; the run must say so rather than ship it as a choice that passed."""
-    cands = [{"id": "int4-kquant", "chosen": True, "speedup_b1": 5.35, "agreement": 72.0},
-             {"id": "int4-rtn", "speedup_b1": 5.17, "size_bytes": 400, "agreement": 66.5,
-              "lost": "agreement 66.5% < 99% floor"}]  # fmt: skip
+    closest (72%) was kept; the search marks it, and the run says so rather than ship it as a
+    choice that passed. QAT searches rank without the floor (min_agreement 0): nothing said."""
+    from compress.backends.select import annotate
+
+    def searched(min_agreement, max_ppl=None, ppl=None, agreement=72.0):
+        entries = [
+            {"id": "int4-kquant", "p50_ms_b1": 1.0, "speedup_b1": 5.35, "size_bytes": 400,
+             "agreement": agreement},
+            {"id": "int4-rtn", "p50_ms_b1": 1.03, "speedup_b1": 5.17, "size_bytes": 400,
+             "agreement": 66.5},
+        ]  # fmt: skip
+        if ppl is not None:
+            entries[0]["ppl_increase"], entries[1]["ppl_increase"] = ppl, ppl + 1
+        annotate(entries, min_agreement, "latency", 2000, max_ppl)
+        return _sized("model_int4.onnx", "int4", 400, 5.09, entries)
+
     fp32 = _sized("model_fp32.onnx", "fp32", 2000, 1.0)
-    (warning,) = compression_warnings([fp32, _sized("model_int4.onnx", "int4", 400, 5.09, cands)])
+    (warning,) = compression_warnings([fp32, searched(99.0)])
     assert warning.startswith(
-        "model_int4.onnx was chosen below the accuracy floor (no recipe candidate reached 99% "
-        "agreement on training samples; int4-kquant came closest at 72.0%)"
+        "model_int4.onnx was chosen below its search's accuracy floor (no recipe candidate "
+        "reached it; int4-kquant came closest: agreement 72.0% < 99% floor)"
     )
     assert warning.endswith("the fp32 file (model_fp32.onnx) is the one to ship in onnxruntime")
-    passed = [dict(cands[0], agreement=99.5)]
-    assert compression_warnings([fp32, _sized("model_int4.onnx", "int4", 400, 5.09, passed)]) == []
-    qat = _sized("model_qat.onnx", "qat", 400, 2.0, cands)  # ranked without the floor
-    assert compression_warnings([fp32, qat]) == []
-    over = [{"id": "int4", "chosen": True, "speedup_b1": 2.0, "agreement": 90.0,
-             "ppl_increase": 3.5}]  # fmt: skip
-    lm = _sized("model_int4.onnx", "int4", 400, 2.0, over)
-    lm["recipe"]["selection"]["max_ppl_increase"] = 1.0
-    (warning,) = compression_warnings([fp32, lm])
-    assert "was chosen over the perplexity budget (no recipe candidate stayed within 1%; int4 " \
-           "came closest at +3.50%)" in warning  # fmt: skip
+    assert compression_warnings([fp32, searched(99.0, agreement=99.5)]) == []
+    assert compression_warnings([fp32, searched(0.0)]) == []  # QAT
+    (warning,) = compression_warnings([fp32, searched(99.0, max_ppl=1.0, ppl=3.5)])
+    assert "int4-kquant came closest: perplexity +3.50% over the 1% budget)" in warning

@@ -100,6 +100,24 @@ def choose(
     return decide(entries, min_agreement, objective, fp32_size, max_ppl_increase)[0]
 
 
+def below_floor(
+    entries: list[dict[str, Any]], min_agreement: float, max_ppl_increase: float | None = None
+) -> dict[str, str]:
+    """Candidate id -> why it is below the search's accuracy floor, for the measured `entries`
+    that are: the perplexity budget when `max_ppl_increase` is given and every entry has a
+    perplexity increase (a language model), else the agreement floor."""
+    usable = [e for e in entries if "p50_ms_b1" in e]
+    by_ppl = max_ppl_increase is not None and all("ppl_increase" in e for e in usable)
+    out: dict[str, str] = {}
+    for e in usable:
+        if by_ppl and e["ppl_increase"] > max_ppl_increase:
+            out[e["id"]] = (f"perplexity {e['ppl_increase']:+.2f}% over the "
+                            f"{max_ppl_increase:g}% budget")  # fmt: skip
+        elif not by_ppl and e["agreement"] < min_agreement:
+            out[e["id"]] = f"agreement {e['agreement']:.1f}% < {min_agreement:g}% floor"
+    return out
+
+
 def decide(
     entries: list[dict[str, Any]],
     min_agreement: float,
@@ -126,14 +144,8 @@ def decide(
     usable = [e for e in entries if "p50_ms_b1" in e]
     if not usable:
         raise RuntimeError("; ".join(f"{e['id']}: {e.get('error')}" for e in entries))
-    lost: dict[str, str] = {}
     by_ppl = max_ppl_increase is not None and all("ppl_increase" in e for e in usable)
-    for e in usable:
-        if by_ppl and e["ppl_increase"] > max_ppl_increase:
-            lost[e["id"]] = (f"perplexity {e['ppl_increase']:+.2f}% over the "
-                             f"{max_ppl_increase:g}% budget")  # fmt: skip
-        elif not by_ppl and e["agreement"] < min_agreement:
-            lost[e["id"]] = f"agreement {e['agreement']:.1f}% < {min_agreement:g}% floor"
+    lost = below_floor(usable, min_agreement, max_ppl_increase)
     good = [e for e in usable if e["id"] not in lost]
     if not good:
         if by_ppl:
@@ -183,6 +195,31 @@ def decide(
         else:
             lost[e["id"]] = f"slower ({e['speedup_b1']:.2f}x vs {winner['speedup_b1']:.2f}x)"
     return winner, _without(lost, winner), smaller(winner) and faster(winner)
+
+
+def annotate(
+    entries: list[dict[str, Any]],
+    min_agreement: float,
+    objective: Objective = "latency",
+    fp32_size: int | None = None,
+    max_ppl_increase: float | None = None,
+) -> tuple[dict[str, Any], bool]:
+    """`decide`, written on the entries: `chosen`, each loser's `lost` reason, `eligible`
+    (measured and within the floor), and on a winner that is itself below the floor (no
+    candidate reached it: the closest won) its `below_floor` reason. The winner and whether
+    it pays."""
+    winner, lost, pays = decide(entries, min_agreement, objective, fp32_size, max_ppl_increase)
+    under = below_floor(entries, min_agreement, max_ppl_increase).get(winner["id"])
+    for entry in entries:
+        entry["chosen"] = entry is winner
+        if entry["id"] in lost:
+            entry["lost"] = lost[entry["id"]]
+        elif "error" in entry:
+            entry["lost"] = f"failed: {entry['error']}"
+        if entry is winner and under:
+            entry["below_floor"] = under
+        entry["eligible"] = "p50_ms_b1" in entry and not _below_floor(entry, lost)
+    return winner, pays
 
 
 def _below_floor(entry: dict[str, Any], lost: dict[str, str]) -> bool:
@@ -273,15 +310,7 @@ def search(
             calls, leader, lock=lock, round_budget_s=timing_budget_s * ROUND_SHARE
         )
         record(timings)
-        winner, lost, pays = decide(entries, min_agreement, objective, fp32_size,
-                                    max_ppl_increase)  # fmt: skip
-        for entry in entries:
-            entry["chosen"] = entry is winner
-            if entry["id"] in lost:
-                entry["lost"] = lost[entry["id"]]
-            elif "error" in entry:
-                entry["lost"] = f"failed: {entry['error']}"
-            entry["eligible"] = "p50_ms_b1" in entry and not _below_floor(entry, lost)
+        winner, pays = annotate(entries, min_agreement, objective, fp32_size, max_ppl_increase)
         blob = paths[winner["id"]].read_bytes()
     spec = next(s for s in specs if s.id == winner["id"])
     return Selection(spec, blob, decided[spec.id], tuple(entries), rounds, pays)

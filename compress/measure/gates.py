@@ -151,28 +151,17 @@ def compression_warnings(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def _under_floor(row: dict[str, Any]) -> str | None:
-    """The recipe search found no candidate within its accuracy floor (agreement, or the
-    perplexity budget) and kept the closest: said, since it is not a choice that passed.
-    Quantization-aware candidates are ranked without the floor (verify's drift gate judges
-    them)."""
-    recipe = row.get("recipe") or {}
-    chosen = next((c for c in recipe.get("candidates", []) if c.get("chosen")), None)
-    selection = recipe.get("selection") or {}
-    if chosen is None or row["precision"] == "qat":
+    """The recipe search found no candidate within its accuracy floor and kept the closest
+    (`below_floor` on the chosen candidate, written by the search): said, since it is not a
+    choice that passed."""
+    candidates = (row.get("recipe") or {}).get("candidates", [])
+    chosen = next((c for c in candidates if c.get("chosen") and c.get("below_floor")), None)
+    if chosen is None:
         return None
-    budget = selection.get("max_ppl_increase")
-    if budget is not None and "ppl_increase" in chosen:
-        if chosen["ppl_increase"] <= budget:
-            return None
-        return (f"was chosen over the perplexity budget (no recipe candidate stayed within "
-                f"{budget:g}%; {chosen['id']} came closest at "
-                f"{chosen['ppl_increase']:+.2f}%)")  # fmt: skip
-    floor = selection.get("min_agreement")
-    if floor is None or "agreement" not in chosen or chosen["agreement"] >= floor:
-        return None
-    return (f"was chosen below the accuracy floor (no recipe candidate reached {floor:g}% "
-            f"agreement on training samples; {chosen['id']} came closest at "
-            f"{chosen['agreement']:.1f}%)")  # fmt: skip
+    return (
+        f"was chosen below its search's accuracy floor (no recipe candidate reached it; "
+        f"{chosen['id']} came closest: {chosen['below_floor']})"
+    )
 
 
 def _contradicted(row: dict[str, Any]) -> str | None:

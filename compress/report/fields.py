@@ -46,7 +46,8 @@ FIELDS = {
     "table), knobs, and what every candidate measured when it was chosen by measurement",
     "recipe.selection": "the search's objective, agreement floor, winner after each timing round "
     "(it stops when the winner is the same 3 rounds running), and whether the winner pays "
-    "(smaller than fp32 by 5% and not slower); each losing candidate carries why it lost (`lost`)",
+    "(smaller than fp32 by 5% and not slower); each losing candidate carries why it lost (`lost`), "
+    "and a winner kept because no candidate reached the floor, why it is below it (`below_floor`)",
     "op_profile": "per exported artifact: each op type's nodes and the kernels that ran them "
     "(LiteRT: XNNPACK or built-in; onnxruntime: its execution provider) and, in onnxruntime, the "
     "type's time per batch-1 call from the runtime's profiler (ms, share)",
